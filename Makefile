@@ -1,0 +1,39 @@
+# Two commands for a newcomer: `make run` and `make test`. Both install what is missing.
+.PHONY: setup jars run test test-fast lint lock clean help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export SPARK_LOCAL_IP ?= 127.0.0.1
+export PYSPARK_PYTHON ?= $(abspath $(PY))
+
+help:
+	@echo "make run    - install what is missing, generate demo data, run the whole pipeline (embedded env)"
+	@echo "make test   - install what is missing, run every test"
+	@echo "make lint   - ruff"
+	@echo "make clean  - remove var/ (data, warehouse, metastore, MLflow) and dist/"
+
+setup:
+	@./scripts/setup.sh
+
+jars: setup
+
+run: setup
+	./spark-submit.sh jobs/generate.py
+	./spark-submit.sh jobs/pipeline.py
+	@echo 'Query the results:  ./scripts/sql.sh -e "SELECT count(*), min(model_version) FROM churn.predictions"'
+
+test: setup
+	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not e2e and not subprocess"
+
+lint: setup
+	$(PY) -m ruff check lib jobs tests
+
+# re-resolve the pinned set from requirements.in (needs the package index)
+lock:
+	python3 -m venv /tmp/lakeml-lock && /tmp/lakeml-lock/bin/pip install -q -r requirements.in && /tmp/lakeml-lock/bin/pip freeze > requirements.lock
+
+clean:
+	rm -rf var dist

@@ -1,0 +1,27 @@
+"""Ingest landing batches into bronze Delta tables; bad rows go to the quarantine table.
+
+    ./spark-submit.sh jobs/ingest.py [--batch YYYY-MM-DD ...] [--all]
+
+Default: every batch that is new or whose files changed since it was ingested.
+--batch re-ingests the named arrival dates; --all re-ingests everything. Either way
+the result is the same tables (each batch slice is replaced, never appended twice).
+"""
+
+from lakeml import cli
+
+
+def run(args):
+    from dataclasses import asdict
+
+    from lakeml import ingest, session
+
+    env, uc = cli.load(args)
+    spark = session.get_spark(env, "lakeml-ingest")
+    return [asdict(r) for r in ingest.ingest(spark, env, uc, batch_dates=args.batch, force=args.all)]
+
+
+if __name__ == "__main__":
+    p = cli.parser(__doc__)
+    p.add_argument("--batch", type=cli.iso_date, action="append", help="arrival date to (re)ingest; repeatable")
+    p.add_argument("--all", action="store_true", help="re-ingest every batch in the landing zone")
+    cli.main(run, p.parse_args())

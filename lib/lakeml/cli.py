@@ -1,0 +1,61 @@
+"""What every job shares: its common arguments, logging, conf and session."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from datetime import date
+from pathlib import Path
+
+from lakeml.config import ConfigError, EnvConfig, UsageError, UseCaseConfig, load_env, load_usecase
+
+DEFAULT_CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def iso_date(s: str) -> date:
+    try:
+        return date.fromisoformat(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {s!r}") from None
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--env", default=os.environ.get("LAKEML_ENV", "embedded"), help="env name: conf/envs/<env>.yaml (default: embedded)")
+    p.add_argument("--conf-dir", default=os.environ.get("LAKEML_CONF_DIR", str(DEFAULT_CONF_DIR)), help="the conf/ folder")
+    p.add_argument("--usecase", default=None, help="use case: conf/<usecase>/usecase.yaml (default: the env's)")
+    return p
+
+
+def setup_logging() -> None:
+    logging.basicConfig(
+        level=os.environ.get("LAKEML_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    for noisy in ("py4j", "urllib3", "alembic", "mlflow.store.db.utils"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def load(args: argparse.Namespace) -> tuple[EnvConfig, UseCaseConfig]:
+    env = load_env(args.conf_dir, args.env)
+    uc = load_usecase(args.conf_dir, args.usecase or env.usecase)
+    return env, uc
+
+
+def main(run, args: argparse.Namespace) -> None:
+    """Run ``run(args)``; config and lookup errors end with their message, not a trace."""
+    setup_logging()
+    from lakeml.tables import MissingTableError
+
+    try:
+        result = run(args)
+    except (ConfigError, UsageError, MissingTableError, LookupError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    if result is not None:
+        print(json.dumps(result, default=str, indent=2))

@@ -1,0 +1,265 @@
+"""Landing batches -> bronze Delta tables, with a quarantine for what does not fit.
+
+Every source is first read with every column as a string (plus the raw record when the
+parser could not split it), then typed by ``validate`` against the schema in conf. A row
+is accepted when every value parses and no required value is missing; otherwise it goes to
+the quarantine table with its source file, raw text and the reasons. Nothing is dropped:
+for every (source, batch), rows read = rows accepted + rows quarantined, and the ingest
+log records the three numbers.
+
+Ingest is idempotent: each (source, batch) slice of the bronze, quarantine and log tables
+is replaced in one Delta transaction per table, and the log is written last, so a batch
+whose files have not changed since it was logged is skipped, and a crash half-way is
+repaired by the next run.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date
+
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
+
+from lakeml import landing, tables
+from lakeml.config import ColumnSpec, EnvConfig, SourceSpec, UseCaseConfig
+
+log = logging.getLogger(__name__)
+
+CORRUPT = "_corrupt_record"
+META = ["_batch_date", "_source_file"]
+
+
+def _norm_path(c: Column) -> Column:
+    # Spark reports file:///x, Hadoop file:/x; compare without the scheme
+    return F.regexp_replace(c, r"^file:/+", "/")
+
+
+def _batch_of(path: Column) -> Column:
+    return F.to_date(F.regexp_extract(path, r"/(\d{4}-\d{2}-\d{2})/[^/]+/[^/]+$", 1))
+
+
+def csv_header(spec: SourceSpec) -> str:
+    return ",".join(spec.columns)
+
+
+def _string_schema(spec: SourceSpec) -> StructType:
+    return StructType([StructField(c, StringType()) for c in spec.columns] + [StructField(CORRUPT, StringType())])
+
+
+def _with_meta(df: DataFrame) -> DataFrame:
+    path = F.col("_metadata.file_path")
+    return df.withColumn("_source_file", _norm_path(path)).withColumn("_batch_date", _batch_of(path))
+
+
+def read_raw(spark: SparkSession, spec: SourceSpec, files: list[str], headers: dict[str, str | None] | None = None) -> DataFrame:
+    """Read landed files of one source: every declared column as a string, plus
+    ``_corrupt_record`` (the raw text of a record the parser could not read),
+    ``_source_file`` and ``_batch_date``.
+
+    CSV files whose header is not the declared one are not parsed by position (the values
+    would land in the wrong columns): each of their lines comes back as a corrupt record.
+    """
+    cols = list(spec.columns)
+    if spec.format == "parquet":
+        df = _with_meta(spark.read.parquet(*files))
+        present = set(df.columns)
+        return df.select(
+            *[(F.col(c).cast("string") if c in present else F.lit(None).cast("string")).alias(c) for c in cols],
+            F.lit(None).cast("string").alias(CORRUPT),
+            *META,
+        )
+    if spec.format == "json":
+        df = spark.read.schema(_string_schema(spec)).option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT).json(files)
+        return _with_meta(df).select(*cols, CORRUPT, *META)
+    # CSV
+    expected = csv_header(spec)
+    headers = headers if headers is not None else {f: landing.first_line(spark, f) for f in files}
+    good = [f for f in files if (headers.get(f) or "").strip() == expected]
+    bad = [f for f in files if f not in good]
+    parts = []
+    if good:
+        df = (
+            spark.read.schema(_string_schema(spec))
+            .option("header", True)
+            .option("mode", "PERMISSIVE")
+            .option("columnNameOfCorruptRecord", CORRUPT)
+            .csv(good)
+        )
+        parts.append(_with_meta(df).select(*cols, CORRUPT, *META))
+    if bad:
+        lines = _with_meta(spark.read.text(bad))
+        hdr = spark.createDataFrame([(landing_path, h) for landing_path, h in _norm(headers, bad)], "f string, h string")
+        # drop each file's own first line (its header), keep every other line as corrupt
+        lines = lines.join(hdr, (lines["_source_file"] == hdr["f"]) & (lines["value"] == hdr["h"]), "left_anti")
+        parts.append(
+            lines.select(
+                *[F.lit(None).cast("string").alias(c) for c in cols],
+                F.concat(F.lit("[header mismatch] "), F.col("value")).alias(CORRUPT),
+                *META,
+            )
+        )
+    if not parts:
+        return spark.createDataFrame([], _string_schema(spec)).withColumn("_batch_date", F.lit(None).cast("date")).withColumn(
+            "_source_file", F.lit(None).cast("string")
+        ).select(*cols, CORRUPT, *META)
+    out = parts[0]
+    for p in parts[1:]:
+        out = out.unionByName(p)
+    return out
+
+
+def _norm(headers: dict[str, str | None], files: list[str]) -> list[tuple[str, str]]:
+    import re
+
+    return [(re.sub(r"^file:/+", "/", f), headers.get(f) or "") for f in files]
+
+
+def _parse(raw: Column, spec: ColumnSpec) -> Column:
+    if spec.type == "timestamp" and spec.format:
+        return F.try_to_timestamp(raw, F.lit(spec.format))
+    if spec.type == "date" and spec.format:
+        return F.try_to_date(raw, spec.format)
+    if spec.type == "boolean":
+        low = F.lower(F.trim(raw))
+        return F.when(low.isin("true", "1", "yes"), True).when(low.isin("false", "0", "no"), False)
+    return F.trim(raw).try_cast(spec.type) if spec.type != "string" else raw
+
+
+def validate(raw: DataFrame, spec: SourceSpec) -> DataFrame:
+    """Type the string columns of ``raw``; ``_reason`` is null for a good row, else why not.
+
+    Pure: DataFrame in, DataFrame out. Keeps ``_raw`` (the record as it arrived).
+    """
+    reasons = [F.when(F.col(CORRUPT).isNotNull(), F.lit("malformed record"))]
+    typed = []
+    for name, cs in spec.columns.items():
+        r = F.col(name)
+        empty = r.isNull() | (F.trim(r) == "")
+        value = F.when(~empty, _parse(r, cs))
+        if cs.required:
+            reasons.append(F.when(empty & F.col(CORRUPT).isNull(), F.lit(f"missing required {name}")))
+        reasons.append(
+            F.when(~empty & value.isNull(), F.concat(F.lit(f"{name}: cannot read '"), F.substring(r, 1, 80), F.lit(f"' as {cs.type}")))
+        )
+        typed.append(value.alias(name))
+    raw_text = F.coalesce(F.col(CORRUPT), F.to_json(F.struct(*[F.col(c) for c in spec.columns])))
+    reason = F.concat_ws("; ", F.array_compact(F.array(*reasons)))
+    out = raw.select(*typed, raw_text.alias("_raw"), F.when(reason != "", reason).alias("_reason"), *META)
+    # one row per key and batch: later duplicates are quarantined, not silently dropped
+    w = Window.partitionBy(*[F.col(k) for k in spec.keys], F.col("_batch_date")).orderBy("_source_file", "_raw")
+    rank = F.when(F.col("_reason").isNull(), F.row_number().over(w))
+    return out.withColumn(
+        "_reason", F.when(rank > 1, F.lit("duplicate key within batch")).otherwise(F.col("_reason"))
+    )
+
+
+def accepted_rows(validated: DataFrame, spec: SourceSpec) -> DataFrame:
+    return validated.where(F.col("_reason").isNull()).select(*spec.columns, *META)
+
+
+def quarantined_rows(validated: DataFrame, source: str) -> DataFrame:
+    return validated.where(F.col("_reason").isNotNull()).select(
+        F.lit(source).alias("source"),
+        F.col("_batch_date").alias("batch_date"),
+        F.col("_source_file").alias("source_file"),
+        F.col("_raw").alias("raw"),
+        F.col("_reason").alias("reason"),
+    )
+
+
+@dataclass
+class SourceReport:
+    source: str
+    batches: int
+    rows_read: int
+    rows_accepted: int
+    rows_quarantined: int
+
+
+def pending(spark: SparkSession, uc: UseCaseConfig, batches: list[landing.Batch], force: bool) -> dict[str, list[landing.Batch]]:
+    """Per source, the batches whose files are new or changed since they were logged."""
+    done: dict[tuple[str, date], str] = {}
+    log_table = uc.table(uc.tables.ingest_log)
+    if not force and tables.exists(spark, log_table):
+        for r in spark.table(log_table).select("source", "batch_date", "fingerprint").collect():
+            done[(r.source, r.batch_date)] = r.fingerprint
+    out: dict[str, list[landing.Batch]] = {}
+    for source in uc.sources:
+        out[source] = [
+            b for b in batches if b.files.get(source) and done.get((source, b.batch_date)) != b.fingerprint(source)
+        ]
+    return out
+
+
+def ingest(
+    spark: SparkSession,
+    env: EnvConfig,
+    uc: UseCaseConfig,
+    batch_dates: list[date] | None = None,
+    force: bool = False,
+) -> list[SourceReport]:
+    """Ingest pending landing batches (or just ``batch_dates``) of every source."""
+    tables.ensure_database(spark, uc.database)
+    batches = landing.list_batches(spark, env.landing_dir)
+    if batch_dates:
+        wanted = set(batch_dates)
+        missing = wanted - {b.batch_date for b in batches}
+        if missing:
+            raise FileNotFoundError(f"no landing batch for {sorted(str(d) for d in missing)} under {env.landing_dir}")
+        batches = [b for b in batches if b.batch_date in wanted]
+        force = True
+    if not batches:
+        log.warning("landing zone %s has no batches; run jobs/generate.py or upload files", env.landing_dir)
+    reports = []
+    for source, todo in pending(spark, uc, batches, force).items():
+        if not todo:
+            log.info("%s: nothing new", source)
+            continue
+        reports.append(ingest_source(spark, uc, source, todo))
+    return reports
+
+
+def ingest_source(spark: SparkSession, uc: UseCaseConfig, source: str, batches: list[landing.Batch]) -> SourceReport:
+    spec = uc.sources[source]
+    files = [f.path for b in batches for f in b.files[source]]
+    validated = validate(read_raw(spark, spec, files), spec).persist()
+    try:
+        dates = [b.batch_date for b in batches]
+        bronze = uc.table(spec.table)
+        tables.replace_where(
+            accepted_rows(validated, spec).repartition("_batch_date"),
+            bronze,
+            tables.in_predicate("_batch_date", dates),
+            partition_by=["_batch_date"],
+        )
+        slice_pred = f"source = {tables.sql_literal(source)} AND {tables.in_predicate('batch_date', dates)}"
+        tables.replace_where(quarantined_rows(validated, source).coalesce(1), uc.table(uc.tables.quarantine), slice_pred)
+        stats = {
+            r["_batch_date"]: (r["read"], r["bad"])
+            for r in validated.groupBy("_batch_date")
+            .agg(F.count(F.lit(1)).alias("read"), F.count("_reason").alias("bad"))
+            .collect()
+        }
+        log_rows = []
+        for b in batches:
+            read, bad = stats.get(b.batch_date, (0, 0))
+            log_rows.append((source, b.batch_date, b.fingerprint(source), len(b.files[source]), read, read - bad, bad))
+        log_df = spark.createDataFrame(
+            log_rows,
+            "source string, batch_date date, fingerprint string, files int, rows_read long, rows_accepted long, rows_quarantined long",
+        ).withColumn("ingested_at", F.current_timestamp())
+        tables.replace_where(log_df.coalesce(1), uc.table(uc.tables.ingest_log), slice_pred)
+    finally:
+        validated.unpersist()
+    rep = SourceReport(
+        source,
+        len(batches),
+        sum(r[4] for r in log_rows),
+        sum(r[5] for r in log_rows),
+        sum(r[6] for r in log_rows),
+    )
+    log.info("ingested %s: %d batches, %d read, %d accepted, %d quarantined", *vars(rep).values())
+    return rep

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Install what is missing, nothing more: Java 17+ and Maven (Debian packages), the pinned
+# Python venv (.venv from requirements.lock), the Delta jars (.cache/jars via Maven).
+# Idempotent and quiet when everything is there.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+VENV="${LAKEML_VENV:-$ROOT/.venv}"
+
+apt_install() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "error: need Debian packages $*; install them (sudo apt-get install $*) or run as root" >&2
+    exit 2
+  fi
+  echo "installing Debian packages: $*"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+java_major() { java -version 2>&1 | sed -nE 's/.*version "([0-9]+).*/\1/p' | head -1; }
+if ! command -v java >/dev/null || [ "$(java_major)" -lt 17 ]; then
+  apt_install openjdk-17-jre-headless
+fi
+command -v mvn >/dev/null || apt_install maven
+python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
+
+STAMP="$VENV/.lakeml-installed"
+WANT="$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)"
+if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
+  echo "creating the Python environment in $VENV (pinned by requirements.lock) ..."
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+  "$VENV/bin/pip" install -q -r requirements.lock
+  "$VENV/bin/pip" install -q --no-deps -e .
+  "$VENV/bin/python" -m ipykernel install --prefix "$VENV" --name python3 >/dev/null
+  echo "$WANT" > "$STAMP"
+fi
+
+LAKEML_PYTHON="$VENV/bin/python" "$ROOT/scripts/resolve_jars.sh"
