@@ -37,8 +37,12 @@ def setup_logging() -> None:
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
-    for noisy in ("py4j", "urllib3", "alembic", "mlflow.store.db.utils"):
+    for noisy in ("py4j", "urllib3", "alembic", "mlflow.store.db.utils", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # MLflow probes for Databricks credentials on every registry call; not our setting
+    logging.getLogger("mlflow.utils.databricks_utils").setLevel(logging.ERROR)
+    # pyspark logs every failed query as a JSON blob before raising; jobs report it once
+    logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
 
 
 def load(args: argparse.Namespace) -> tuple[EnvConfig, UseCaseConfig]:

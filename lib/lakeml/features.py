@@ -3,7 +3,9 @@
 The SQL sees, as temporary views:
 
 - one view per source, named as the source, holding the latest row per key of its
-  bronze table (a key re-sent in a later batch replaces the earlier one);
+  bronze table (a key re-sent in a later batch replaces the earlier one), and
+  ``<source>_history`` with every version of every row and its ``_batch_date`` (arrival),
+  for attributes that change: take the newest version with ``_batch_date <= as_of_date``;
 - ``snapshots(as_of_date)``: the as-of dates being computed;
 - ``population(customer_id, as_of_date)``: who is scored at each date (population SQL).
 
@@ -38,15 +40,29 @@ def render(sql: str, params: dict[str, object], where: str = "SQL") -> str:
         raise ConfigError(f"{where}: unknown placeholder ${{{e.args[0]}}}; known: {', '.join(sorted(params))}") from None
 
 
+def run_sql(spark: SparkSession, sql: str, where: str) -> DataFrame:
+    """spark.sql with errors that name the SQL file instead of a JVM trace."""
+    from pyspark.errors import AnalysisException
+
+    try:
+        return spark.sql(sql)
+    except AnalysisException as e:
+        msg = str(e).split("\n")[0]
+        raise ConfigError(f"{where}: {msg}") from None
+
+
 def latest_per_key(df: DataFrame, keys: list[str]) -> DataFrame:
     """The newest row per key, newest meaning the latest arrival batch."""
     w = Window.partitionBy(*keys).orderBy(F.col("_batch_date").desc(), F.col("_source_file").desc())
     return df.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
 
 
-def register_source_views(spark: SparkSession, uc: UseCaseConfig) -> None:
+def register_source_views(spark: SparkSession, uc: UseCaseConfig, frames: dict[str, DataFrame] | None = None) -> None:
+    """Register the source views from the bronze tables (or from ``frames``, bronze-shaped
+    DataFrames by source name, which is how tests feed the SQL)."""
     for name, spec in uc.sources.items():
-        bronze = tables.read(spark, uc.table(spec.table), made_by=INGEST_JOB)
+        bronze = frames[name] if frames is not None else tables.read(spark, uc.table(spec.table), made_by=INGEST_JOB)
+        bronze.createOrReplaceTempView(f"{name}_history")
         latest_per_key(bronze, spec.keys).createOrReplaceTempView(name)
 
 
@@ -83,7 +99,7 @@ def _snapshots_view(spark: SparkSession, as_of_dates: list[date]) -> None:
 
 def population(spark: SparkSession, uc: UseCaseConfig, as_of_dates: list[date]) -> DataFrame:
     _snapshots_view(spark, as_of_dates)
-    pop = spark.sql(uc.read_sql(uc.features.population_sql))
+    pop = run_sql(spark, uc.read_sql(uc.features.population_sql), f"{uc.conf_dir}/{uc.features.population_sql}")
     pop.createOrReplaceTempView("population")
     return pop
 
@@ -97,7 +113,7 @@ def build_features(spark: SparkSession, uc: UseCaseConfig, as_of_dates: list[dat
     out = pop
     seen = set(key)
     for rel in uc.features.sql:
-        df = spark.sql(uc.read_sql(rel))
+        df = run_sql(spark, uc.read_sql(rel), f"{uc.conf_dir}/{rel}")
         missing = [k for k in key if k not in df.columns]
         if missing:
             raise ConfigError(f"{uc.conf_dir}/{rel}: the query must return {key}; missing {missing}")
@@ -116,8 +132,9 @@ def build_labels(spark: SparkSession, uc: UseCaseConfig, as_of_dates: list[date]
         "observed_until": tables.sql_literal(observed_until),
         "label_column": uc.label.column,
     }
-    sql = render(uc.read_sql(uc.label.sql), params, f"{uc.conf_dir}/{uc.label.sql}")
-    return spark.sql(sql).withColumn(uc.label.column, F.col(uc.label.column).cast("int"))
+    where = f"{uc.conf_dir}/{uc.label.sql}"
+    sql = render(uc.read_sql(uc.label.sql), params, where)
+    return run_sql(spark, sql, where).withColumn(uc.label.column, F.col(uc.label.column).cast("int"))
 
 
 def run(spark: SparkSession, uc: UseCaseConfig, as_of: list[date] | None = None) -> dict:

@@ -124,7 +124,6 @@ def customers(spark: SparkSession, g: GeneratorSpec) -> DataFrame:
 
 def customer_days(cust: DataFrame, g: GeneratorSpec) -> DataFrame:
     """One row per customer and active day, with the disengagement multiplier."""
-    s = g.seed
     df = cust.where(F.col("active_from") < F.col("active_to")).withColumn(
         "day", F.explode(F.sequence(F.col("active_from"), F.date_sub(F.col("active_to"), 1)))
     )
@@ -249,12 +248,13 @@ def _to_json_lines(df: DataFrame, g: GeneratorSpec, salt: str, key: str) -> Data
 def generate(spark: SparkSession, g: GeneratorSpec, landing_dir: str) -> dict[str, int]:
     """Write every source into the landing zone; returns rows written per source."""
     cust = customers(spark, g).persist()
-    cd = customer_days(cust, g)
+    cd = customer_days(cust, g).persist()
     staging = f"{landing_dir}/_staging"
     counts: dict[str, int] = {}
 
     def write(source: str, df: DataFrame, fmt: str, ext: str | None = None) -> None:
-        df = df.repartition("arrival_date")
+        df = df.repartition("arrival_date").persist()
+        counts[source] = df.count()
         path = f"{staging}/{source}"
         w = df.write.mode("overwrite").partitionBy("arrival_date")
         if fmt == "csv":
@@ -263,10 +263,7 @@ def generate(spark: SparkSession, g: GeneratorSpec, landing_dir: str) -> dict[st
             w.text(path)
         else:
             w.parquet(path)
-        counts[source] = spark.read.format("parquet" if fmt == "parquet" else "text").load(path).count() - (
-            # a CSV file carries one header line per arrival-date folder
-            spark.read.text(path).select("arrival_date").distinct().count() if fmt == "csv" else 0
-        )
+        df.unpersist()
         n = landing.move_partitions_into_batches(spark, path, landing_dir, source, ext)
         log.info("generated %s: %d rows in %d batches", source, counts[source], n)
 
@@ -293,6 +290,7 @@ def generate(spark: SparkSession, g: GeneratorSpec, landing_dir: str) -> dict[st
     write("support_tickets", tickets, "csv")
     churn = churn_events(cust, g)
     write("churn_events", churn.select(F.to_json(F.struct("customer_id", "churn_date", "reason")).alias("value"), "arrival_date"), "text", "jsonl")
+    cd.unpersist()
     cust.unpersist()
     landing.delete(spark, staging)
     end = g.start_date + timedelta(days=g.days)

@@ -16,6 +16,7 @@ repaired by the next run.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import date
 
@@ -56,64 +57,49 @@ def _with_meta(df: DataFrame) -> DataFrame:
 
 def read_raw(spark: SparkSession, spec: SourceSpec, files: list[str], headers: dict[str, str | None] | None = None) -> DataFrame:
     """Read landed files of one source: every declared column as a string, plus
-    ``_corrupt_record`` (the raw text of a record the parser could not read),
-    ``_source_file`` and ``_batch_date``.
+    ``_corrupt_record`` (the raw text of a record that could not be read), ``_problem``
+    (why not, when known), ``_source_file`` and ``_batch_date``.
 
-    CSV files whose header is not the declared one are not parsed by position (the values
-    would land in the wrong columns): each of their lines comes back as a corrupt record.
+    CSV is read line by line so that a line with too few or too many fields is caught
+    (Spark's CSV reader would pad or cut it silently), and files whose header is not the
+    declared one are not parsed by position: their lines come back as corrupt records.
+    Quoted fields may hold commas, not line breaks.
     """
     cols = list(spec.columns)
+    none = F.lit(None).cast("string")
     if spec.format == "parquet":
         df = _with_meta(spark.read.parquet(*files))
         present = set(df.columns)
         return df.select(
-            *[(F.col(c).cast("string") if c in present else F.lit(None).cast("string")).alias(c) for c in cols],
-            F.lit(None).cast("string").alias(CORRUPT),
-            *META,
+            *[(F.col(c).cast("string") if c in present else none).alias(c) for c in cols], none.alias(CORRUPT), none.alias("_problem"), *META
         )
     if spec.format == "json":
         df = spark.read.schema(_string_schema(spec)).option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT).json(files)
-        return _with_meta(df).select(*cols, CORRUPT, *META)
+        problem = F.when(F.col(CORRUPT).isNotNull(), F.lit("malformed record: not a JSON object"))
+        return _with_meta(df).select(*cols, CORRUPT, problem.alias("_problem"), *META)
     # CSV
     expected = csv_header(spec)
     headers = headers if headers is not None else {f: landing.first_line(spark, f) for f in files}
-    good = [f for f in files if (headers.get(f) or "").strip() == expected]
-    bad = [f for f in files if f not in good]
-    parts = []
-    if good:
-        df = (
-            spark.read.schema(_string_schema(spec))
-            .option("header", True)
-            .option("mode", "PERMISSIVE")
-            .option("columnNameOfCorruptRecord", CORRUPT)
-            .csv(good)
-        )
-        parts.append(_with_meta(df).select(*cols, CORRUPT, *META))
-    if bad:
-        lines = _with_meta(spark.read.text(bad))
-        hdr = spark.createDataFrame([(landing_path, h) for landing_path, h in _norm(headers, bad)], "f string, h string")
-        # drop each file's own first line (its header), keep every other line as corrupt
-        lines = lines.join(hdr, (lines["_source_file"] == hdr["f"]) & (lines["value"] == hdr["h"]), "left_anti")
-        parts.append(
-            lines.select(
-                *[F.lit(None).cast("string").alias(c) for c in cols],
-                F.concat(F.lit("[header mismatch] "), F.col("value")).alias(CORRUPT),
-                *META,
-            )
-        )
-    if not parts:
-        return spark.createDataFrame([], _string_schema(spec)).withColumn("_batch_date", F.lit(None).cast("date")).withColumn(
-            "_source_file", F.lit(None).cast("string")
-        ).select(*cols, CORRUPT, *META)
-    out = parts[0]
-    for p in parts[1:]:
-        out = out.unionByName(p)
-    return out
+    hdr = spark.createDataFrame(_norm(headers, files), "_f string, _h string")
+    lines = _with_meta(spark.read.text(files)).join(F.broadcast(hdr), F.col("_source_file") == F.col("_f"))
+    # each file's first line is its header; blank lines are not records
+    lines = lines.where((F.col("value") != F.col("_h")) & (F.trim(F.col("value")) != ""))
+    good_header = F.trim(F.col("_h")) == F.lit(expected)
+    fields = F.size(F.split(F.col("value"), r',(?=(?:[^"]*"[^"]*")*[^"]*$)'))
+    parsed = F.from_csv(F.col("value"), ", ".join(f"`{c}` STRING" for c in cols), {"mode": "PERMISSIVE"})
+    ok = good_header & (fields == len(cols))
+    problem = F.when(~good_header, F.concat(F.lit(f"header mismatch: expected '{expected}', file has '"), F.col("_h"), F.lit("'"))).when(
+        fields != len(cols), F.concat(F.lit(f"malformed record: expected {len(cols)} fields, found "), fields.cast("string"))
+    )
+    return lines.select(
+        *[F.when(ok, parsed[c]).alias(c) for c in cols],
+        F.when(~ok, F.col("value")).alias(CORRUPT),
+        problem.alias("_problem"),
+        *META,
+    )
 
 
 def _norm(headers: dict[str, str | None], files: list[str]) -> list[tuple[str, str]]:
-    import re
-
     return [(re.sub(r"^file:/+", "/", f), headers.get(f) or "") for f in files]
 
 
@@ -133,7 +119,7 @@ def validate(raw: DataFrame, spec: SourceSpec) -> DataFrame:
 
     Pure: DataFrame in, DataFrame out. Keeps ``_raw`` (the record as it arrived).
     """
-    reasons = [F.when(F.col(CORRUPT).isNotNull(), F.lit("malformed record"))]
+    reasons = [F.when(F.col(CORRUPT).isNotNull(), F.coalesce(F.col("_problem"), F.lit("malformed record")))]
     typed = []
     for name, cs in spec.columns.items():
         r = F.col(name)
@@ -229,12 +215,9 @@ def ingest_source(spark: SparkSession, uc: UseCaseConfig, source: str, batches: 
     try:
         dates = [b.batch_date for b in batches]
         bronze = uc.table(spec.table)
-        tables.replace_where(
-            accepted_rows(validated, spec).repartition("_batch_date"),
-            bronze,
-            tables.in_predicate("_batch_date", dates),
-            partition_by=["_batch_date"],
-        )
+        # not partitioned: a partition per arrival day makes many small files; the
+        # replaceWhere on _batch_date still touches only files holding those batches
+        tables.replace_where(accepted_rows(validated, spec), bronze, tables.in_predicate("_batch_date", dates))
         slice_pred = f"source = {tables.sql_literal(source)} AND {tables.in_predicate('batch_date', dates)}"
         tables.replace_where(quarantined_rows(validated, source).coalesce(1), uc.table(uc.tables.quarantine), slice_pred)
         stats = {

@@ -9,7 +9,9 @@ code works on a local folder and on ``hdfs://``.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import shutil
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -39,6 +41,16 @@ class Batch:
         return h.hexdigest()[:16]
 
 
+def is_local(path: str) -> bool:
+    """A local folder (plain path or file:), handled with Python's os module: the same
+    operations through the JVM cost a round trip per file."""
+    return path.startswith("/") or path.startswith("file:")
+
+
+def _local(path: str) -> str:
+    return re.sub(r"^file:/+", "/", path)
+
+
 def _fs(spark: SparkSession, path: str):
     jvm = spark.sparkContext._jvm
     p = jvm.org.apache.hadoop.fs.Path(path)
@@ -52,6 +64,8 @@ def _visible(name: str) -> bool:
 
 def list_batches(spark: SparkSession, landing_dir: str) -> list[Batch]:
     """Every arrival-date folder in the landing zone, oldest first."""
+    if is_local(landing_dir):
+        return _list_local(_local(landing_dir))
     fs, root = _fs(spark, landing_dir)
     if not fs.exists(root):
         return []
@@ -74,8 +88,29 @@ def list_batches(spark: SparkSession, landing_dir: str) -> list[Batch]:
     return sorted(batches, key=lambda b: b.batch_date)
 
 
+def _list_local(root: str) -> list[Batch]:
+    if not os.path.isdir(root):
+        return []
+    batches = []
+    for day in os.scandir(root):
+        if not (day.is_dir() and BATCH_DIR.match(day.name)):
+            continue
+        batch = Batch(date.fromisoformat(day.name))
+        for src in os.scandir(day.path):
+            if src.is_dir():
+                batch.files[src.name] = [
+                    LandedFile(f"file:{f.path}", f.stat().st_size) for f in os.scandir(src.path) if f.is_file() and _visible(f.name)
+                ]
+        batches.append(batch)
+    return sorted(batches, key=lambda b: b.batch_date)
+
+
 def first_line(spark: SparkSession, path: str) -> str | None:
     """The first line of a text file (a CSV header), read on the driver."""
+    if is_local(path):
+        with open(_local(path), encoding="utf-8", errors="replace") as f:
+            line = f.readline()
+        return line.rstrip("\r\n") if line else None
     jvm = spark.sparkContext._jvm
     fs, p = _fs(spark, path)
     stream = fs.open(p)
@@ -87,6 +122,13 @@ def first_line(spark: SparkSession, path: str) -> str | None:
 
 
 def delete(spark: SparkSession, path: str) -> None:
+    if is_local(path):
+        p = _local(path)
+        if os.path.isdir(p):
+            shutil.rmtree(p)
+        elif os.path.exists(p):
+            os.remove(p)
+        return
     fs, p = _fs(spark, path)
     if fs.exists(p):
         fs.delete(p, True)
@@ -100,6 +142,8 @@ def move_partitions_into_batches(
     Each destination folder is replaced whole, so regenerating a batch never leaves
     files of an earlier run beside the new ones. Returns the number of batches moved.
     """
+    if is_local(staging_dir) and is_local(landing_dir):
+        return _move_local(_local(staging_dir), _local(landing_dir), source, extension)
     jvm = spark.sparkContext._jvm
     fs, staging = _fs(spark, staging_dir)
     moved = 0
@@ -125,8 +169,31 @@ def move_partitions_into_batches(
     return moved
 
 
+def _move_local(staging: str, landing_dir: str, source: str, extension: str | None) -> int:
+    moved = 0
+    for part in os.scandir(staging):
+        if not (part.is_dir() and part.name.startswith("arrival_date=")):
+            continue
+        dest = os.path.join(landing_dir, part.name.split("=", 1)[1], source)
+        if os.path.isdir(dest):
+            shutil.rmtree(dest)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        os.rename(part.path, dest)
+        for f in os.scandir(dest):
+            if f.name.endswith(".crc"):
+                os.remove(f.path)  # Hadoop's checksums; upstream exports have none
+            elif extension and _visible(f.name) and "." in f.name:
+                os.rename(f.path, os.path.join(dest, f"{f.name.rsplit('.', 1)[0]}.{extension}"))
+        moved += 1
+    shutil.rmtree(staging)
+    return moved
+
+
 def read_text(spark: SparkSession, path: str) -> str | None:
     """A small text file (a manifest), or None when it does not exist."""
+    if is_local(path):
+        p = _local(path)
+        return open(p).read() if os.path.exists(p) else None
     jvm = spark.sparkContext._jvm
     fs, p = _fs(spark, path)
     if not fs.exists(p):
@@ -139,6 +206,11 @@ def read_text(spark: SparkSession, path: str) -> str | None:
 
 
 def write_text(spark: SparkSession, path: str, text: str) -> None:
+    if is_local(path):
+        os.makedirs(os.path.dirname(_local(path)), exist_ok=True)
+        with open(_local(path), "w") as f:
+            f.write(text)
+        return
     fs, p = _fs(spark, path)
     out = fs.create(p, True)
     try:

@@ -120,7 +120,7 @@ def feature_importances(model: PipelineModel, scored: DataFrame) -> list[tuple[s
     attrs = scored.schema["features"].metadata.get("ml_attr", {}).get("attrs", {})
     names = {a["idx"]: a["name"] for group in attrs.values() for a in group}
     clean = [names.get(i, f"f{i}").replace("__imp", "").replace("__idx", "").replace("__ohe", "") for i in range(len(vals))]
-    return sorted(zip(clean, (float(v) for v in vals)), key=lambda p: -p[1])
+    return sorted(zip(clean, (float(v) for v in vals), strict=True), key=lambda p: -p[1])
 
 
 @dataclass
@@ -249,7 +249,11 @@ def _signature(spark: SparkSession, model: PipelineModel, data: DataFrame, uc: U
     sample = data.select(*cols).limit(5)
     out = model.transform(sample).select(metrics.positive_probability().alias(P1), "prediction")
     try:
-        return infer_signature(sample.toPandas(), out.toPandas())
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the integer-columns hint: features are imputed
+            return infer_signature(sample.toPandas(), out.toPandas())
     except Exception as e:  # the signature is documentation; never fail training on it
         log.warning("no model signature: %s", e)
         return None

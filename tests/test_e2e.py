@@ -1,0 +1,124 @@
+"""The whole pipeline on tiny generated data, in the test session: real outcomes."""
+
+from datetime import date
+
+import mlflow
+import pytest
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from conftest import TINY
+from lakeml import features, generate, ingest, pipeline, score, tables, tracking, train
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def built(spark, env, uc):
+    gen = generate.run(spark, TINY, env.landing_dir)
+    summary = pipeline.run(spark, env, uc, pipeline.STAGES)
+    return gen["rows"], summary
+
+
+def test_every_landed_row_is_accepted_or_quarantined(spark, uc, built):
+    generated, _ = built
+    log = {r.source: r for r in spark.table(uc.table(uc.tables.ingest_log)).groupBy("source").agg(
+        F.sum("rows_read").alias("read"), F.sum("rows_accepted").alias("ok"), F.sum("rows_quarantined").alias("bad")).collect()}
+    q = {r.source: r["count"] for r in spark.table(uc.table(uc.tables.quarantine)).groupBy("source").count().collect()}
+    for source, spec in uc.sources.items():
+        assert log[source].read == generated[source], source
+        assert log[source].read == log[source].ok + log[source].bad, source
+        assert spark.table(uc.table(spec.table)).count() == log[source].ok, source
+        assert q.get(source, 0) == log[source].bad, source
+    assert sum(q.values()) > 0  # the generator plants bad rows; they are kept with a reason
+    assert spark.table(uc.table(uc.tables.quarantine)).where("reason IS NULL OR raw IS NULL").count() == 0
+
+
+def test_population_and_labels_respect_time(spark, uc, built):
+    ft = spark.table(uc.table(uc.tables.features))
+    churn = spark.table(uc.table("bronze_churn_events")).select("customer_id", "churn_date")
+    # nobody who had already churned is scored or trained on
+    assert ft.join(churn, "customer_id").where("churn_date < as_of_date").count() == 0
+    cust = spark.table(uc.table("bronze_customers")).select("customer_id", "signup_date")
+    assert ft.join(cust, "customer_id").where("signup_date >= as_of_date").count() == 0
+    lb = spark.table(uc.table(uc.tables.labels)).where(F.col(uc.label.column).isNotNull())
+    h = uc.label.horizon_days
+    truth = lb.join(churn, "customer_id", "left").select(
+        "customer_id", "as_of_date", uc.label.column,
+        F.coalesce((F.col("churn_date") >= F.col("as_of_date")) & (F.col("churn_date") < F.date_add("as_of_date", h)), F.lit(False)).cast("int").alias("expected"),
+    )
+    assert truth.where(F.col(uc.label.column) != F.col("expected")).count() == 0
+    assert lb.agg(F.avg(uc.label.column)).first()[0] > 0.01
+
+
+def test_model_quality_and_registry(spark, env, uc, built):
+    _, summary = built
+    tr = summary["stages"]["train"]["result"]
+    # the planted signal supports ~0.8; 0.7 leaves room for the small test sample
+    assert tr["metrics"]["roc_auc"] > 0.7
+    assert tr["metrics"]["lift_top_decile"] > 2.0
+    assert tr["became_champion"] is True and summary["champion_version"] == tr["version"]
+    client = tracking.configure(env)
+    run = client.get_run(tr["run_id"])
+    assert run.data.tags["git_commit"] and run.data.params["classifier"] == uc.model.classifier
+    assert {"test_roc_auc", "test_pr_auc", "test_log_loss", "test_f1", "test_lift_top_decile"} <= set(run.data.metrics)
+    inputs = {d.dataset.name: d.dataset for d in run.inputs.dataset_inputs}
+    assert set(inputs) == {uc.table(uc.tables.features), uc.table(uc.tables.labels)}
+    assert run.data.params[f"input.{uc.table(uc.tables.features)}.delta_version"].isdigit()
+    arts = {a.path for a in client.list_artifacts(tr["run_id"], "plots")} | {a.path for a in client.list_artifacts(tr["run_id"], "conf")}
+    assert {"plots/roc.png", "plots/pr.png", "plots/feature_importance.png", "conf/usecase.yaml"} <= arts
+    model = mlflow.spark.load_model(f"models:/{uc.model.name}@champion")
+    assert len(model.stages) >= 4
+
+
+def test_every_customer_of_the_snapshot_gets_one_prediction(spark, uc, built):
+    d = features.newest_snapshot(spark, uc)
+    ft = spark.table(uc.table(uc.tables.features)).where(F.col("as_of_date") == d).select(uc.features.entity)
+    pr = spark.table(uc.table(uc.tables.predictions)).where(F.col("score_date") == d)
+    assertDataFrameEqual(pr.select(uc.features.entity), ft, checkRowOrder=False)
+    assert pr.where("churn_probability < 0 OR churn_probability > 1 OR churn_probability IS NULL").count() == 0
+    assert pr.select("model_version").distinct().count() == 1
+
+
+def test_rerunning_ingest_and_score_leaves_the_tables_equal(spark, env, uc, built):
+    names = [uc.table(s.table) for s in uc.sources.values()] + [uc.table(uc.tables.quarantine)]
+    before = {n: spark.table(n).collect() for n in names}
+    pt = uc.table(uc.tables.predictions)
+    preds_before = spark.table(pt).drop("scored_at").collect()
+    ingest.ingest(spark, env, uc, force=True)
+    for n in names:
+        assertDataFrameEqual(spark.table(n), before[n], checkRowOrder=False)
+    score.run(spark, env, uc)
+    score.run(spark, env, uc)
+    assertDataFrameEqual(spark.table(pt).drop("scored_at"), preds_before, checkRowOrder=False)
+
+
+def test_scoring_another_date_keeps_history(spark, env, uc, built):
+    pt = uc.table(uc.tables.predictions)
+    dates = sorted(r[0] for r in spark.table(uc.table(uc.tables.features)).select("as_of_date").distinct().collect())
+    newest_rows = spark.table(pt).where(F.col("score_date") == dates[-1]).count()
+    out = score.run(spark, env, uc, score_date=dates[-2])
+    assert out["rows"] > 0
+    assert spark.table(pt).where(F.col("score_date") == dates[-1]).count() == newest_rows
+    with pytest.raises(LookupError, match=r"has no rows for 2031-01-01.*jobs/features.py --as-of 2031-01-01"):
+        score.run(spark, env, uc, score_date=date(2031, 1, 1))
+
+
+def test_retraining_makes_a_challenger_and_keeps_the_champion(spark, env, uc, built):
+    _, summary = built
+    first = summary["stages"]["train"]["result"]
+    r = train.run(spark, env, uc)
+    client = tracking.configure(env)
+    assert int(r.model.version) == int(first["version"]) + 1 and r.became_champion is False
+    assert tracking.get_alias(client, uc.model.name, "challenger").version == r.model.version
+    assert tracking.get_alias(client, uc.model.name, "champion").version == first["version"]
+    # same data, conf and seed: the same test metrics
+    assert r.metrics["roc_auc"] == pytest.approx(first["metrics"]["roc_auc"], abs=1e-4)
+    out = score.run(spark, env, uc)
+    assert out["model_version"] == first["version"]
+
+
+def test_a_missing_table_says_which_and_how_to_make_it(spark, uc):
+    empty = uc.model_copy(update={"database": "nowhere"})
+    with pytest.raises(tables.MissingTableError, match=r"Table nowhere.bronze_customers does not exist. Create it by running jobs/ingest.py"):
+        features.run(spark, empty)

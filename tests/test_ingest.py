@@ -1,0 +1,144 @@
+"""Ingest: typing, quarantine with reasons, row conservation, idempotence."""
+
+import itertools
+from datetime import date
+
+import pytest
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from lakeml import ingest, tables
+from lakeml.config import ColumnSpec, SourceSpec
+
+SPEC = SourceSpec(
+    format="csv",
+    table="bronze_t",
+    keys=["id"],
+    columns={
+        "id": ColumnSpec(type="string"),
+        "n": ColumnSpec(type="int"),
+        "d": ColumnSpec(type="date", required=True),
+        "x": ColumnSpec(type="double"),
+    },
+)
+
+
+def _raw(spark, rows):
+    schema = "id string, n string, d string, x string, _corrupt_record string, _batch_date date, _source_file string"
+    return spark.createDataFrame(rows, schema).withColumn("_problem", F.lit(None).cast("string"))
+
+
+def test_validate_types_good_rows_and_explains_bad_ones(spark):
+    b = date(2026, 1, 2)
+    raw = _raw(
+        spark,
+        [
+            ("a", "1", "2026-01-01", "1.5", None, b, "f1"),
+            ("b", "two", "2026-01-01", "2.5", None, b, "f1"),
+            (None, "3", "2026-01-01", "3.5", None, b, "f1"),
+            ("c", "4", None, None, None, b, "f1"),
+            ("d", "5", "yesterday", "x", None, b, "f1"),
+            (None, None, None, None, "garbage,,,", b, "f1"),
+            ("a", "9", "2026-01-03", "9.5", None, b, "f2"),
+        ],
+    )
+    out = ingest.validate(raw, SPEC)
+    got = {(r.id, r._reason) for r in out.select("id", "_reason").collect()}
+    assert got == {
+        ("a", None),
+        ("b", "n: cannot read 'two' as int"),
+        (None, "missing required id"),
+        ("c", "missing required d"),
+        ("d", "d: cannot read 'yesterday' as date; x: cannot read 'x' as double"),
+        (None, "malformed record"),
+        ("a", "duplicate key within batch"),
+    }
+    good = ingest.accepted_rows(out, SPEC)
+    assert good.schema["n"].dataType.simpleString() == "int"
+    assertDataFrameEqual(good.select("id", "n", "d", "x"), [("a", 1, date(2026, 1, 1), 1.5)], checkRowOrder=False)
+    q = ingest.quarantined_rows(out, "t")
+    assert q.count() == 6
+    assert q.where(F.col("raw") == "garbage,,,").count() == 1  # the raw text survives
+
+
+def _write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+
+
+_db = itertools.count()
+
+
+@pytest.fixture()
+def bad_landing(tmp_path, env, uc):
+    """A landing zone with every kind of bad input, next to good rows."""
+    land = tmp_path / "landing"
+    b1, b2 = land / "2026-03-01", land / "2026-03-02"
+    hdr = "customer_id,signup_date,plan,monthly_fee,region,payment_method,channel,age\n"
+    _write(b1 / "customers" / "a.csv", hdr + "C1,2026-01-01,basic,9.99,north,card,ads,30\n"
+           "C2,not-a-date,basic,9.99,north,card,ads,31\n"
+           ",2026-01-01,basic,9.99,north,card,ads,32\n"
+           "C3,2026-01-01,basic,free,north,card,ads,33\n"
+           "C4,2026-01-02,premium,24.99\n"  # too few fields
+           "C5,2026-01-02,premium,24.99,south,card,ads,40,EXTRA\n"  # too many
+           "C1,2026-01-01,basic,9.99,north,card,ads,30\n")  # duplicate key
+    _write(b1 / "customers" / "header_only.csv", hdr)
+    _write(b1 / "customers" / "empty.csv", "")
+    _write(b2 / "customers" / "reordered.csv", "plan,customer_id,signup_date\nbasic,C9,2026-02-01\n")
+    _write(b2 / "customers" / "ok.csv", hdr + "C10,2026-02-01,standard,14.99,east,paypal,organic,50\n")
+    _write(
+        b1 / "usage_events" / "e.jsonl",
+        '{"event_id":"E1","customer_id":"C1","event_ts":"2026-02-28T10:00:00.000Z","sessions":2,"minutes_used":3.5,"device":"web"}\n'
+        '{"event_id":"E2","customer_id":"C1","event_ts":"2026-02-28T11:00:00.000Z","sessions":"many","minutes_used":1.0}\n'
+        '{"event_id":"E3","customer_id":"C1","event_ts":"2026-02-28T1\n'
+        '{"event_id":"E4","event_ts":"2026-02-28T12:00:00.000Z","sessions":1,"extra_field":true}\n',
+    )
+    _write(b2 / "usage_events" / "garbage.jsonl", b"\x00\xff\xfe binary garbage \x89PNG\n")
+    e = env.model_copy(update={"storage": env.storage.model_copy(update={"landing": str(land)})})
+    u = uc.model_copy(update={"database": f"t_ingest_{next(_db)}"})
+    return e, u
+
+
+def test_bad_input_is_quarantined_and_nothing_is_lost(spark, bad_landing):
+    env, uc = bad_landing
+    reports = {r.source: r for r in ingest.ingest(spark, env, uc)}
+    assert set(reports) == {"customers", "usage_events"}
+    for r in reports.values():
+        assert r.rows_read == r.rows_accepted + r.rows_quarantined
+    assert (reports["customers"].rows_read, reports["customers"].rows_accepted) == (9, 2)
+    assert (reports["usage_events"].rows_read, reports["usage_events"].rows_accepted) == (5, 1)
+    q = spark.table(uc.table("quarantine"))
+    reasons = {r.reason for r in q.collect()}
+    assert {"signup_date: cannot read 'not-a-date' as date", "missing required customer_id", "monthly_fee: cannot read 'free' as double",
+            "duplicate key within batch", "sessions: cannot read 'many' as int"} <= reasons
+    assert any(r.startswith("malformed record") for r in reasons)
+    assert "malformed record: expected 8 fields, found 4" in reasons
+    assert "malformed record: expected 8 fields, found 9" in reasons
+    assert "malformed record: not a JSON object" in reasons
+    header = q.where(F.col("reason").startswith("header mismatch")).collect()
+    assert [r.raw for r in header] == ["basic,C9,2026-02-01"]
+    assert "file has 'plan,customer_id,signup_date'" in header[0].reason
+    assert all(r.source_file and r.batch_date for r in q.collect())
+    bronze = spark.table(uc.table("bronze_customers"))
+    assertDataFrameEqual(bronze.select("customer_id", "_batch_date"), [("C1", date(2026, 3, 1)), ("C10", date(2026, 3, 2))], checkRowOrder=False)
+    log = spark.table(uc.table("ingest_log")).groupBy("source").agg(F.sum("rows_read"), F.sum("rows_accepted"), F.sum("rows_quarantined"))
+    assertDataFrameEqual(log, [("customers", 9, 2, 7), ("usage_events", 5, 1, 4)], checkRowOrder=False)
+
+
+def test_ingesting_again_changes_nothing(spark, bad_landing):
+    env, uc = bad_landing
+    ingest.ingest(spark, env, uc)
+    names = [uc.table(t) for t in ("bronze_customers", "bronze_usage_events", "quarantine")]
+    before = {n: spark.table(n).drop("ingested_at").collect() for n in names}
+    versions = {n: tables.version(spark, n) for n in names}
+    assert ingest.ingest(spark, env, uc) == []  # nothing new: skipped, tables untouched
+    assert {n: tables.version(spark, n) for n in names} == versions
+    ingest.ingest(spark, env, uc, force=True)  # re-ingest everything: same rows
+    for n in names:
+        assertDataFrameEqual(spark.table(n).drop("ingested_at"), before[n], checkRowOrder=False)
+
+
+def test_unknown_batch_is_an_error(spark, bad_landing):
+    env, uc = bad_landing
+    with pytest.raises(FileNotFoundError, match="no landing batch for \\['2030-01-01'\\]"):
+        ingest.ingest(spark, env, uc, batch_dates=[date(2030, 1, 1)])

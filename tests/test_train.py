@@ -1,0 +1,61 @@
+"""Model building blocks: the pipeline from conf, class weights, the time split, thresholds."""
+
+from datetime import date, timedelta
+
+import pytest
+from pyspark.sql import functions as F
+
+from lakeml import metrics, score, tracking, train
+from lakeml.config import ConfigError
+
+
+def test_unknown_classifier_parameter_names_the_key(spark, uc):
+    spec = uc.model.model_copy(update={"params": {"maxDepht": 3}})
+    with pytest.raises(ConfigError, match=r"model\.params\.maxDepht: GBTClassifier has no parameter 'maxDepht'"):
+        train.build_pipeline(spec, "y", "usecase.yaml")
+    spec = uc.model.model_copy(update={"grid": {"regParam": [0.1]}})
+    _, clf = train.build_pipeline(spec, "y")
+    with pytest.raises(ConfigError, match=r"model\.grid\.regParam"):
+        train.param_grid(clf, spec)
+
+
+def test_time_split_keeps_a_gap_of_one_horizon():
+    d0 = date(2026, 4, 1)
+    dates = [d0 + timedelta(days=14 * i) for i in range(6)]  # test = d0 + 70
+    train_dates, test = train.time_split(dates, 30)
+    assert test == dates[-1]
+    assert train_dates == dates[:3]  # d0+28 + 30 <= d0+70; d0+42 + 30 > d0+70
+    with pytest.raises(train.TrainingError, match="at least 30 days before"):
+        train.time_split(dates[-2:], 30)
+
+
+def test_balanced_class_weights(spark):
+    df = spark.createDataFrame([(1,)] * 10 + [(0,)] * 90, "y int")
+    w = train.with_class_weights(df, "y", "balanced").groupBy("y").agg(F.sum("weight").alias("w"))
+    sums = {r.y: r.w for r in w.collect()}
+    assert sums[0] == pytest.approx(sums[1]) == pytest.approx(50.0)
+
+
+@pytest.mark.parametrize("classifier", ["logistic_regression", "random_forest", "gbt"])
+def test_each_classifier_fits_and_scores_with_its_threshold(spark, uc, classifier):
+    params = {"maxIter": 5} if classifier != "random_forest" else {"numTrees": 5}
+    spec = uc.model.model_copy(
+        update={"classifier": classifier, "params": params, "grid": {}, "categorical": ["plan"], "numeric": ["age", "minutes_30d"]}
+    )
+    rows = [(f"C{i}", date(2026, 4, 1), "basic" if i % 3 else "premium", 20 + i % 50, None if i % 7 == 0 else float(i % 40), int(i % 40 < 8))
+            for i in range(400)]
+    df = spark.createDataFrame(rows, "customer_id string, as_of_date date, plan string, age int, minutes_30d double, y int")
+    pipe, _ = train.build_pipeline(spec, "y")
+    model = pipe.fit(train.with_class_weights(df, "y", "balanced"))
+    train.set_threshold(model, 0.7)
+    ref = tracking.ModelRef("m", "3", "run", "champion")
+    out = score.score_batch(model, df, "customer_id", ref)
+    assert out.count() == df.count()
+    assert out.columns == ["customer_id", "score_date", "churn_probability", "prediction", "model_name", "model_version",
+                           "model_run_id", "model_alias", "scored_at"]
+    assert out.where((F.col("prediction") == 1) != (F.col("churn_probability") >= 0.7)).count() == 0
+    assert out.where(F.col("churn_probability").isNull()).count() == 0  # the imputer filled the gaps
+    m = metrics.evaluate(out.join(df, "customer_id"), "y", "churn_probability", 0.7)
+    assert m["roc_auc"] > 0.9  # the label is a function of minutes_30d
+    names = [n for n, _ in train.feature_importances(model, model.transform(df))]
+    assert "minutes_30d" in names[:2] or any(n.startswith("minutes_30d") for n in names[:2])
