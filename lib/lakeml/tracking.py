@@ -91,7 +91,12 @@ def log_and_register_spark_model(model, name: str, signature=None) -> ModelRef:
     import pyspark
 
     reqs = [f"pyspark=={pyspark.__version__}", f"mlflow=={mlflow.__version__}"]
-    info = mlflow.spark.log_model(model, "model", registered_model_name=name, pip_requirements=reqs, signature=signature)
+    import warnings
+
+    with warnings.catch_warnings():
+        # MLflow's hint about integer columns: the pipeline imputes them, a null never reaches the model
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+        info = mlflow.spark.log_model(model, "model", registered_model_name=name, pip_requirements=reqs, signature=signature)
     version = str(info.registered_model_version)
     return ModelRef(name, version, info.run_id)
 
