@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install what is missing, nothing more: Java 17+ and Maven (Debian packages), the pinned
 # Python venv (.venv from requirements.lock), the Delta jars (.cache/jars via Maven).
+# With --cluster, also what the cluster stack needs: the PostgreSQL server (Debian package)
+# and the HDFS jars (.cache/hdfs via Maven).
 # Idempotent and quiet when everything is there.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -37,3 +39,8 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
 fi
 
 LAKEML_PYTHON="$VENV/bin/python" "$ROOT/scripts/resolve_jars.sh"
+
+if [ "${1:-}" = "--cluster" ]; then
+  ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || apt_install postgresql
+  LAKEML_PYTHON="$VENV/bin/python" "$ROOT/scripts/resolve_hdfs_jars.sh"
+fi

@@ -12,7 +12,8 @@ missing SQL files stop with a ``ConfigError`` that names the file and the key, e
     'random_forest' or 'gbt' (got 'xgboost')
 
 Values of the form ``${VAR}`` or ``${VAR:-default}`` are read from the environment, which
-is how secrets (passwords, tokens) get in: never from a file.
+is how secrets (passwords, tokens) get in: never from a file. A ``${VAR}`` without a default
+that is not set stops with a ``ConfigError`` naming the file and the key that refers to it.
 """
 
 from __future__ import annotations
@@ -48,8 +49,12 @@ class SparkSettings(_Strict):
     master: str = "local[*]"
     deploy_mode: Literal["client", "cluster"] = "client"
     conf: dict[str, str | int | float | bool] = Field(default_factory=dict)
-    # spark-submit flags that are not --conf (e.g. --archives for YARN, --num-executors)
+    # spark-submit flags that are not --conf (e.g. --archives for YARN, --num-executors).
+    # --archives and --py-files are merged with the ones spark-submit.sh adds (one flag each).
     submit_args: list[str] = Field(default_factory=list)
+    # where the Delta jars come from: "local" ships .cache/jars (`make jars`) with --jars;
+    # "cluster" ships none, the cluster's Spark has them (e.g. /opt/spark/jars of the image)
+    jars_from: Literal["local", "cluster"] = "local"
 
 
 class StorageSettings(_Strict):
@@ -59,12 +64,20 @@ class StorageSettings(_Strict):
     landing: str | None = None
     warehouse: str | None = None
     metastore: Literal["derby", "external"] = "derby"
+    # WebHDFS address of the landing zone's HDFS (the landing job moves files with HdfsCLI)
+    webhdfs: str | None = None
 
 
 class MlflowSettings(_Strict):
     tracking_uri: str | None = None  # default: sqlite:///<data_dir>/mlflow/mlflow.db
     registry_uri: str | None = None  # default: the tracking URI
     artifact_root: str | None = None  # default: <data_dir>/mlflow/artifacts
+
+
+class SqlSettings(_Strict):
+    # a HiveServer2 (Spark Thrift Server) JDBC URL: sql.sh opens beeline on it instead of
+    # starting spark-sql on the catalog itself
+    endpoint: str | None = None
 
 
 class EnvConfig(_Strict):
@@ -74,6 +87,7 @@ class EnvConfig(_Strict):
     spark: SparkSettings = Field(default_factory=SparkSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
+    sql: SqlSettings = Field(default_factory=SqlSettings)
     # where the file came from, filled in by the loader
     source_file: str = ""
     project_root: str = ""
@@ -259,11 +273,11 @@ class UseCaseConfig(_Strict):
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _interpolate(node: Any, path: Path) -> Any:
+def _interpolate(node: Any, path: Path, key: str = "") -> Any:
     if isinstance(node, dict):
-        return {k: _interpolate(v, path) for k, v in node.items()}
+        return {k: _interpolate(v, path, f"{key}.{k}" if key else str(k)) for k, v in node.items()}
     if isinstance(node, list):
-        return [_interpolate(v, path) for v in node]
+        return [_interpolate(v, path, f"{key}.{i}") for i, v in enumerate(node)]
     if isinstance(node, str):
 
         def repl(m: re.Match) -> str:
@@ -272,10 +286,32 @@ def _interpolate(node: Any, path: Path) -> Any:
                 return os.environ[var]
             if default is not None:
                 return default
-            raise ConfigError(f"{path}: environment variable {var} is not set (referenced as ${{{var}}})")
+            raise ConfigError(f"{path}: {key or '(top level)'}: environment variable {var} is not set (referenced as ${{{var}}})")
 
         return _ENV_REF.sub(repl, node)
     return node
+
+
+def referenced_vars(path: str | Path) -> list[str]:
+    """Names of the environment variables a config file's values refer to (``${VAR}``,
+    ``${VAR:-default}``), in order of first use. spark-submit.sh hands the ones that are set
+    to a driver that runs on the cluster, which reads the same file again."""
+    names: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+        elif isinstance(node, str):
+            for m in _ENV_REF.finditer(node):
+                if m.group(1) not in names:
+                    names.append(m.group(1))
+
+    walk(yaml.safe_load(Path(path).read_text()) or {})
+    return names
 
 
 def _read_yaml(path: Path) -> dict:

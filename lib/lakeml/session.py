@@ -36,6 +36,14 @@ def jar_paths(project_root: str | Path) -> list[str]:
     return jars
 
 
+def driver_classpath(project_root: str | Path, env: EnvConfig) -> str:
+    """JDBC drivers the Hive metastore client must load from the driver's system class
+    path (``--jars`` comes too late for java.sql.DriverManager)."""
+    if env.storage.metastore != "external":
+        return ""
+    return ":".join(sorted(str(p) for p in jars_dir(project_root).glob("postgresql-*.jar")))
+
+
 def under_spark_submit() -> bool:
     # spark-submit starts the Python driver with a gateway to its JVM
     return "PYSPARK_GATEWAY_PORT" in os.environ
@@ -54,6 +62,8 @@ def get_spark(env: EnvConfig, app_name: str = "lakeml", extra_conf: dict[str, st
         builder = builder.master(env.spark.master)
         conf["spark.jars"] = ",".join(jar_paths(env.project_root))
         conf.setdefault("spark.pyspark.python", os.environ["PYSPARK_PYTHON"])
+        if driver_classpath(env.project_root, env):
+            conf.setdefault("spark.driver.extraClassPath", driver_classpath(env.project_root, env))
         log4j = Path(env.project_root) / "conf" / "log4j2.properties"
         if log4j.is_file():
             opts = f"-Dlog4j.configurationFile=file:{log4j} -Dderby.stream.error.file={env.data_dir}/derby.log"

@@ -7,7 +7,15 @@ exactly what would run.
     spark-submit.sh [--env NAME] [--dry-run] [spark-submit options ...] jobs/<job>.py [job args ...]
 
 Spark options given on the command line come after the env's, so they win
-(``--master``, ``--conf k=v``, ``--driver-memory`` ...).
+(``--master``, ``--conf k=v``, ``--driver-memory`` ...). ``--archives`` and ``--py-files``
+are the exception: spark-submit keeps only the last of each, so the env's, the wrapper's
+(lib/ as a zip, conf/ in cluster mode) and yours are merged into one flag.
+
+In cluster deploy mode (YARN, Kubernetes) the driver runs on the cluster: none of this
+machine's paths is passed (the local venv's Python, the log4j file), and every variable the
+env file refers to that is set here is handed to the driver
+(``spark.yarn.appMasterEnv.VAR`` / ``spark.kubernetes.driverEnv.VAR``), since the driver
+reads the env file again and must resolve it to the same values.
 """
 
 from __future__ import annotations
@@ -19,8 +27,8 @@ import sys
 import zipfile
 from pathlib import Path
 
-from lakeml.config import ConfigError, EnvConfig, UsageError, load_env
-from lakeml.session import jar_paths
+from lakeml.config import ConfigError, EnvConfig, UsageError, load_env, referenced_vars
+from lakeml.session import driver_classpath, jar_paths
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 USAGE = "usage: spark-submit.sh [--env NAME] [--dry-run] [spark-submit options ...] jobs/<job>.py [job args ...]"
@@ -63,18 +71,59 @@ def _java_opts(env: EnvConfig) -> str:
     return " ".join(opts)
 
 
+def _driver_env_prefix(env: EnvConfig) -> str | None:
+    """The conf prefix that sets an environment variable of a driver on the cluster."""
+    if env.spark.deploy_mode != "cluster":
+        return None
+    if env.spark.master == "yarn":
+        return "spark.yarn.appMasterEnv."
+    if env.spark.master.startswith("k8s://"):
+        return "spark.kubernetes.driverEnv."
+    return None
+
+
 def common_flags(env: EnvConfig) -> list[str]:
     """--master, --jars and every --conf the env implies."""
     flags = ["--master", env.spark.master]
     if env.spark.deploy_mode == "cluster":
         flags += ["--deploy-mode", "cluster"]
-    flags += ["--jars", ",".join(jar_paths(PROJECT_ROOT))]
+    if env.spark.jars_from == "local":
+        flags += ["--jars", ",".join(jar_paths(PROJECT_ROOT))]
     conf = env.spark_conf()
-    conf.setdefault("spark.pyspark.python", os.environ.get("PYSPARK_PYTHON", sys.executable))
-    conf.setdefault("spark.driver.extraJavaOptions", _java_opts(env))
+    if env.spark.deploy_mode == "client":
+        # the driver runs here: this venv's Python and log4j file (the env's own conf wins)
+        conf.setdefault("spark.pyspark.python", os.environ.get("PYSPARK_PYTHON", sys.executable))
+        conf.setdefault("spark.driver.extraJavaOptions", _java_opts(env))
+        cp = driver_classpath(PROJECT_ROOT, env)
+        if cp:
+            conf.setdefault("spark.driver.extraClassPath", cp)
+    prefix = _driver_env_prefix(env)
+    if prefix and env.source_file:
+        for var in referenced_vars(env.source_file):
+            if var in os.environ:
+                conf.setdefault(prefix + var, os.environ[var])
     for k, v in conf.items():
         flags += ["--conf", f"{k}={v}"]
     return flags + list(env.spark.submit_args)
+
+
+def _take(args: list[str], flag: str) -> tuple[list[str], list[str]]:
+    """``args`` without ``flag V`` / ``flag=V``, and the values V (in order)."""
+    rest: list[str] = []
+    values: list[str] = []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == flag and i + 1 < len(args):
+            values.append(args[i + 1])
+            i += 2
+        elif a.startswith(flag + "="):
+            values.append(a.split("=", 1)[1])
+            i += 1
+        else:
+            rest.append(a)
+            i += 1
+    return rest, values
 
 
 def split_args(argv: list[str]) -> tuple[str, bool, list[str], str, list[str]]:
@@ -120,16 +169,26 @@ def job_command(argv: list[str], conf_dir: Path | None = None, build: bool = Tru
     lib_zip = dist / "lakeml.zip"
     if build and not dry:
         build_lib_zip(lib_zip)
-    cmd = [spark_bin("spark-submit"), *common_flags(env), "--name", f"lakeml-{job_path.stem}", "--py-files", str(lib_zip)]
+    # spark-submit keeps the last --py-files / --archives only: one of each, merged
+    flags, env_py = _take(common_flags(env), "--py-files")
+    flags, env_archives = _take(flags, "--archives")
+    spark_opts, user_py = _take(spark_opts, "--py-files")
+    spark_opts, user_archives = _take(spark_opts, "--archives")
+    py_files = [*env_py, str(lib_zip), *user_py]
+    cmd = [spark_bin("spark-submit"), *flags, "--name", f"lakeml-{job_path.stem}", "--py-files", ",".join(py_files)]
+    archives = env_archives
     if env.spark.deploy_mode == "cluster":
         # the driver runs on the cluster: ship conf/ and name it relative to the container
         conf_zip = dist / "conf.zip"
         if build and not dry:
             build_conf_zip(conf_zip, conf_dir)
-        cmd += ["--archives", f"{conf_zip}#conf"]
+        archives = [*archives, f"{conf_zip}#conf"]
         conf_arg = "conf"
     else:
         conf_arg = str(conf_dir)
+    archives = [*archives, *user_archives]
+    if archives:
+        cmd += ["--archives", ",".join(archives)]
     cmd += spark_opts
     cmd += [str(job_path), "--env", env_name, "--conf-dir", conf_arg, *job_args]
     extra_env = {
@@ -153,8 +212,41 @@ def sql_command(argv: list[str], conf_dir: Path | None = None) -> tuple[list[str
             rest.append(argv[i])
             i += 1
     env = load_env((conf_dir or PROJECT_ROOT / "conf").resolve(), env_name)
+    extra = {"SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1")}
+    if env.sql.endpoint:
+        # a shared SQL endpoint (Spark Thrift Server): beeline on it, as an analyst would
+        user = os.environ.get("USER") or "lakeml"
+        return [spark_bin("beeline"), "-u", env.sql.endpoint, "-n", user, *rest], extra
     cmd = [spark_bin("spark-sql"), *common_flags(env), "--name", "lakeml-sql", *rest]
-    return cmd, {"SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1")}
+    return cmd, extra
+
+
+def _preflight(mode: str, argv: list[str]) -> None:
+    """The servers the env needs must answer before a JVM is started (see preflight.py)."""
+    from lakeml import preflight
+
+    env_name = os.environ.get("LAKEML_ENV", "embedded")
+    if mode == "sql":
+        for i, a in enumerate(argv[:-1]):
+            if a == "--env":
+                env_name = argv[i + 1]
+    else:
+        env_name = split_args(argv)[0]
+    env = load_env(PROJECT_ROOT / "conf", env_name)
+    if mode == "sql" and env.sql.endpoint:
+        import socket
+        from urllib.parse import urlsplit
+
+        u = urlsplit(env.sql.endpoint[len("jdbc:") :])
+        try:
+            socket.create_connection((u.hostname, u.port or 10000), timeout=2).close()
+        except OSError:
+            raise preflight.ServiceDown(
+                f"the SQL endpoint {env.sql.endpoint} (sql.endpoint in {env.source_file}) does not answer. "
+                "Start the stack with ./scripts/cluster.sh up."
+            ) from None
+        return
+    preflight.check(env)
 
 
 def _git_commit() -> str:
@@ -181,6 +273,11 @@ def main(argv: list[str] | None = None) -> None:
     if dry:
         print(" ".join(f"{k}={shlex.quote(v)}" for k, v in extra.items() if k != "LAKEML_GIT_COMMIT"), shlex.join(cmd))
         return
+    try:
+        _preflight(mode, argv)
+    except RuntimeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     os.environ.update(extra)
     os.execv(cmd[0], cmd)
 

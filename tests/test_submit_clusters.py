@@ -1,0 +1,255 @@
+"""The YARN and Kubernetes envs cannot run here: their exact spark-submit command is the test.
+
+Each expected command is written out piece by piece from the variables set in the test, so
+a change to what spark-submit.sh would submit to a real cluster shows up here.
+"""
+
+import shlex
+import shutil
+import sys
+
+import pytest
+
+from conftest import CONF, ROOT, run_cmd
+from lakeml import submit
+from lakeml.config import ConfigError, load_env, referenced_vars
+
+SPARK_HOME = "/opt/spark"  # a cluster client's Spark install (never started: --dry-run)
+PY_SUBMITTER = sys.executable
+JOB = str(ROOT / "jobs" / "pipeline.py")
+LIB_ZIP = str(ROOT / "dist" / "lakeml.zip")
+CONF_ZIP = str(ROOT / "dist" / "conf.zip")
+JARS = ["delta-spark_4.1_2.13-4.4.0.jar", "delta-storage-4.4.0.jar"]
+
+YARN_VARS = [
+    "YARN_QUEUE",
+    "LAKEML_DRIVER_MEMORY",
+    "LAKEML_EXECUTORS",
+    "LAKEML_EXECUTOR_CORES",
+    "LAKEML_EXECUTOR_MEMORY",
+    "HIVE_METASTORE_URIS",
+    "LAKEML_VENV_ARCHIVE",
+    "LAKEML_LAKE",
+    "MLFLOW_TRACKING_URI",
+]
+K8S_VARS = [
+    "K8S_API",
+    "LAKEML_IMAGE",
+    "K8S_NAMESPACE",
+    "K8S_SERVICE_ACCOUNT",
+    "LAKEML_UPLOAD_PATH",
+    "LAKEML_DRIVER_MEMORY",
+    "LAKEML_EXECUTORS",
+    "LAKEML_EXECUTOR_CORES",
+    "LAKEML_EXECUTOR_MEMORY",
+    "LAKEML_IMAGE_PYTHON",
+    "HIVE_METASTORE_URIS",
+    "LAKEML_LAKE",
+    "MLFLOW_TRACKING_URI",
+]
+
+
+@pytest.fixture()
+def submitter(monkeypatch, tmp_path):
+    """A clean submitting environment: none of the envs' variables set, fixed Spark install,
+    a jar folder of known content; the job path is resolved from the project root."""
+    for var in {*YARN_VARS, *K8S_VARS, "PYSPARK_DRIVER_PYTHON"}:
+        monkeypatch.delenv(var, raising=False)
+    jars = tmp_path / "jars"
+    jars.mkdir()
+    for j in JARS:
+        (jars / j).write_bytes(b"")
+    monkeypatch.setenv("LAKEML_JARS_DIR", str(jars))
+    monkeypatch.setenv("SPARK_HOME", SPARK_HOME)
+    monkeypatch.setenv("PYSPARK_PYTHON", PY_SUBMITTER)
+    monkeypatch.setenv("SPARK_LOCAL_IP", "127.0.0.1")
+    monkeypatch.chdir(ROOT)
+    return jars
+
+
+def _confs(*pairs: str) -> list[str]:
+    return [x for kv in pairs for x in ("--conf", kv)]
+
+
+def _delta_confs(warehouse: str) -> list[str]:
+    """What every env implies (EnvConfig.spark_conf), external metastore: no Derby URL."""
+    return [
+        "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        f"spark.sql.warehouse.dir={warehouse}",
+        "spark.sql.catalogImplementation=hive",
+        "spark.hadoop.hive.metastore.disallow.incompatible.col.type.changes=false",
+    ]
+
+
+def _yarn_command(jars, v: dict[str, str], forwarded: list[str]) -> list[str]:
+    """The YARN command for the values ``v``; ``forwarded``: the variables set at submit."""
+    py = "./environment/bin/python"
+    return [
+        f"{SPARK_HOME}/bin/spark-submit",
+        "--master", "yarn",
+        "--deploy-mode", "cluster",
+        "--jars", ",".join(str(jars / j) for j in JARS),
+        *_confs(
+            *_delta_confs(f"{v['LAKEML_LAKE']}/warehouse"),
+            f"spark.yarn.queue={v['YARN_QUEUE']}",
+            f"spark.driver.memory={v['LAKEML_DRIVER_MEMORY']}",
+            f"spark.executor.instances={v['LAKEML_EXECUTORS']}",
+            f"spark.executor.cores={v['LAKEML_EXECUTOR_CORES']}",
+            f"spark.executor.memory={v['LAKEML_EXECUTOR_MEMORY']}",
+            f"spark.pyspark.python={py}",
+            f"spark.yarn.appMasterEnv.PYSPARK_PYTHON={py}",
+            f"spark.executorEnv.PYSPARK_PYTHON={py}",
+            f"spark.hadoop.hive.metastore.uris={v['HIVE_METASTORE_URIS']}",
+            "spark.sql.adaptive.enabled=true",
+            "spark.sql.session.timeZone=UTC",
+            "spark.ui.showConsoleProgress=false",
+            *(f"spark.yarn.appMasterEnv.{k}={v[k]}" for k in forwarded),
+        ),
+        "--name", "lakeml-pipeline",
+        "--py-files", LIB_ZIP,
+        "--archives", f"{v['LAKEML_VENV_ARCHIVE']}#environment,{CONF_ZIP}#conf",
+    ]  # fmt: skip
+
+
+YARN_DEFAULTS = {
+    "YARN_QUEUE": "default",
+    "LAKEML_DRIVER_MEMORY": "4g",
+    "LAKEML_EXECUTORS": "4",
+    "LAKEML_EXECUTOR_CORES": "4",
+    "LAKEML_EXECUTOR_MEMORY": "8g",
+    "HIVE_METASTORE_URIS": "thrift://metastore:9083",
+    "LAKEML_VENV_ARCHIVE": "hdfs:///lakeml/envs/lakeml-venv.tar.gz",
+    "LAKEML_LAKE": "hdfs:///lakeml",
+    "MLFLOW_TRACKING_URI": "http://mlflow:5000",
+}
+
+
+def test_envs_refer_to_these_variables():
+    # the order in which they are handed to the driver
+    assert referenced_vars(CONF / "envs" / "yarn.yaml") == YARN_VARS
+    assert referenced_vars(CONF / "envs" / "k8s.yaml") == K8S_VARS
+    assert referenced_vars(CONF / "envs" / "embedded.yaml") == []
+
+
+def test_yarn_command(submitter, monkeypatch):
+    v = {
+        "YARN_QUEUE": "analytics",
+        "LAKEML_DRIVER_MEMORY": "6g",
+        "LAKEML_EXECUTORS": "10",
+        "LAKEML_EXECUTOR_CORES": "5",
+        "LAKEML_EXECUTOR_MEMORY": "16g",
+        "HIVE_METASTORE_URIS": "thrift://hms1.example.com:9083,thrift://hms2.example.com:9083",
+        "LAKEML_VENV_ARCHIVE": "hdfs:///user/ml/envs/lakeml-venv-2026.07.tar.gz",
+        "LAKEML_LAKE": "hdfs://nameservice1/data/lakeml",
+        "MLFLOW_TRACKING_URI": "https://mlflow.example.com",
+    }
+    for k, val in v.items():
+        monkeypatch.setenv(k, val)
+    cmd, extra, dry = submit.job_command(["--env", "yarn", "--dry-run", "jobs/pipeline.py", "--only", "score"])
+    assert dry is True
+    expected = _yarn_command(submitter, v, forwarded=YARN_VARS)
+    expected += [JOB, "--env", "yarn", "--conf-dir", "conf", "--only", "score"]
+    assert cmd == expected
+    assert {k: extra[k] for k in ("PYSPARK_PYTHON", "SPARK_LOCAL_IP")} == {"PYSPARK_PYTHON": PY_SUBMITTER, "SPARK_LOCAL_IP": "127.0.0.1"}
+    # the env's storage and MLflow locations, as the driver will resolve them
+    env = load_env(CONF, "yarn")
+    assert (env.landing_dir, env.warehouse_dir) == ("hdfs://nameservice1/data/lakeml/landing", "hdfs://nameservice1/data/lakeml/warehouse")
+    assert env.tracking_uri == env.registry_uri == "https://mlflow.example.com"
+    assert env.artifact_root == "https://mlflow.example.com/api/2.0/mlflow-artifacts/artifacts"
+
+
+@pytest.mark.subprocess
+def test_yarn_dry_run_as_typed(submitter):
+    """./spark-submit.sh as a user types it, no variable set: the defaults, nothing forwarded."""
+    p = run_cmd(["./spark-submit.sh", "--env", "yarn", "--dry-run", "jobs/pipeline.py", "--only", "score"])
+    expected = [f"PYSPARK_PYTHON={PY_SUBMITTER}", "SPARK_LOCAL_IP=127.0.0.1"]
+    expected += _yarn_command(submitter, YARN_DEFAULTS, forwarded=[])
+    expected += [JOB, "--env", "yarn", "--conf-dir", "conf", "--only", "score"]
+    assert shlex.split(p.stdout.strip()) == expected
+
+
+def test_yarn_user_archives_and_py_files_are_merged_not_lost(submitter):
+    # spark-submit keeps the last --archives / --py-files only: one flag each, all entries
+    cmd, _, _ = submit.job_command(
+        ["--env", "yarn", "--dry-run", "--archives", "extra.tar.gz#extra", "--py-files", "helpers.zip", "jobs/pipeline.py"]
+    )
+    assert cmd.count("--archives") == 1 and cmd.count("--py-files") == 1
+    archives = cmd[cmd.index("--archives") + 1]
+    assert archives == f"hdfs:///lakeml/envs/lakeml-venv.tar.gz#environment,{CONF_ZIP}#conf,extra.tar.gz#extra"
+    assert cmd[cmd.index("--py-files") + 1] == f"{LIB_ZIP},helpers.zip"
+
+
+def test_k8s_command(submitter, monkeypatch):
+    v = {
+        "K8S_API": "https://k8s.example.com:6443",
+        "LAKEML_IMAGE": "registry.example.com/lakeml:2026.07",
+        "K8S_NAMESPACE": "ml",
+        "K8S_SERVICE_ACCOUNT": "lakeml-driver",
+        "LAKEML_UPLOAD_PATH": "s3a://ml-bucket/spark-upload",
+        "LAKEML_DRIVER_MEMORY": "6g",
+        "LAKEML_EXECUTORS": "8",
+        "LAKEML_EXECUTOR_CORES": "3",
+        "LAKEML_EXECUTOR_MEMORY": "12g",
+        "HIVE_METASTORE_URIS": "thrift://hive-metastore.ml.svc:9083",
+        "LAKEML_LAKE": "s3a://ml-bucket/lake",
+        "MLFLOW_TRACKING_URI": "http://mlflow.ml.svc:5000",
+    }  # LAKEML_IMAGE_PYTHON not set: the default, and not forwarded
+    for k, val in v.items():
+        monkeypatch.setenv(k, val)
+    cmd, extra, dry = submit.job_command(["--env", "k8s", "--dry-run", "jobs/pipeline.py", "--only", "score"])
+    assert dry is True
+    forwarded = [k for k in K8S_VARS if k in v]
+    expected = [
+        f"{SPARK_HOME}/bin/spark-submit",
+        "--master", "k8s://https://k8s.example.com:6443",
+        "--deploy-mode", "cluster",
+        # no --jars: jars_from cluster, the image has them
+        *_confs(
+            *_delta_confs("s3a://ml-bucket/lake/warehouse"),
+            "spark.kubernetes.container.image=registry.example.com/lakeml:2026.07",
+            "spark.kubernetes.namespace=ml",
+            "spark.kubernetes.authenticate.driver.serviceAccountName=lakeml-driver",
+            "spark.kubernetes.file.upload.path=s3a://ml-bucket/spark-upload",
+            "spark.driver.memory=6g",
+            "spark.executor.instances=8",
+            "spark.executor.cores=3",
+            "spark.executor.memory=12g",
+            "spark.pyspark.python=/opt/venv/bin/python",
+            "spark.hadoop.hive.metastore.uris=thrift://hive-metastore.ml.svc:9083",
+            "spark.sql.adaptive.enabled=true",
+            "spark.sql.session.timeZone=UTC",
+            "spark.ui.showConsoleProgress=false",
+            *(f"spark.kubernetes.driverEnv.{k}={v[k]}" for k in forwarded),
+        ),
+        "--name", "lakeml-pipeline",
+        "--py-files", LIB_ZIP,
+        "--archives", f"{CONF_ZIP}#conf",
+        JOB, "--env", "k8s", "--conf-dir", "conf", "--only", "score",
+    ]  # fmt: skip
+    assert cmd == expected
+    assert {k: extra[k] for k in ("PYSPARK_PYTHON", "SPARK_LOCAL_IP")} == {"PYSPARK_PYTHON": PY_SUBMITTER, "SPARK_LOCAL_IP": "127.0.0.1"}
+
+
+def test_k8s_without_an_image_names_the_file_and_the_key(submitter):
+    path = CONF / "envs" / "k8s.yaml"
+    with pytest.raises(ConfigError) as e:
+        submit.job_command(["--env", "k8s", "--dry-run", "jobs/pipeline.py"])
+    assert str(e.value) == (
+        f"{path}: spark.conf.spark.kubernetes.container.image: environment variable LAKEML_IMAGE is not set (referenced as ${{LAKEML_IMAGE}})"
+    )
+    p = run_cmd(["./spark-submit.sh", "--env", "k8s", "--dry-run", "jobs/pipeline.py"], check=False)
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr.strip() == f"error: {e.value}"
+
+
+def test_an_envs_own_driver_env_wins_over_the_forwarded_value(submitter, monkeypatch, tmp_path):
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF, conf)
+    y = conf / "envs" / "yarn.yaml"
+    y.write_text(y.read_text().replace("  conf:\n", "  conf:\n    spark.yarn.appMasterEnv.YARN_QUEUE: pinned\n", 1))
+    monkeypatch.setenv("YARN_QUEUE", "analytics")
+    cmd, _, _ = submit.job_command(["--env", "yarn", "--dry-run", "jobs/pipeline.py"], conf_dir=conf)
+    confs = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--conf"]
+    assert [c for c in confs if c.startswith("spark.yarn.appMasterEnv.YARN_QUEUE=")] == ["spark.yarn.appMasterEnv.YARN_QUEUE=pinned"]
+    assert "spark.yarn.queue=analytics" in confs
