@@ -29,11 +29,13 @@ def _outputs(nb):
             yield from cell.get("outputs", [])
 
 
-@pytest.mark.subprocess
-def test_explore_notebook_runs(pipeline_data_dir, monkeypatch):
+def execute_notebook(monkeypatch, env_name: str, extra_env: dict[str, str]) -> None:
+    """Run the notebook headless with LAKEML_ENV=env_name; fail on any cell error and check
+    that it printed its overview and drew real plots."""
     # the kernel inherits this process's environment
-    monkeypatch.setenv("LAKEML_ENV", "embedded")
-    monkeypatch.setenv("LAKEML_DATA_DIR", str(pipeline_data_dir))
+    monkeypatch.setenv("LAKEML_ENV", env_name)
+    for k, v in extra_env.items():
+        monkeypatch.setenv(k, v)
     monkeypatch.setenv("LAKEML_CONF_DIR", str(ROOT / "conf"))
     monkeypatch.setenv("PYSPARK_PYTHON", sys.executable)
     monkeypatch.setenv("SPARK_LOCAL_IP", "127.0.0.1")
@@ -55,7 +57,7 @@ def test_explore_notebook_runs(pipeline_data_dir, monkeypatch):
     try:
         client.execute()
     except CellExecutionError as e:
-        pytest.fail(f"{NOTEBOOK.relative_to(ROOT)} failed on data dir {pipeline_data_dir}:\n{e}", pytrace=False)
+        pytest.fail(f"{NOTEBOOK.relative_to(ROOT)} failed on env {env_name} ({extra_env}):\n{e}", pytrace=False)
 
     outputs = list(_outputs(nb))
     assert not [o for o in outputs if o.get("output_type") == "error"]
@@ -69,3 +71,8 @@ def test_explore_notebook_runs(pipeline_data_dir, monkeypatch):
     assert m, f"overview line with the feature row count not printed; stdout was:\n{text[:2000]}"
     assert int(m.group(1).replace(",", "")) > 0 and int(m.group(2)) > 0, m.group(0)
     assert "predicted to churn" in text, "predictions section printed no summary"
+
+
+@pytest.mark.subprocess
+def test_explore_notebook_runs(pipeline_data_dir, monkeypatch):
+    execute_notebook(monkeypatch, "embedded", {"LAKEML_DATA_DIR": str(pipeline_data_dir)})

@@ -436,6 +436,14 @@ def _thrift_cmd(stack: Stack) -> list[str]:
     # the SQL endpoint runs its own local executors, so analysts' queries never wait for a
     # job to free the worker's cores (and a job never waits for them)
     flags[flags.index("--master") + 1] = "local[2]"
+    # HiveServer2 sessions load classes through their own class loader, which does not see
+    # --jars (delta-io/delta#1332): Delta goes on the driver's system class path as well
+    from lakeml.session import jar_paths
+
+    cp = ":".join(jar_paths(PROJECT_ROOT))
+    flags = [f"spark.driver.extraClassPath={cp}" if f.startswith("spark.driver.extraClassPath=") else f for f in flags]
+    if f"spark.driver.extraClassPath={cp}" not in flags:
+        flags += ["--conf", f"spark.driver.extraClassPath={cp}"]
     return [
         spark_bin("spark-submit"), "--class", "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2",
         "--name", "lakeml-thriftserver", *flags,

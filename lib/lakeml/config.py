@@ -64,6 +64,8 @@ class StorageSettings(_Strict):
     landing: str | None = None
     warehouse: str | None = None
     metastore: Literal["derby", "external"] = "derby"
+    # where the landing job moves ingested batches (default: "archive" beside the landing folder)
+    archive: str | None = None
     # WebHDFS address of the landing zone's HDFS (the landing job moves files with HdfsCLI)
     webhdfs: str | None = None
 

@@ -35,6 +35,9 @@ def run(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, stages: list[str
         t0 = time.time()
         log.info("stage %s ...", stage)
         if stage == "ingest":
+            generated = _demo_data_if_new(spark, env, uc)
+            if generated:
+                summary["generated"] = generated
             out = [asdict(r) for r in ingest.ingest(spark, env, uc)]
         elif stage == "features":
             out = features.run(spark, uc)
@@ -59,6 +62,20 @@ def run(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, stages: list[str
         ref = tracking.get_alias(client, uc.model.name, alias)
         summary[f"{alias}_version"] = ref.version if ref else None
     return summary
+
+
+def _demo_data_if_new(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig) -> dict | None:
+    """A brand-new lake (nothing ever ingested) with an empty landing zone gets the use
+    case's demo data set first, as ``jobs/generate.py`` would write it; any landed batch or
+    any earlier ingest turns this off."""
+    from lakeml import generate, landing
+
+    if uc.generator is None or spark.catalog.tableExists(uc.table(uc.tables.ingest_log)):
+        return None
+    if landing.list_batches(spark, env.landing_dir):
+        return None
+    log.warning("brand-new lake, empty landing zone %s: generating the demo data set first (jobs/generate.py)", env.landing_dir)
+    return generate.run(spark, uc.generator, env.landing_dir)["rows"]
 
 
 def table_summary(spark: SparkSession, uc: UseCaseConfig) -> dict:

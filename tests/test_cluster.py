@@ -1,0 +1,228 @@
+"""The cluster stack, brought up once for this module by ./scripts/cluster.sh, with the
+whole workflow run on it through ./spark-submit.sh --env cluster and checked through
+real clients: HdfsCLI over WebHDFS, pyhive and beeline on the Thrift Server, the MLflow
+server's REST API. The stack lives in a temporary folder and goes down at the end; the
+last test checks that no process of it is left.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cmd
+from lakeml.cluster import HOST, Ports, Stack, StackError, _pid_alive
+
+pytestmark = [pytest.mark.cluster, pytest.mark.subprocess]
+
+PORTS = Ports()
+SERVICES = ["postgres", "hdfs", "mlflow", "spark-master", "spark-worker", "thriftserver"]
+
+
+@pytest.fixture(scope="module")
+def stack_env(tmp_path_factory):
+    base = tmp_path_factory.mktemp("cluster-stack")
+    busy = [p for p in (PORTS.postgres, PORTS.namenode, PORTS.mlflow, PORTS.spark_master, PORTS.thrift) if _port_open(p)]
+    if busy:
+        pytest.fail(
+            f"ports {busy} are taken: another stack (./scripts/cluster.sh status) or another server runs; "
+            "stop it before the cluster suite", pytrace=False,
+        )
+    v = {
+        "LAKEML_CLUSTER_DIR": str(base),
+        "LAKEML_PG_PASSWORD": os.environ.get("LAKEML_PG_PASSWORD") or secrets.token_hex(12),
+        # the jobs' own local state (dist zips are shared; derby is not used here)
+        "LAKEML_DATA_DIR": str(base / "jobs"),
+    }
+    old = {k: os.environ.get(k) for k in v}
+    os.environ.update(v)
+    try:
+        p = run_cmd(["./scripts/cluster.sh", "up"], timeout=900, check=False)
+        if p.returncode != 0:
+            run_cmd(["./scripts/cluster.sh", "down"], check=False)
+            pytest.fail(f"cluster.sh up failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-6000:]}", pytrace=False)
+        yield v
+    finally:
+        run_cmd(["./scripts/cluster.sh", "down"], check=False)
+        for k, val in old.items():
+            if val is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = val
+
+
+def _port_open(port: int) -> bool:
+    try:
+        socket.create_connection((HOST, port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def ran_pipeline(stack_env):
+    """generate (small) + the whole pipeline, on the standalone cluster."""
+    t0 = time.time()
+    run_cmd(["./spark-submit.sh", "--env", "cluster", "jobs/generate.py", "--customers", "1500", "--days", "180", "--seed", "7"])
+    p = run_cmd(["./spark-submit.sh", "--env", "cluster", "jobs/pipeline.py"])
+    return {"stdout": p.stdout, "seconds": time.time() - t0}
+
+
+def test_status_lists_every_service_ready(stack_env):
+    p = run_cmd(["./scripts/cluster.sh", "status"])
+    for name in SERVICES:
+        line = next(ln for ln in p.stdout.splitlines() if ln.startswith(name))
+        assert " ready " in line and HOST in line, line
+
+
+def test_up_twice_does_no_harm(stack_env):
+    stack = Stack()
+    before = {s.name: stack.pid(s) for s in stack.services}
+    p = run_cmd(["./scripts/cluster.sh", "up"])
+    assert p.stdout.count("already up") == len(SERVICES), p.stdout
+    assert {s.name: stack.pid(s) for s in stack.services} == before
+
+
+def test_pipeline_runs_on_the_cluster(ran_pipeline, stack_env):
+    out = ran_pipeline["stdout"]
+    assert "churn.predictions" in out and "champion = version 1" in out
+    # the executors ran on the standalone worker, not in a local driver
+    apps = __import__("json").loads(
+        __import__("urllib.request", fromlist=["urlopen"]).urlopen(f"http://{HOST}:{PORTS.spark_master_ui}/json/").read()
+    )["completedapps"]
+    assert {"lakeml-generate", "lakeml-pipeline"} <= {a["name"] for a in apps}
+
+
+def test_files_and_tables_are_on_hdfs(ran_pipeline):
+    from hdfs import InsecureClient
+
+    c = InsecureClient(f"http://{HOST}:{PORTS.webhdfs}", user="lakeml")
+    batches = c.list("/lakeml/landing")
+    assert len([b for b in batches if b[:2] == "20"]) >= 170
+    assert set(c.list(f"/lakeml/landing/{batches[0]}")) >= {"customers"}
+    log = c.list("/lakeml/warehouse/churn.db/predictions/_delta_log")
+    assert any(f.endswith(".json") for f in log)
+
+
+def test_predictions_through_pyhive_and_beeline(ran_pipeline):
+    from pyhive import hive
+
+    conn = hive.connect(host=HOST, port=PORTS.thrift, username="analyst")
+    cur = conn.cursor()
+    cur.execute("SELECT score_date, count(*), min(model_version), max(churn_probability) FROM churn.predictions GROUP BY score_date")
+    rows = cur.fetchall()
+    cur.execute(
+        "SELECT count(*) FROM churn.customer_features WHERE as_of_date = (SELECT max(as_of_date) FROM churn.customer_features)"
+    )
+    (expected,) = cur.fetchone()
+    conn.close()
+    assert len(rows) == 1
+    _, n, version, pmax = rows[0]
+    assert n == expected > 500 and version == "1" and 0 < pmax <= 1
+    p = run_cmd(["./scripts/sql.sh", "--env", "cluster", "--outputformat=tsv2", "--showHeader=false", "-e",
+                 "SELECT count(*), min(model_version) FROM churn.predictions"])
+    assert p.stdout.strip().splitlines()[-1].split("\t") == [str(n), "1"]
+
+
+def test_model_version_through_the_mlflow_server(ran_pipeline):
+    from mlflow import MlflowClient
+
+    c = MlflowClient(tracking_uri=f"http://{HOST}:{PORTS.mlflow}")
+    champion = c.get_model_version_by_alias("churn_classifier", "champion")
+    assert champion.version == "1"
+    run = c.get_run(champion.run_id)
+    assert run.data.metrics["test_roc_auc"] > 0.7
+    assert {a.path for a in c.list_artifacts(champion.run_id, "plots")} >= {"plots/roc.png"}
+
+
+def test_landing_operations_with_hdfscli(ran_pipeline, tmp_path):
+    from hdfs import InsecureClient
+
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "tickets-extra.csv").write_text(
+        "ticket_id,customer_id,opened_at,category,priority\n"
+        "T-EXTRA-1,C0000001,2026-07-01 10:00:00,billing,high\n"
+    )
+    day = "2026-12-31"
+    up = run_cmd(["./spark-submit.sh", "--env", "cluster", "jobs/landing.py", "upload", str(export), "--source", "support_tickets", "--date", day])
+    assert f"/lakeml/landing/{day}/support_tickets/tickets-extra.csv" in up.stdout
+    lst = run_cmd(["./spark-submit.sh", "--env", "cluster", "jobs/landing.py", "list"]).stdout
+    assert any(ln.split()[:2] == [day, "pending"] for ln in lst.splitlines()), lst
+    again = run_cmd(["./spark-submit.sh", "--env", "cluster", "jobs/landing.py", "upload", str(export), "--source", "support_tickets", "--date", day], check=False)
+    assert again.returncode == 2 and "already exists" in again.stdout + again.stderr
+    refused = run_cmd(["./spark-submit.sh", "--env", "cluster", "jobs/landing.py", "archive", "--date", day], check=False)
+    assert refused.returncode == 2 and "not ingested" in refused.stdout + refused.stderr
+    run_cmd(["./spark-submit.sh", "--env", "cluster", "jobs/ingest.py"])
+    lst = run_cmd(["./spark-submit.sh", "--env", "cluster", "jobs/landing.py", "list"]).stdout
+    assert any(ln.split()[:2] == [day, "ingested"] for ln in lst.splitlines()), lst
+    run_cmd(["./spark-submit.sh", "--env", "cluster", "jobs/landing.py", "archive", "--date", day])
+    c = InsecureClient(f"http://{HOST}:{PORTS.webhdfs}", user="lakeml")
+    assert c.status(f"/lakeml/landing/{day}", strict=False) is None
+    assert c.list(f"/lakeml/archive/{day}/support_tickets") == ["tickets-extra.csv"]
+
+
+def test_notebook_runs_against_the_cluster(ran_pipeline, stack_env, monkeypatch):
+    from test_notebook import execute_notebook
+
+    execute_notebook(monkeypatch, "cluster", {k: stack_env[k] for k in ("LAKEML_PG_PASSWORD", "LAKEML_DATA_DIR")})
+
+
+def test_a_service_that_fails_to_start_shows_its_log(stack_env, tmp_path):
+    # an MLflow server on the stack's PostgreSQL with a wrong password: it exits while starting
+    free = _free_port()
+    s = Stack(tmp_path / "broken", Ports(mlflow=free))
+    old = os.environ["LAKEML_PG_PASSWORD"]
+    os.environ["LAKEML_PG_PASSWORD"] = "wrong-" + old
+    try:
+        with pytest.raises(StackError, match=r"(?s)mlflow exited while starting. Last lines of .*mlflow.log.*password authentication failed"):
+            s.up(["mlflow"])
+    finally:
+        os.environ["LAKEML_PG_PASSWORD"] = old
+        s.down()
+
+
+def test_a_taken_port_is_named(stack_env, tmp_path):
+    s = Stack(tmp_path / "second")
+    with pytest.raises(StackError, match=rf"spark-master: port {HOST}:{PORTS.spark_master} is already taken by a process this stack did not start"):
+        s.up(["spark-master"])
+
+
+def test_down_stops_everything_and_jobs_then_fail_fast(stack_env):
+    stack = Stack()
+    pids = [stack.pid(s) for s in stack.services]
+    assert all(pids)
+    run_cmd(["./scripts/cluster.sh", "down"])
+    deadline = time.time() + 30
+    while time.time() < deadline and any(_pid_alive(p) for p in pids):
+        time.sleep(0.5)
+    assert not [p for p in pids if _pid_alive(p)]
+    assert not [p for p in (PORTS.postgres, PORTS.namenode, PORTS.webhdfs, PORTS.mlflow, PORTS.spark_master, PORTS.thrift) if _port_open(p)]
+    left = subprocess.run(["pgrep", "-f", str(stack.base)], capture_output=True, text=True).stdout.split()
+    assert not left, f"processes of the stack still running: {left}"
+    st = run_cmd(["./scripts/cluster.sh", "status"], check=False)
+    assert st.returncode == 3 and all(" down" in ln for ln in st.stdout.splitlines() if ln.split()[:1] and ln.split()[0] in SERVICES)
+    t0 = time.time()
+    job = run_cmd(["./spark-submit.sh", "--env", "cluster", "jobs/score.py"], check=False)
+    assert job.returncode == 2 and time.time() - t0 < 30
+    msg = job.stdout + job.stderr
+    assert "error: the Spark master at 127.0.0.1:7077 does not answer" in msg and "./scripts/cluster.sh up" in msg, msg
+    sql = run_cmd(["./scripts/sql.sh", "--env", "cluster", "-e", "SELECT 1"], check=False)
+    assert sql.returncode == 2 and "the SQL endpoint jdbc:hive2://127.0.0.1:10000" in sql.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def test_stack_dirs_are_under_the_cluster_dir(stack_env):
+    base = Path(stack_env["LAKEML_CLUSTER_DIR"])
+    assert (base / "logs" / "hdfs.log").is_file() and (base / "postgres" / "PG_VERSION").is_file()
