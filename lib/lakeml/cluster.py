@@ -448,6 +448,9 @@ def _thrift_cmd(stack: Stack) -> list[str]:
         spark_bin("spark-submit"), "--class", "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2",
         "--name", "lakeml-thriftserver", *flags,
         "--conf", "spark.sql.hive.thriftServer.singleSession=false",
+        # HiveServer2 turns on java.time dates, and Delta's metadata-only answer to
+        # min/max(date) still builds java.sql.Date: ClassCastException. Compute it instead.
+        "--conf", "spark.databricks.delta.optimizeMetadataQuery.enabled=false",
         "--hiveconf", f"hive.server2.thrift.bind.host={HOST}",
         "--hiveconf", f"hive.server2.thrift.port={stack.ports.thrift}",
         "--hiveconf", "hive.server2.transport.mode=binary",

@@ -1,0 +1,36 @@
+"""Move the champion by hand: roll back, or force a version. Both are recorded.
+
+    ./spark-submit.sh jobs/promote.py --rollback [--reason TEXT]
+    ./spark-submit.sh jobs/promote.py --to VERSION --reason TEXT
+
+--rollback gives the champion alias back to the version the current champion replaced (from
+<db>.model_decisions). --to makes VERSION the champion. Both append to model_decisions and
+tag the MLflow model version.
+"""
+
+from lakeml import cli
+
+
+def run(args):
+    from dataclasses import asdict
+
+    from lakeml import session, validate
+    from lakeml.config import UsageError
+
+    env, uc = cli.load(args)
+    if bool(args.rollback) == bool(args.to):
+        raise UsageError("give exactly one of --rollback or --to VERSION")
+    spark = session.get_spark(env, "lakeml-promote")
+    if args.rollback:
+        d = validate.rollback(spark, env, uc, args.reason or "")
+    else:
+        d = validate.force(spark, env, uc, args.to, args.reason or "")
+    return {k: v for k, v in asdict(d).items() if k != "details"}
+
+
+if __name__ == "__main__":
+    p = cli.parser(__doc__)
+    p.add_argument("--rollback", action="store_true", help="restore the previous champion")
+    p.add_argument("--to", metavar="VERSION", help="make this model version the champion")
+    p.add_argument("--reason", help="why (required with --to)")
+    cli.main(run, p.parse_args())
