@@ -1,8 +1,12 @@
 """Run ingest -> features -> train -> score in one Spark session and print a summary.
 
     ./spark-submit.sh jobs/pipeline.py [--from STAGE | --only STAGE[,STAGE]] [--score-date YYYY-MM-DD]
+    ./spark-submit.sh jobs/pipeline.py --scheduled
 
-Stages: ingest, features, train, score.
+Stages: ingest, quality, features, train, validate, score, monitor.
+--scheduled is the daily run a scheduler calls: ingest -> quality -> features -> score ->
+monitor, then the retraining policy; when it fires: train -> shadow score -> validate ->
+promote or refuse. Every trigger and decision lands in <db>.model_decisions.
 """
 
 from lakeml import cli
@@ -12,9 +16,16 @@ def run(args):
     from lakeml import pipeline, session
 
     env, uc = cli.load(args)
+    from lakeml.config import UsageError
+
+    if args.scheduled and (args.from_stage or args.only or args.score_date):
+        raise UsageError("--scheduled runs its own stages: it takes no --from, --only or --score-date")
     stages = pipeline.select_stages(args.from_stage, args.only.split(",") if args.only else None)
     spark = session.get_spark(env, "lakeml-pipeline")
-    summary = pipeline.run(spark, env, uc, stages, score_date=args.score_date)
+    if args.scheduled:
+        summary = pipeline.run_scheduled(spark, env, uc)
+    else:
+        summary = pipeline.run(spark, env, uc, stages, score_date=args.score_date)
     print(pipeline.describe(summary, uc))
     return None
 
@@ -24,4 +35,5 @@ if __name__ == "__main__":
     p.add_argument("--from", dest="from_stage", help="start at this stage")
     p.add_argument("--only", help="comma-separated stages to run")
     p.add_argument("--score-date", type=cli.iso_date, help="snapshot to score (default: the newest)")
+    p.add_argument("--scheduled", action="store_true", help="the daily run: monitor, and retrain when the policy fires")
     cli.main(run, p.parse_args())

@@ -67,6 +67,10 @@ def test_model_quality_and_registry(spark, env, uc, built):
     assert run.data.params[f"input.{uc.table(uc.tables.features)}.delta_version"].isdigit()
     arts = {a.path for a in client.list_artifacts(tr["run_id"], "plots")} | {a.path for a in client.list_artifacts(tr["run_id"], "conf")}
     assert {"plots/roc.png", "plots/pr.png", "plots/feature_importance.png", "conf/usecase.yaml"} <= arts
+    # the portable copy, checked against the Spark model before it was logged
+    assert [a.path for a in client.list_artifacts(tr["run_id"], "onnx")] == ["onnx/model.onnx"]
+    assert run.data.metrics["portable_onnx_max_abs_diff"] <= 1e-6
+    assert client.get_model_version(uc.model.name, tr["version"]).tags["portable_formats"] == "onnx"
     model = mlflow.spark.load_model(f"models:/{uc.model.name}@champion")
     assert len(model.stages) >= 4
 
@@ -122,3 +126,72 @@ def test_a_missing_table_says_which_and_how_to_make_it(spark, uc):
     empty = uc.model_copy(update={"database": "nowhere"})
     with pytest.raises(tables.MissingTableError, match=r"Table nowhere.bronze_customers does not exist. Create it by running jobs/ingest.py"):
         features.run(spark, empty)
+
+
+# --------------------------------------------------------------------------- the gate
+
+
+def _decisions(spark, uc):
+    return spark.table(uc.table(uc.tables.model_decisions)).orderBy("decided_at")
+
+
+def test_a_worse_challenger_is_refused(spark, env, uc, built):
+    from lakeml import validate
+
+    client = tracking.configure(env)
+    champion = tracking.get_alias(client, uc.model.name, "champion").version
+    # a deliberately broken challenger: one weak feature, no tuning, no floor to stop it
+    broken = uc.model_copy(update={"model": uc.model.model_copy(update={
+        "numeric": ["age"], "categorical": [], "grid": {}, "auc_floor": 0.0})})
+    bad = train.run(spark, env, broken)
+    assert tracking.get_alias(client, uc.model.name, "challenger").version == bad.model.version
+    d = validate.validate(spark, env, uc)
+    assert d.decision == "refused" and d.champion_after == champion
+    assert d.challenger_roc_auc < d.champion_roc_auc
+    assert any("is not better than the champion" in r for r in d.reasons), d.reasons
+    assert tracking.get_alias(client, uc.model.name, "champion").version == champion
+    rows = _decisions(spark, uc).where(F.col("challenger_version") == bad.model.version).collect()
+    assert len(rows) == 1 and rows[0].decision == "refused" and rows[0].holdout_date == d.holdout_date
+    assert client.get_model_version(uc.model.name, bad.model.version).tags["validation.decision"] == "refused"
+    assert client.get_model_version(uc.model.name, champion).tags["validation.challenger"] == bad.model.version
+    # deciding again on the same evidence records nothing new
+    validate.validate(spark, env, uc)
+    assert _decisions(spark, uc).where(F.col("challenger_version") == bad.model.version).count() == 1
+
+
+def test_promotion_rollback_and_forcing_are_recorded(spark, env, uc, built):
+    from lakeml import validate
+
+    client = tracking.configure(env)
+    good = tracking.get_alias(client, uc.model.name, "champion").version
+    bad = tracking.get_alias(client, uc.model.name, "challenger").version
+    assert good != bad
+    with pytest.raises(validate.PromotionError, match="needs --reason"):
+        validate.force(spark, env, uc, bad, " ")
+    # someone forces the broken model in; the good one, as challenger, wins it back
+    f = validate.force(spark, env, uc, bad, "incident drill")
+    assert (f.champion_before, f.champion_after) == (good, bad)
+    tracking.set_alias(client, uc.model.name, "challenger", good)
+    p = validate.validate(spark, env, uc)
+    assert p.decision == "promoted" and p.champion_after == good
+    assert tracking.get_alias(client, uc.model.name, "champion").version == good
+    # rollback gives the alias back to what the promotion replaced
+    r = validate.rollback(spark, env, uc, "drill")
+    assert (r.champion_before, r.champion_after) == (good, bad)
+    assert tracking.get_alias(client, uc.model.name, "champion").version == bad
+    validate.force(spark, env, uc, good, "end of drill")
+    trail = [(x.action, x.decision, x.champion_before, x.champion_after) for x in _decisions(spark, uc).collect()][-4:]
+    assert trail == [("force", "forced", good, bad), ("validate", "promoted", bad, good),
+                     ("rollback", "rolled_back", good, bad), ("force", "forced", bad, good)]
+
+
+def test_shadow_scoring_sits_beside_the_champion(spark, env, uc, built):
+    pt = uc.table(uc.tables.predictions)
+    d = features.newest_snapshot(spark, uc)
+    champ_before = spark.table(pt).where((F.col("score_date") == d) & (F.col("model_alias") == "champion")).drop("scored_at").collect()
+    out = score.run(spark, env, uc, alias="challenger")
+    sh = spark.table(pt).where((F.col("score_date") == d) & (F.col("model_alias") == "challenger"))
+    assert sh.count() == out["rows"] == len(champ_before)
+    assert sh.select("model_version").distinct().first()[0] == out["model_version"]
+    champ_after = spark.table(pt).where((F.col("score_date") == d) & (F.col("model_alias") == "champion")).drop("scored_at")
+    assertDataFrameEqual(champ_after, champ_before, checkRowOrder=False)

@@ -10,7 +10,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from lakeml.config import ConfigError, EnvConfig, UsageError, UseCaseConfig, load_env, load_usecase
+from lakeml.config import ConfigError, EnvConfig, UsageError, UseCaseConfig, UserFacingError, load_env, load_usecase
 
 DEFAULT_CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
@@ -58,7 +58,7 @@ def main(run, args: argparse.Namespace) -> None:
 
     try:
         result = run(args)
-    except (ConfigError, UsageError, MissingTableError, LookupError, FileNotFoundError) as e:
+    except (ConfigError, UsageError, UserFacingError, MissingTableError, LookupError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     if result is not None:

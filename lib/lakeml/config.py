@@ -20,14 +20,19 @@ from __future__ import annotations
 
 import os
 import re
+from contextvars import ContextVar
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 SPARK_TYPES = ("string", "int", "bigint", "double", "date", "timestamp", "boolean")
+
+
+class UserFacingError(RuntimeError):
+    """An expected failure whose message is the whole story (jobs print it and exit 2)."""
 
 
 class ConfigError(ValueError):
@@ -191,6 +196,10 @@ class TablesSpec(_Strict):
     features: str = "customer_features"
     labels: str = "labels"
     predictions: str = "predictions"
+    dq_results: str = "dq_results"
+    drift_metrics: str = "drift_metrics"
+    performance_metrics: str = "performance_metrics"
+    model_decisions: str = "model_decisions"
 
 
 class SnapshotSpec(_Strict):
@@ -249,6 +258,222 @@ class GeneratorSpec(_Strict):
     drift_strength: float = Field(0.0, ge=0)
 
 
+# --------------------------------------------------------------------------- lifecycle
+
+
+# per check type: the parameters it needs and the ones it may have (besides name, type,
+# severity and where, which every check has)
+_CHECK_PARAMS: dict[str, tuple[set[str], set[str]]] = {
+    "not_null": ({"columns"}, set()),
+    "unique": ({"columns"}, set()),
+    "range": ({"columns"}, {"min", "max"}),
+    "accepted_values": ({"columns", "values"}, set()),
+    "freshness": ({"max_age_days"}, {"columns", "reference"}),
+    "row_count_change": ({"max_change"}, set()),
+}
+
+# the use case's checkable tables while a use case file is being validated (see QualitySpec)
+_USE_CASE_TABLES: ContextVar[dict[str, str] | None] = ContextVar("_USE_CASE_TABLES", default=None)
+
+
+class CheckSpec(_Strict):
+    """One data-quality check, evaluated per batch of its table (see lakeml.quality).
+
+    Every check counts what violates it in the batch; it passes when that is within the
+    threshold, otherwise its status is ``fail`` (severity ``error``) or ``warn``.
+
+    - ``not_null``: rows with a null in any of ``columns``; must be 0.
+    - ``unique``: rows beyond the first per value of ``columns`` (rows with a null
+      there are left to not_null); must be 0.
+    - ``range``: rows with a value of ``columns`` below ``min`` or above ``max``
+      (either may be left out; nulls pass); must be 0.
+    - ``accepted_values``: rows with a value of ``columns`` not in ``values``; must be 0.
+    - ``freshness``: days from the newest value of ``columns`` (one date or timestamp
+      column) to the batch date (``reference: batch``), or from the newest value of
+      ``columns`` (default: the batch column) to today (``reference: today``); at most
+      ``max_age_days``.
+    - ``row_count_change``: |rows - rows of the previous batch| / rows of the previous
+      batch; at most ``max_change`` (0.5 = 50 %). Passes on the first batch.
+
+    ``where`` (Spark SQL) restricts the rows a check looks at, e.g. ``status = 'paid'``.
+    """
+
+    name: str = Field(min_length=1)
+    type: Literal["not_null", "unique", "range", "accepted_values", "freshness", "row_count_change"]
+    columns: list[str] = Field(default_factory=list)
+    min: float | None = None
+    max: float | None = None
+    values: list[str | int | float | bool] | None = None
+    max_age_days: int | None = Field(None, ge=0)
+    reference: Literal["batch", "today"] = "batch"
+    max_change: float | None = Field(None, ge=0)
+    severity: Literal["error", "warn"] = "error"
+    where: str | None = None
+
+    @model_validator(mode="after")
+    def _parameters_fit_type(self) -> CheckSpec:
+        required, optional = _CHECK_PARAMS[self.type]
+        given = {k for k in self.model_fields_set if k not in ("name", "type", "severity", "where")}
+        given = {k for k in given if getattr(self, k) not in (None, [])}
+        missing = sorted(required - given)
+        if missing:
+            raise ValueError(f"a check of type {self.type} needs {' and '.join(missing)}")
+        extra = sorted(given - required - optional)
+        if extra:
+            raise ValueError(f"{', '.join(extra)} {'does' if len(extra) == 1 else 'do'} not apply to a check of type {self.type}")
+        if self.type == "range":
+            if self.min is None and self.max is None:
+                raise ValueError("a range check needs min or max (or both)")
+            if self.min is not None and self.max is not None and self.min > self.max:
+                raise ValueError(f"min ({self.min}) is above max ({self.max})")
+        if self.type == "freshness":
+            if len(self.columns) > 1:
+                raise ValueError("a freshness check takes one column (a date or timestamp)")
+            if self.reference == "batch" and not self.columns:
+                raise ValueError("a freshness check against the batch date needs columns: [a date or timestamp column]")
+        return self
+
+
+class _TableName(str):
+    """A quality table key: must name a checkable table of the use case being loaded."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_after_validator_function(cls._known, core_schema.str_schema())
+
+    @staticmethod
+    def _known(name: str) -> str:
+        known = _USE_CASE_TABLES.get()
+        if known is not None and name not in known:
+            raise ValueError(f"not a table of this use case; checks run on: {', '.join(sorted(known))}")
+        return name
+
+
+def _unique_check_names(checks: list[CheckSpec]) -> list[CheckSpec]:
+    seen: set[str] = set()
+    for c in checks:
+        if c.name in seen:
+            raise ValueError(f"check name {c.name!r} is used twice (names identify results in dq_results)")
+        seen.add(c.name)
+    return checks
+
+
+class QualitySpec(_Strict):
+    """Data-quality checks per table (see lakeml.quality).
+
+    ``checks`` maps a table of the use case (a bronze table, the feature table, labels,
+    predictions, quarantine or ingest_log) to its checks (``CheckSpec``). Checks run per
+    batch: the rows of one ``_batch_date`` (bronze), ``as_of_date`` (features, labels),
+    ``score_date`` (predictions) or ``batch_date`` (quarantine, ingest_log).
+    """
+
+    checks: dict[_TableName, Annotated[list[CheckSpec], AfterValidator(_unique_check_names)]] = Field(default_factory=dict)
+
+    @staticmethod
+    def batch_columns(sources: dict[str, SourceSpec], tables: TablesSpec) -> dict[str, str]:
+        """The tables checks may name, each with the column that says which batch a row is of."""
+        cols = {s.table: "_batch_date" for s in sources.values()}
+        cols.update({tables.features: "as_of_date", tables.labels: "as_of_date", tables.predictions: "score_date"})
+        cols.update({tables.quarantine: "batch_date", tables.ingest_log: "batch_date"})
+        return cols
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        # validated as UseCaseConfig.quality, the use case's sources and tables (validated
+        # before it) are in info.data: table keys are checked against them (_TableName)
+        from pydantic_core import core_schema
+
+        return core_schema.with_info_wrap_validator_function(cls._with_use_case_tables, handler(source))
+
+    @staticmethod
+    def _with_use_case_tables(value: Any, handler: Any, info: Any) -> Any:
+        data = info.data or {}
+        sources, tables = data.get("sources"), data.get("tables")
+        known = QualitySpec.batch_columns(sources, tables) if isinstance(sources, dict) and isinstance(tables, TablesSpec) else None
+        token = _USE_CASE_TABLES.set(known)
+        try:
+            return handler(value)
+        finally:
+            _USE_CASE_TABLES.reset(token)
+
+
+class MonitoringSpec(_Strict):
+    """Drift and live-performance monitoring (see lakeml.monitor).
+
+    Drift compares the feature rows of a score date with a reference: the rows the model
+    that scored that date was trained on (``training``: its ``train_from``..``train_to``
+    snapshots, logged with its MLflow run) or its test snapshot (``test``). A feature's
+    status is ``alert`` when PSI >= psi_alert, KS >= ks_alert or JS >= js_alert, ``warn``
+    when PSI >= psi_warn, ``ok`` otherwise.
+    """
+
+    reference: Literal["training", "test"] = "training"
+    bins: int = Field(10, ge=2, le=100)  # PSI / JS / chi-square bins: reference quantiles
+    ks_bins: int = Field(100, ge=2, le=1000)  # finer quantile bins for the KS statistic
+    quantile_error: float = Field(0.0001, ge=0, lt=0.1)  # approxQuantile relative error
+    psi_warn: float = Field(0.1, gt=0)
+    psi_alert: float = Field(0.25, gt=0)
+    ks_alert: float = Field(0.2, gt=0, le=1)  # two-sample KS statistic (max CDF gap)
+    js_alert: float = Field(0.2, gt=0, le=1)  # Jensen-Shannon distance, base 2
+    top_features: int = Field(5, ge=1)  # most drifted features plotted in the report
+    calibration_bins: int = Field(10, ge=2, le=100)  # equal-width probability bins for ECE
+
+    @model_validator(mode="after")
+    def _warn_below_alert(self) -> MonitoringSpec:
+        if self.psi_warn >= self.psi_alert:
+            raise ValueError(f"psi_warn ({self.psi_warn}) must be below psi_alert ({self.psi_alert})")
+        return self
+
+
+class ValidationSpec(_Strict):
+    """The challenger-vs-champion gate (see lakeml.validate)."""
+
+    min_roc_auc: float = Field(0.7, ge=0, le=1)
+    min_lift_top_decile: float = Field(1.5, ge=0)
+    # promote only if challenger AUC - champion AUC > -max_auc_drop (0: strictly better)
+    max_auc_drop: float = Field(0.0, ge=0, le=1)
+    # score the challenger beside the champion (model_alias = 'challenger') before deciding
+    shadow: bool = True
+
+
+class RetrainingSpec(_Strict):
+    """When the scheduled pipeline retrains (see lakeml.policy). The policy fires when
+
+    * there is no champion yet, or
+    * in at least ``drift_batches`` of the last ``of_last`` scored batches, a feature of
+      ``features`` (default: every monitored feature) or the predicted probability had
+      PSI >= ``psi_threshold``, or
+    * the newest live ROC AUC of the champion (from ground truth) is below ``min_live_auc``.
+    """
+
+    features: list[str] = Field(default_factory=list)
+    psi_threshold: float = Field(0.25, gt=0)
+    drift_batches: int = Field(2, ge=1)
+    of_last: int = Field(3, ge=1)
+    min_live_auc: float = Field(0.7, ge=0, le=1)
+    include_prediction_drift: bool = True
+
+    @model_validator(mode="after")
+    def _n_of_m(self) -> RetrainingSpec:
+        if self.drift_batches > self.of_last:
+            raise ValueError(f"drift_batches ({self.drift_batches}) cannot exceed of_last ({self.of_last})")
+        return self
+
+
+class ExportSpec(_Strict):
+    """Portable model formats logged beside the Spark model (see lakeml.export).
+
+    Each format is checked against the Spark model on ``parity_rows`` rows and logged only
+    if max |P(1) - Spark P(1)| <= ``parity_tolerance``."""
+
+    mleap: bool = True  # mleap/model.zip (needs the MLeap jars on the classpath)
+    onnx: bool = True  # onnx/model.onnx (where every stage converts)
+    parity_rows: int = Field(10_000, ge=1)
+    parity_tolerance: float = Field(1e-6, ge=0)
+
+
 class UseCaseConfig(_Strict):
     name: str
     description: str = ""
@@ -259,6 +484,11 @@ class UseCaseConfig(_Strict):
     label: LabelSpec
     model: ModelSpec
     generator: GeneratorSpec = Field(default_factory=GeneratorSpec)
+    quality: QualitySpec = Field(default_factory=QualitySpec)
+    monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
+    validation: ValidationSpec = Field(default_factory=ValidationSpec)
+    retraining: RetrainingSpec = Field(default_factory=RetrainingSpec)
+    export: ExportSpec = Field(default_factory=ExportSpec)
     source_file: str = ""
     conf_dir: str = ""
 

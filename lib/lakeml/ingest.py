@@ -19,10 +19,11 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import date
+from functools import reduce
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import StringType, StructField, StructType
+from pyspark.sql.types import ArrayType, StringType, StructField, StructType
 
 from lakeml import landing, tables
 from lakeml.config import ColumnSpec, EnvConfig, SourceSpec, UseCaseConfig
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 CORRUPT = "_corrupt_record"
 META = ["_batch_date", "_source_file"]
+NOT_UTF8 = "malformed record: not valid UTF-8 text"
 
 
 def _norm_path(c: Column) -> Column:
@@ -47,7 +49,7 @@ def csv_header(spec: SourceSpec) -> str:
 
 
 def _string_schema(spec: SourceSpec) -> StructType:
-    return StructType([StructField(c, StringType()) for c in spec.columns] + [StructField(CORRUPT, StringType())])
+    return StructType([StructField(c, StringType()) for c in spec.columns])
 
 
 def _with_meta(df: DataFrame) -> DataFrame:
@@ -64,19 +66,38 @@ def read_raw(spark: SparkSession, spec: SourceSpec, files: list[str], headers: d
     (Spark's CSV reader would pad or cut it silently), and files whose header is not the
     declared one are not parsed by position: their lines come back as corrupt records.
     Quoted fields may hold commas, not line breaks.
+
+    JSON is read line by line too, each line parsed as one object: a line holding two
+    objects or trailing garbage is a corrupt record (Spark's JSON reader would keep the
+    first object and drop the rest silently). In CSV and JSON a line that is not valid
+    UTF-8 is a corrupt record (it would otherwise be read with replacement characters),
+    and a leading byte-order mark is ignored.
+
+    Parquet files that cannot be read (empty, truncated, not Parquet) each come back as
+    one corrupt record, and files that disagree on a column's type are read separately.
     """
     cols = list(spec.columns)
-    none = F.lit(None).cast("string")
     if spec.format == "parquet":
-        df = _with_meta(spark.read.parquet(*files))
-        present = set(df.columns)
-        return df.select(
-            *[(F.col(c).cast("string") if c in present else none).alias(c) for c in cols], none.alias(CORRUPT), none.alias("_problem"), *META
-        )
+        return _read_parquet(spark, spec, files)
+    utf8 = F.is_valid_utf8(F.col("value"))
+    raw_line = F.make_valid_utf8(F.col("value"))
     if spec.format == "json":
-        df = spark.read.schema(_string_schema(spec)).option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT).json(files)
-        problem = F.when(F.col(CORRUPT).isNotNull(), F.lit("malformed record: not a JSON object"))
-        return _with_meta(df).select(*cols, CORRUPT, problem.alias("_problem"), *META)
+        lines = _with_meta(spark.read.text(files))
+        text = F.regexp_replace(F.col("value"), r"^[\s\x{FEFF}]+|\s+$", "")
+        lines = lines.where(text != "")  # blank lines are not records
+        # wrapped in [ ]: one object parses to an array of one; a second object or
+        # trailing garbage makes the array invalid (or longer) instead of being dropped
+        parsed = F.from_json(F.concat(F.lit("["), text, F.lit("]")), ArrayType(_string_schema(spec)), {"mode": "PERMISSIVE"})
+        n = F.coalesce(F.size(parsed), F.lit(0))
+        ok = utf8 & text.startswith("{") & text.endswith("}") & (n == 1)
+        problem = (
+            F.when(~utf8, F.lit(NOT_UTF8))
+            .when(n > 1, F.lit("malformed record: more than one JSON object on the line"))
+            .when(~ok, F.lit("malformed record: not a JSON object"))
+        )
+        return lines.select(
+            *[F.when(ok, parsed[0][c]).alias(c) for c in cols], F.when(~ok, raw_line).alias(CORRUPT), problem.alias("_problem"), *META
+        )
     # CSV
     expected = csv_header(spec)
     headers = headers if headers is not None else {f: landing.first_line(spark, f) for f in files}
@@ -84,19 +105,63 @@ def read_raw(spark: SparkSession, spec: SourceSpec, files: list[str], headers: d
     lines = _with_meta(spark.read.text(files)).join(F.broadcast(hdr), F.col("_source_file") == F.col("_f"))
     # each file's first line is its header; blank lines are not records
     lines = lines.where((F.col("value") != F.col("_h")) & (F.trim(F.col("value")) != ""))
-    good_header = F.trim(F.col("_h")) == F.lit(expected)
+    good_header = F.trim(F.regexp_replace(F.col("_h"), "^\uFEFF", "")) == F.lit(expected)
     fields = F.size(F.split(F.col("value"), r',(?=(?:[^"]*"[^"]*")*[^"]*$)'))
     parsed = F.from_csv(F.col("value"), ", ".join(f"`{c}` STRING" for c in cols), {"mode": "PERMISSIVE"})
-    ok = good_header & (fields == len(cols))
-    problem = F.when(~good_header, F.concat(F.lit(f"header mismatch: expected '{expected}', file has '"), F.col("_h"), F.lit("'"))).when(
-        fields != len(cols), F.concat(F.lit(f"malformed record: expected {len(cols)} fields, found "), fields.cast("string"))
+    ok = utf8 & good_header & (fields == len(cols))
+    problem = (
+        F.when(~utf8, F.lit(NOT_UTF8))
+        .when(~good_header, F.concat(F.lit(f"header mismatch: expected '{expected}', file has '"), F.col("_h"), F.lit("'")))
+        .when(fields != len(cols), F.concat(F.lit(f"malformed record: expected {len(cols)} fields, found "), fields.cast("string")))
     )
     return lines.select(
         *[F.when(ok, parsed[c]).alias(c) for c in cols],
-        F.when(~ok, F.col("value")).alias(CORRUPT),
+        F.when(~ok, raw_line).alias(CORRUPT),
         problem.alias("_problem"),
         *META,
     )
+
+
+def _read_parquet(spark: SparkSession, spec: SourceSpec, files: list[str]) -> DataFrame:
+    none = F.lit(None).cast("string")
+
+    def as_strings(df: DataFrame) -> DataFrame:
+        df = _with_meta(df)
+        present = set(df.columns)
+        return df.select(
+            *[(F.col(c).cast("string") if c in present else none).alias(c) for c in spec.columns], none.alias(CORRUPT), none.alias("_problem"), *META
+        )
+
+    try:
+        # one job reads every footer: the merged schema, or an error when a file is not
+        # Parquet or two files disagree on a column's type
+        return as_strings(spark.read.option("mergeSchema", "true").parquet(*files))
+    except Exception as e:  # noqa: BLE001 - sorted out file by file below, which re-raises what it cannot explain
+        log.warning("parquet files of one batch do not read together (%s); reading them one by one", str(e).split("\n")[0][:200])
+    by_schema: dict[str, list[str]] = {}
+    unreadable: list[tuple[str, str]] = []
+    for f in files:
+        try:
+            by_schema.setdefault(spark.read.parquet(f).schema.json(), []).append(f)
+        except Exception as e:
+            msg = str(e)
+            if "CANNOT_READ_FILE_FOOTER" not in msg:
+                raise
+            why = re.search(r"is (not a Parquet file[^\n]*)", msg)
+            unreadable.append((f, f"unreadable file: {why.group(1) if why else 'cannot read the Parquet footer'}"))
+    frames = [as_strings(spark.read.parquet(*group)) for group in by_schema.values()]
+    if unreadable:
+        bad = spark.createDataFrame(unreadable, "_path string, _problem string")
+        frames.append(
+            bad.select(
+                *[none.alias(c) for c in spec.columns],
+                F.lit("").alias(CORRUPT),  # no record text: the whole file is unreadable
+                "_problem",
+                _batch_of(F.col("_path")).alias("_batch_date"),
+                _norm_path(F.col("_path")).alias("_source_file"),
+            )
+        )
+    return reduce(DataFrame.unionByName, frames)
 
 
 def _norm(headers: dict[str, str | None], files: list[str]) -> list[tuple[str, str]]:

@@ -13,7 +13,7 @@ from lakeml.config import EnvConfig, UsageError, UseCaseConfig
 
 log = logging.getLogger(__name__)
 
-STAGES = ["ingest", "features", "train", "score"]
+STAGES = ["ingest", "quality", "features", "train", "validate", "score", "monitor"]
 
 
 def select_stages(from_stage: str | None = None, only: list[str] | None = None) -> list[str]:
@@ -29,39 +29,151 @@ def select_stages(from_stage: str | None = None, only: list[str] | None = None) 
     return list(STAGES)
 
 
-def run(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, stages: list[str], score_date=None) -> dict:
-    summary: dict = {"usecase": uc.name, "env": env.name, "stages": {}}
-    for stage in stages:
+def _bronze_and_feature_checks(uc: UseCaseConfig) -> tuple[list[str], list[str]]:
+    bronze = {s.table for s in uc.sources.values()}
+    checked = list(uc.quality.checks)
+    return [t for t in checked if t in bronze], [t for t in checked if t not in bronze]
+
+
+def _train_result(r) -> dict:
+    return {
+        "model": r.model.name,
+        "version": r.model.version,
+        "run_id": r.model.run_id,
+        "became_champion": r.became_champion,
+        "threshold": round(r.threshold, 4),
+        "test_as_of": str(r.test_date),
+        "metrics": {k: round(v, 4) for k, v in r.metrics.items()},
+    }
+
+
+def _decision(d) -> dict:
+    return {k: v for k, v in asdict(d).items() if k not in ("details", "decided_at")}
+
+
+class _Run:
+    """Runs stages in one session, timing each into the summary."""
+
+    def __init__(self, spark: SparkSession, env: EnvConfig, uc: UseCaseConfig):
+        self.spark, self.env, self.uc = spark, env, uc
+        self.summary: dict = {"usecase": uc.name, "env": env.name, "stages": {}}
+
+    def stage(self, name: str, fn, *args, **kwargs):
         t0 = time.time()
-        log.info("stage %s ...", stage)
+        log.info("stage %s ...", name)
+        out = fn(*args, **kwargs)
+        key, n = name, 2
+        while key in self.summary["stages"]:
+            key, n = f"{name}#{n}", n + 1
+        self.summary["stages"][key] = {"seconds": round(time.time() - t0, 1), **({"result": out} if out is not None else {})}
+        return out
+
+    # the stages -------------------------------------------------------------------
+    def ingest(self):
+        generated = _demo_data_if_new(self.spark, self.env, self.uc)
+        if generated:
+            self.summary["generated"] = generated
+        return [asdict(r) for r in ingest.ingest(self.spark, self.env, self.uc)]
+
+    def quality(self, which: str):
+        from lakeml import quality
+
+        bronze, other = _bronze_and_feature_checks(self.uc)
+        only = [t for t in (bronze if which == "bronze" else other) if tables.exists(self.spark, self.uc.table(t))]
+        return quality.run(self.spark, self.uc, only=only) if only else None
+
+    def features(self):
+        out = features.run(self.spark, self.uc)
+        out["as_of_dates"] = [str(d) for d in out["as_of_dates"]]
+        return out
+
+    def train(self):
+        return _train_result(train.run(self.spark, self.env, self.uc))
+
+    def validate(self, trigger: str = "pipeline"):
+        from lakeml import validate
+
+        return _decision(validate.validate(self.spark, self.env, self.uc, trigger=trigger))
+
+    def score(self, score_date=None, alias: str = tracking.CHAMPION):
+        return score.run(self.spark, self.env, self.uc, score_date, alias=alias)
+
+    def monitor(self, score_date=None):
+        from lakeml import monitor
+
+        out = monitor.run(self.spark, self.env, self.uc, score_date)
+        self.summary["monitor_text"] = monitor.describe(out)
+        return out
+
+
+def run(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, stages: list[str], score_date=None) -> dict:
+    """The stages in order: ingest -> quality (bronze) -> features -> quality (features) ->
+    train -> validate -> score -> monitor."""
+    r = _Run(spark, env, uc)
+    for stage in stages:
         if stage == "ingest":
-            generated = _demo_data_if_new(spark, env, uc)
-            if generated:
-                summary["generated"] = generated
-            out = [asdict(r) for r in ingest.ingest(spark, env, uc)]
+            r.stage("ingest", r.ingest)
+            if "quality" in stages:
+                r.stage("quality", r.quality, "bronze")
+        elif stage == "quality":
+            if "ingest" not in stages:
+                r.stage("quality", r.quality, "bronze")
         elif stage == "features":
-            out = features.run(spark, uc)
-            out["as_of_dates"] = [str(d) for d in out["as_of_dates"]]
+            r.stage("features", r.features)
+            if "quality" in stages:
+                r.stage("quality", r.quality, "features")
         elif stage == "train":
-            r = train.run(spark, env, uc)
-            out = {
-                "model": r.model.name,
-                "version": r.model.version,
-                "run_id": r.model.run_id,
-                "became_champion": r.became_champion,
-                "threshold": round(r.threshold, 4),
-                "test_as_of": str(r.test_date),
-                "metrics": {k: round(v, 4) for k, v in r.metrics.items()},
-            }
-        else:
-            out = score.run(spark, env, uc, score_date)
-        summary["stages"][stage] = {"seconds": round(time.time() - t0, 1), **({"result": out} if out is not None else {})}
-    summary["tables"] = table_summary(spark, uc)
+            r.stage("train", r.train)
+        elif stage == "validate":
+            r.stage("validate", r.validate)
+        elif stage == "score":
+            r.stage("score", r.score, score_date)
+        elif stage == "monitor":
+            r.stage("monitor", r.monitor, score_date)
+    return _finish(r)
+
+
+def run_scheduled(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig) -> dict:
+    """The daily run a scheduler calls: ingest -> quality -> features -> score -> monitor,
+    then the retraining policy; when it fires: train -> (shadow score) -> validate, and
+    the live batch is re-scored if the champion changed. Every trigger and decision is
+    recorded in the model_decisions table."""
+    from lakeml import policy, validate
+
+    r = _Run(spark, env, uc)
+    r.stage("ingest", r.ingest)
+    r.stage("quality", r.quality, "bronze")
+    r.stage("features", r.features)
+    r.stage("quality", r.quality, "features")
     client = tracking.configure(env)
+    has_champion = tracking.get_alias(client, uc.model.name, tracking.CHAMPION) is not None
+    if has_champion:
+        r.stage("score", r.score)
+        r.stage("monitor", r.monitor)
+    d = r.stage("policy", lambda: asdict(policy.decide(spark, env, uc, features.newest_snapshot(spark, uc))))
+    validate.record(spark, uc, validate.Decision(
+        uc.model.name, "policy", "retrain" if d["retrain"] else "hold", None, d["champion_version"], d["champion_version"],
+        holdout_date=d["score_date"], reasons=d["reasons"], trigger="scheduled", details=d["evidence"],
+    ))
+    if d["retrain"]:
+        trained = r.stage("train", r.train)
+        champion = tracking.get_alias(client, uc.model.name, tracking.CHAMPION)
+        if uc.validation.shadow and champion is not None and champion.version != trained["version"]:
+            r.stage("shadow", r.score, None, tracking.CHALLENGER)
+        dec = r.stage("validate", r.validate, "policy: " + "; ".join(d["reasons"]))
+        if dec["decision"] == "promoted" or not has_champion:
+            r.stage("score", r.score)
+            r.stage("monitor", r.monitor)
+    return _finish(r)
+
+
+def _finish(r: _Run) -> dict:
+    r.summary["tables"] = table_summary(r.spark, r.uc)
+    client = tracking.configure(r.env)
     for alias in (tracking.CHAMPION, tracking.CHALLENGER):
-        ref = tracking.get_alias(client, uc.model.name, alias)
-        summary[f"{alias}_version"] = ref.version if ref else None
-    return summary
+        ref = tracking.get_alias(client, r.uc.model.name, alias)
+        r.summary[f"{alias}_version"] = ref.version if ref else None
+    return r.summary
 
 
 def _demo_data_if_new(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig) -> dict | None:
@@ -80,7 +192,9 @@ def _demo_data_if_new(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig) ->
 
 def table_summary(spark: SparkSession, uc: UseCaseConfig) -> dict:
     names = [uc.table(s.table) for s in uc.sources.values()]
-    names += [uc.table(t) for t in (uc.tables.quarantine, uc.tables.ingest_log, uc.tables.features, uc.tables.labels, uc.tables.predictions)]
+    t = uc.tables
+    names += [uc.table(x) for x in (t.quarantine, t.ingest_log, t.dq_results, t.features, t.labels, t.predictions,
+                                    t.model_decisions, t.drift_metrics, t.performance_metrics)]
     return tables.row_counts(spark, names)
 
 
@@ -91,6 +205,17 @@ def describe(summary: dict, uc: UseCaseConfig) -> str:
         lines.append(f"  {t:<40} {'-' if n is None else f'{n:,} rows'}")
     lines.append("")
     lines.append(f"  model {uc.model.name}: champion = version {summary.get('champion_version')}, challenger = version {summary.get('challenger_version')}")
+    for key, st in summary["stages"].items():
+        if key.startswith("validate") and st.get("result"):
+            v = st["result"]
+            lines.append(f"  validation: challenger {v['challenger_version']} {v['decision']} "
+                         f"(champion {v['champion_before']} -> {v['champion_after']}): {'; '.join(v['reasons'])}")
+        if key == "policy" and st.get("result"):
+            p = st["result"]
+            lines.append(f"  retraining policy: {'RETRAIN' if p['retrain'] else 'hold'} ({'; '.join(p['reasons'])})")
+        if key.startswith("quality") and st.get("result"):
+            for w in st["result"].get("warnings", []):
+                lines.append(f"  data quality warning: {w}")
     tr = summary["stages"].get("train", {}).get("result")
     if tr:
         m = tr["metrics"]
@@ -102,9 +227,12 @@ def describe(summary: dict, uc: UseCaseConfig) -> str:
     lines += [
         "",
         "Look at it with ./scripts/sql.sh -e \"...\", for example:",
-        f"  SELECT score_date, model_version, count(*) AS customers, round(avg(churn_probability), 4) AS avg_p FROM {pt} GROUP BY 1, 2 ORDER BY 1",
-        f"  SELECT customer_id, churn_probability FROM {pt} WHERE score_date = (SELECT max(score_date) FROM {pt}) ORDER BY churn_probability DESC LIMIT 20",
+        f"  SELECT score_date, model_alias, model_version, count(*) AS customers, round(avg(churn_probability), 4) AS avg_p FROM {pt} GROUP BY 1, 2, 3 ORDER BY 1",
+        f"  SELECT customer_id, churn_probability FROM {pt} WHERE model_alias = 'champion' AND score_date = (SELECT max(score_date) FROM {pt}) ORDER BY churn_probability DESC LIMIT 20",
         f"  SELECT source, reason, count(*) FROM {uc.table(uc.tables.quarantine)} GROUP BY 1, 2 ORDER BY 3 DESC",
+        f"  SELECT decided_at, action, decision, challenger_version, champion_before, champion_after, reasons FROM {uc.table(uc.tables.model_decisions)} ORDER BY decided_at",
         "",
     ]
+    if summary.get("monitor_text"):
+        lines.insert(len(lines) - 7, summary["monitor_text"])
     return "\n".join(lines)

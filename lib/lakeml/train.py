@@ -23,7 +23,7 @@ from pyspark.ml.tuning import CrossValidator, ParamGridBuilder, TrainValidationS
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lakeml import features, metrics, plots, tables, tracking
+from lakeml import export, features, metrics, plots, tables, tracking
 from lakeml.config import ConfigError, EnvConfig, ModelSpec, UseCaseConfig, to_yaml
 
 log = logging.getLogger(__name__)
@@ -225,6 +225,9 @@ def run(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig) -> TrainResult:
             )
         signature = _signature(spark, r["model"], data, uc)
         ref = tracking.log_and_register_spark_model(r["model"], uc.model.name, signature)
+        if uc.export.mleap or uc.export.onnx:
+            portable_rows = data.where(F.col("as_of_date") == F.lit(r["test_date"])).select(*uc.model.categorical, *uc.model.numeric)
+            export.log_portable(r["model"], portable_rows, run.info.run_id, ref, uc.export)
     r["test_scored"].unpersist()
     tracking.tag_version(
         client,
