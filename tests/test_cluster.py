@@ -69,8 +69,12 @@ def _port_open(port: int) -> bool:
 def ran_pipeline(stack_env):
     """generate (small) + the whole pipeline, on the standalone cluster."""
     t0 = time.time()
-    run_cmd(["./spark-submit.sh", "--env", "cluster", "jobs/generate.py", "--customers", "1500", "--days", "180", "--seed", "7"])
-    p = run_cmd(["./spark-submit.sh", "--env", "cluster", "jobs/pipeline.py"])
+    try:
+        run_cmd(["./spark-submit.sh", "--env", "cluster", "jobs/generate.py", "--customers", "1500", "--days", "180", "--seed", "7"])
+        p = run_cmd(["./spark-submit.sh", "--env", "cluster", "jobs/pipeline.py"])
+    except AssertionError as e:
+        logs = run_cmd(["./scripts/cluster.sh", "logs"], check=False).stdout
+        raise AssertionError(f"{e}\n--- service logs\n{logs[-12000:]}") from None
     return {"stdout": p.stdout, "seconds": time.time() - t0}
 
 

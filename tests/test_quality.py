@@ -234,7 +234,7 @@ def test_run_records_everything_then_fails_and_skips_tables_not_built_yet(spark,
     assertDataFrameEqual(_results(spark, u), [("bronze_customers", *e) for e in CUSTOMER_EXPECTED if e[0] == B2], checkRowOrder=False)
     summary = quality.run(spark, u, batch_dates=[B1], fail_on_error=False)
     assert summary["skipped"] == ["customer_features"]
-    assert summary["tables"] == {"bronze_customers": {"batches": ["2026-03-01"], "pass": 5, "warn": 2, "fail": 1}}
+    assert summary["tables"] == {"bronze_customers": {"batches": 1, "first": "2026-03-01", "last": "2026-03-01", "pass": 5, "warn": 2, "fail": 1}}
     assert len(summary["warnings"]) == 2 and summary["failures"] == [
         "bronze_customers batch 2026-03-01: check 'plan_known' (accepted_values) observed 1 vs threshold <= 0 rows with [plan] not in {basic, standard, premium}"
     ]
@@ -279,7 +279,7 @@ def test_quality_job_exits_2_naming_the_failed_check(spark, customers_uc, conf_c
     _edit(path, lambda d: d["quality"]["checks"].update({"bronze_customers": CUSTOMER_CHECKS[:2]}))
     cli.main(job.run, argparse.Namespace(env="embedded", conf_dir=str(conf_copy), usecase="churn", table=None, batch=[B1]))
     summary = json.loads(capsys.readouterr().out)
-    assert summary["tables"] == {"bronze_customers": {"batches": ["2026-03-01"], "pass": 2, "warn": 0, "fail": 0}}
+    assert summary["tables"] == {"bronze_customers": {"batches": 1, "first": "2026-03-01", "last": "2026-03-01", "pass": 2, "warn": 0, "fail": 0}}
 
 
 # --------------------------------------------------------------------------- conf
@@ -360,3 +360,5 @@ def test_shipped_quality_checks_name_real_columns(uc):
             assert set(c.columns) <= cols[table], (table, c.name)
     types = {c.type for checks in uc.quality.checks.values() for c in checks}
     assert types == {"not_null", "unique", "range", "accepted_values", "freshness", "row_count_change"}
+    # the resolved conf (logged with every training run) loads again as it is
+    assert QualitySpec.model_validate(yaml.safe_load(yaml.safe_dump(uc.quality.model_dump(mode="json")))) == uc.quality

@@ -143,6 +143,9 @@ class EnvConfig(_Strict):
             # Delta keeps its schema in the Delta log; Spark's schema sync on overwrite
             # would otherwise be refused by the Hive metastore's column-type check
             "spark.hadoop.hive.metastore.disallow.incompatible.col.type.changes": "false",
+            # spark-sql and HiveServer2 use java.time dates; Delta's metadata-only answer to
+            # min/max(date) still builds java.sql.Date (ClassCastException): compute it
+            "spark.databricks.delta.optimizeMetadataQuery.enabled": "false",
         }
         if self.storage.metastore == "derby":
             db = f"{self.data_dir}/metastore_db"
@@ -305,7 +308,7 @@ class CheckSpec(_Strict):
     max: float | None = None
     values: list[str | int | float | bool] | None = None
     max_age_days: int | None = Field(None, ge=0)
-    reference: Literal["batch", "today"] = "batch"
+    reference: Literal["batch", "today"] | None = None  # freshness only; None: batch
     max_change: float | None = Field(None, ge=0)
     severity: Literal["error", "warn"] = "error"
     where: str | None = None
@@ -329,7 +332,7 @@ class CheckSpec(_Strict):
         if self.type == "freshness":
             if len(self.columns) > 1:
                 raise ValueError("a freshness check takes one column (a date or timestamp)")
-            if self.reference == "batch" and not self.columns:
+            if self.reference != "today" and not self.columns:
                 raise ValueError("a freshness check against the batch date needs columns: [a date or timestamp column]")
         return self
 
@@ -420,11 +423,13 @@ class MonitoringSpec(_Strict):
     top_features: int = Field(5, ge=1)  # most drifted features plotted in the report
     calibration_bins: int = Field(10, ge=2, le=100)  # equal-width probability bins for ECE
 
-    @model_validator(mode="after")
-    def _warn_below_alert(self) -> MonitoringSpec:
-        if self.psi_warn >= self.psi_alert:
-            raise ValueError(f"psi_warn ({self.psi_warn}) must be below psi_alert ({self.psi_alert})")
-        return self
+    @field_validator("psi_alert")
+    @classmethod
+    def _alert_above_warn(cls, v: float, info) -> float:
+        warn = info.data.get("psi_warn")
+        if warn is not None and v <= warn:
+            raise ValueError(f"must be above psi_warn ({warn})")
+        return v
 
 
 class ValidationSpec(_Strict):

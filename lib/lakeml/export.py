@@ -543,6 +543,10 @@ def log_portable(model, sample_df, run_id: str, ref=None, spec: ExportSpec | Non
                 missing[fmt] = str(e)
                 log.warning("no %s export: %s", fmt, e)
                 continue
+            except Exception as e:  # a converter bug must not fail training: the Spark model is the served one
+                missing[fmt] = f"{type(e).__name__}: {e}"
+                log.warning("no %s export (converter failed): %s", fmt, missing[fmt], exc_info=True)
+                continue
             client.log_metric(run_id, f"portable_{fmt}_max_abs_diff", diff)
             if not diff <= spec.parity_tolerance:
                 missing[fmt] = f"max |P(1) - Spark P(1)| = {diff:.3g} over {len(native)} rows > parity_tolerance {spec.parity_tolerance}"

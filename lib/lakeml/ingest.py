@@ -103,9 +103,13 @@ def read_raw(spark: SparkSession, spec: SourceSpec, files: list[str], headers: d
     headers = headers if headers is not None else {f: landing.first_line(spark, f) for f in files}
     hdr = spark.createDataFrame(_norm(headers, files), "_f string, _h string")
     lines = _with_meta(spark.read.text(files)).join(F.broadcast(hdr), F.col("_source_file") == F.col("_f"))
-    # each file's first line is its header; blank lines are not records
-    lines = lines.where((F.col("value") != F.col("_h")) & (F.trim(F.col("value")) != ""))
-    good_header = F.trim(F.regexp_replace(F.col("_h"), "^\uFEFF", "")) == F.lit(expected)
+    # each file's first line is its header (compared byte for byte: a first line that is
+    # not UTF-8 text is no header but a malformed record); a byte-order mark before it is
+    # not part of it (Hadoop's line reader drops it, Python's keeps it); blank lines are
+    # not records
+    header = (F.col("value") == F.col("_h")) | (F.col("value") == F.concat(F.lit("\ufeff"), F.col("_h")))
+    lines = lines.where(~header & (F.trim(F.col("value")) != ""))
+    good_header = F.trim(F.col("_h")) == F.lit(expected)
     fields = F.size(F.split(F.col("value"), r',(?=(?:[^"]*"[^"]*")*[^"]*$)'))
     parsed = F.from_csv(F.col("value"), ", ".join(f"`{c}` STRING" for c in cols), {"mode": "PERMISSIVE"})
     ok = utf8 & good_header & (fields == len(cols))
@@ -165,7 +169,7 @@ def _read_parquet(spark: SparkSession, spec: SourceSpec, files: list[str]) -> Da
 
 
 def _norm(headers: dict[str, str | None], files: list[str]) -> list[tuple[str, str]]:
-    return [(re.sub(r"^file:/+", "/", f), headers.get(f) or "") for f in files]
+    return [(re.sub(r"^file:/+", "/", f), (headers.get(f) or "").removeprefix("\ufeff")) for f in files]
 
 
 def _parse(raw: Column, spec: ColumnSpec) -> Column:

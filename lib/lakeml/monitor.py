@@ -47,7 +47,7 @@ import json
 import logging
 import math
 import tempfile
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -157,13 +157,21 @@ def status(kind: str, psi_v: float | None, ks_v: float | None, js_v: float | Non
     return "ok"
 
 
-def _bin_index(c: Column, edges: list[float], lo: int, hi: int) -> Column:
-    """Number of edges strictly below ``c`` (= np.searchsorted(edges, c, 'left')), known to
-    lie in [lo, hi]: a binary search written as nested CASE expressions (no UDF)."""
-    if lo == hi:
-        return F.lit(lo)
-    mid = (lo + hi) // 2
-    return F.when(c <= F.lit(float(edges[mid])), _bin_index(c, edges, lo, mid)).otherwise(_bin_index(c, edges, mid + 1, hi))
+def _bucketed(df: DataFrame, edges: dict[str, list[float]]) -> tuple[DataFrame, dict[str, Column]]:
+    """``df`` with a bin index per numeric column: the number of edges strictly below the
+    value (= np.searchsorted(edges, x, "left")), NULL for NULL. Bins are right-closed,
+    (e_{i-1}, e_i]: a point mass at an edge (say all the zeros of a count) stays in its own
+    bin. Spark's Bucketizer (a binary search in the JVM) with splits just above each edge."""
+    from pyspark.ml.feature import Bucketizer
+
+    cols = [c for c, e in edges.items() if e]
+    keys = {c: F.when(F.col(c).isNotNull(), F.lit(0)) for c, e in edges.items() if not e}  # one bin
+    if cols:
+        splits = [[-math.inf, *(float(np.nextafter(e, math.inf)) for e in edges[c]), math.inf] for c in cols]
+        out = [f"__bin_{i}" for i in range(len(cols))]
+        df = Bucketizer(splitsArray=splits, inputCols=cols, outputCols=out, handleInvalid="keep").transform(df)
+        keys.update({c: F.col(o).cast("int") for c, o in zip(cols, out, strict=True)})
+    return df, keys
 
 
 def _fmt(x: float) -> str:
@@ -185,7 +193,7 @@ def _quantile_probs(bins: int, ks_bins: int) -> tuple[list[float], list[float]]:
 
 
 def _edges(values: list[float]) -> list[float]:
-    return sorted({float(v) for v in values if v is not None and not math.isnan(v)})
+    return sorted({float(v) for v in values if v is not None and math.isfinite(v)})
 
 
 def drift(
@@ -237,10 +245,10 @@ def drift(
 
         def counts(df: DataFrame) -> dict[tuple[str, str | None], int]:
             """(feature, bin key) -> rows, in ONE aggregation over all features."""
+            df, idx = _bucketed(df, fine)
             cells = []
             for c in numeric:
-                idx = F.when(F.col(c).isNull(), F.lit(None)).otherwise(_bin_index(F.col(c), fine[c], 0, len(fine[c])))
-                cells.append(F.struct(F.lit(c).alias("feature"), idx.cast("string").alias("key")))
+                cells.append(F.struct(F.lit(c).alias("feature"), idx[c].cast("string").alias("key")))
             for c in features_categorical:
                 cells.append(F.struct(F.lit(c).alias("feature"), F.col(c).alias("key")))
             if not cells:
@@ -560,7 +568,7 @@ def report(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, out_dir: str 
         ax.barh([r["feature"] for r in rows_plot], [r["psi"] or 0.0 for r in rows_plot], color=[colors[r["status"]] for r in rows_plot])
         ax.axvline(mon.psi_warn, color="tab:orange", ls="--", label=f"warn {mon.psi_warn}")
         ax.axvline(mon.psi_alert, color="tab:red", ls="--", label=f"alert {mon.psi_alert}")
-        ax.set(xlabel="PSI", title=f"PSI per feature, {d0['score_date']} vs {d0['reference']}")
+        ax.set(xlabel="PSI", title=f"PSI per feature, {d0['score_date']}\nvs {d0['reference']}")
         ax.legend(loc="lower right")
         fig.tight_layout()
         fig.savefig(out / "psi.png", dpi=100)
@@ -600,6 +608,9 @@ def report(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, out_dir: str 
         ax.set(ylabel="ROC AUC", title="Live ROC AUC by score date", ylim=(0.4, 1.0))
         ax.axhline(uc.model.auc_floor, color="grey", ls="--", label=f"auc_floor {uc.model.auc_floor}")
         ax.legend(fontsize=7)
+        days = sorted({r["score_date"] for r in perf_rows})
+        if len(days) == 1:  # one point: a week either side, not matplotlib's years
+            ax.set_xlim(days[0] - timedelta(days=7), days[0] + timedelta(days=7))
         fig.autofmt_xdate()
         fig.tight_layout()
         fig.savefig(out / "live_auc.png", dpi=100)

@@ -151,7 +151,7 @@ def _threshold(c: CheckSpec, batch_col: str, prev: tuple[date, int] | None = Non
         return f"<= 0 rows with [{cols}] not in {{{', '.join(str(v) for v in c.values)}}}"
     if c.type == "freshness":
         target = c.columns[0] if c.columns else batch_col
-        ref = "the batch date" if c.reference == "batch" else "today"
+        ref = "the batch date" if c.reference != "today" else "today"
         return f"<= {c.max_age_days} days from max({target}) to {ref}"
     if prev is None:
         return f"<= {_fmt(c.max_change)} relative change (no previous batch)"
@@ -183,7 +183,7 @@ def run_checks(spark: SparkSession, uc: UseCaseConfig, table_key: str, batch_dat
         todo = sorted(set(batch_dates) & set(counts))
         absent = sorted(set(batch_dates) - set(counts))
         if absent:
-            log.info("%s has no rows for batch(es) %s: not checked", name, ", ".join(map(str, absent)))
+            log.info("%s has no rows for %d of the requested batches (%s .. %s): not checked", name, len(absent), absent[0], absent[-1])
     if not todo:
         log.info("%s: no batch to check", name)
         return []
@@ -196,7 +196,7 @@ def run_checks(spark: SparkSession, uc: UseCaseConfig, table_key: str, batch_dat
             aggs.append(_violations(c, types).alias(f"_c{i}"))
         elif c.type == "freshness":
             target = F.to_date(F.col(c.columns[0] if c.columns else batch_col))
-            ref = F.col(batch_col) if c.reference == "batch" else F.current_date()
+            ref = F.col(batch_col) if c.reference != "today" else F.current_date()
             aggs.append(F.datediff(ref, F.max(F.when(_where(c), target))).alias(f"_c{i}"))
     observed: dict[tuple[date, int], float | None] = {}
     if aggs:
@@ -293,8 +293,11 @@ def run(
             continue
         res = run_checks(spark, uc, t, batch_dates)
         results += res
+        batches = sorted({r.batch for r in res})
         summary["tables"][t] = {
-            "batches": sorted({str(r.batch) for r in res}),
+            "batches": len(batches),
+            "first": str(batches[0]) if batches else None,
+            "last": str(batches[-1]) if batches else None,
             **{s: sum(r.status == s for r in res) for s in ("pass", "warn", "fail")},
         }
     summary["warnings"] = [r.describe() for r in results if r.status == "warn"]

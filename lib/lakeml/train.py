@@ -47,11 +47,14 @@ def build_pipeline(spec: ModelSpec, label: str, source: str = "model spec") -> t
     """The unfitted Pipeline and its classifier stage (for the parameter grid)."""
     imputed = [f"{c}__imp" for c in spec.numeric]
     indexed = [f"{c}__idx" for c in spec.categorical]
-    stages: list = [
-        Imputer(inputCols=spec.numeric, outputCols=imputed, strategy="median"),
-        StringIndexer(inputCols=spec.categorical, outputCols=indexed, handleInvalid="keep", stringOrderType="alphabetAsc"),
-    ]
-    if spec.classifier == "logistic_regression":
+    stages: list = []
+    if spec.numeric:
+        stages.append(Imputer(inputCols=spec.numeric, outputCols=imputed, strategy="median"))
+    if spec.categorical:
+        stages.append(StringIndexer(inputCols=spec.categorical, outputCols=indexed, handleInvalid="keep", stringOrderType="alphabetAsc"))
+    if not spec.categorical:
+        cat_vec = []
+    elif spec.classifier == "logistic_regression":
         onehot = [f"{c}__ohe" for c in spec.categorical]
         stages.append(OneHotEncoder(inputCols=indexed, outputCols=onehot, handleInvalid="keep"))
         cat_vec = onehot

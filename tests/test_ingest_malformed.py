@@ -1,0 +1,234 @@
+"""Malformed input against the real ingest: every kind of bad file, in CSV, JSON lines and
+Parquet, each in a batch of its own, ingested in one run. For each: ingest does not crash,
+rows read = accepted + quarantined (ingest_log), every accepted row is in bronze and every
+rejected one in the quarantine table with its reason."""
+
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import date
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from lakeml import ingest
+
+H = "customer_id,signup_date,plan,monthly_fee,region,payment_method,channel,age"
+NOT_UTF8 = "malformed record: not valid UTF-8 text"
+NOT_JSON = "malformed record: not a JSON object"
+GARBAGE = b"\x89PNG\n\x00\xff\xfe\xfd\n\x1f\x8b\x08\x00 binary\n"  # three lines, none of them UTF-8
+
+
+def _mismatch(header: str) -> str:
+    return f"header mismatch: expected '{H}', file has '{header}'"
+
+
+def _cust(key: str, **kw) -> str:
+    row = {"customer_id": key, "signup_date": "2026-01-01", "plan": "basic", "monthly_fee": "9.99", "region": "north",
+           "payment_method": "card", "channel": "ads", "age": "30"} | kw
+    return ",".join(row.values())
+
+
+def _event(key: str | None, drop: tuple = (), **kw) -> str:
+    row = {"event_id": key, "customer_id": "C1", "event_ts": "2026-04-30T10:00:00.000Z", "sessions": 2, "minutes_used": 3.5, "device": "web"} | kw
+    return json.dumps({k: v for k, v in row.items() if k not in drop})
+
+
+PAY = pa.schema([("payment_id", pa.string()), ("customer_id", pa.string()), ("payment_date", pa.date32()), ("amount", pa.float64()),
+                 ("status", pa.string()), ("method", pa.string())])
+
+
+def _pay(key, **kw) -> dict:
+    return {"payment_id": key, "customer_id": "C1", "payment_date": date(2026, 5, 30), "amount": 9.99, "status": "paid", "method": "card"} | kw
+
+
+def _parquet(rows: list[dict], schema: pa.Schema = PAY) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), sink)
+    return sink.getvalue().to_pybytes()
+
+
+@dataclass
+class Case:
+    name: str
+    source: str
+    day: str
+    files: dict[str, str | bytes]
+    read: int
+    accepted: list[str]
+    reasons: list = field(default_factory=list)  # exact reasons, or compiled patterns to fullmatch
+
+
+CASES = [
+    # ---------------------------------------------------------------- CSV (customers)
+    Case("csv wrong types", "customers", "2026-04-01",
+         {"a.csv": f"{H}\n{_cust('C1')}\n{_cust('C2', signup_date='2026-13-45')}\n{_cust('C3', monthly_fee='cheap', age='thirty')}\n"},
+         3, ["C1"], ["signup_date: cannot read '2026-13-45' as date", "monthly_fee: cannot read 'cheap' as double; age: cannot read 'thirty' as int"]),
+    Case("csv null keys and required values", "customers", "2026-04-02",
+         {"a.csv": f"{H}\n{_cust('')}\n{_cust('   ')}\n{_cust('C4', signup_date='')}\n{_cust('C5')}\n"},
+         4, ["C5"], ["missing required customer_id", "missing required customer_id", "missing required signup_date"]),
+    Case("csv extra column", "customers", "2026-04-03",
+         {"a.csv": f"{H},loyalty\n{_cust('C10')},gold\n{_cust('C11')},silver\n", "b.csv": f"{H}\n{_cust('C12')}\n{_cust('C13')},EXTRA\n"},
+         4, ["C12"], [_mismatch(f"{H},loyalty")] * 2 + ["malformed record: expected 8 fields, found 9"]),
+    Case("csv missing column", "customers", "2026-04-04",
+         {"a.csv": f"{H.rsplit(',', 1)[0]}\n{_cust('C14').rsplit(',', 1)[0]}\n",
+          "b.csv": f"{H}\n{_cust('C15').rsplit(',', 1)[0]}\n{_cust('C16')}\n{_cust('C17', monthly_fee='', region='', age='')}\n"},
+         4, ["C16", "C17"], [_mismatch(H.rsplit(",", 1)[0]), "malformed record: expected 8 fields, found 7"]),
+    Case("csv duplicate across batches (first)", "customers", "2026-04-05", {"a.csv": f"{H}\n{_cust('C23')}\n"}, 1, ["C23"]),
+    Case("csv duplicate across batches (again, twice)", "customers", "2026-04-06",
+         {"a.csv": f"{H}\n{_cust('C23', plan='premium')}\n{_cust('C23', plan='premium')}\n"}, 2, ["C23"], ["duplicate key within batch"]),
+    Case("csv empty file beside a good one", "customers", "2026-04-07", {"empty.csv": "", "ok.csv": f"{H}\n{_cust('C20')}\n"}, 1, ["C20"]),
+    Case("csv batch of one empty file", "customers", "2026-04-08", {"empty.csv": ""}, 0, []),
+    Case("csv header only", "customers", "2026-04-09", {"h1.csv": f"{H}\n", "h2.csv": H, "h3.csv": "id,name\n"}, 0, []),
+    Case("csv wrong header", "customers", "2026-04-10",
+         {"a.csv": f"id,signup,plan,fee,region,pay,channel,age\n{_cust('C21')}\n{_cust('C22')}\n"},
+         2, [], [_mismatch("id,signup,plan,fee,region,pay,channel,age")] * 2),
+    Case("csv garbage bytes", "customers", "2026-04-11",
+         {"garbage.csv": GARBAGE, "record.csv": f"{H}\n".encode() + b"C18,2026-01-01,basic,9.99,nor\xffth,card,ads,30\n" + f"{_cust('C19')}\n".encode()},
+         5, ["C19"], [NOT_UTF8] * 4),
+    Case("csv byte-order mark and CRLF", "customers", "2026-04-12",
+         {"bom.csv": f"\ufeff{H}\n{_cust('C24')}\n", "crlf.csv": f"{H}\r\n{_cust('C25')}\r\n{_cust('C26')}\r\n"}, 3, ["C24", "C25", "C26"]),
+    # ---------------------------------------------------------------- JSON lines (usage_events)
+    Case("json wrong types", "usage_events", "2026-05-01",
+         {"a.jsonl": "\n".join([_event("E1"), _event("E2", sessions="many"), _event("E3", minutes_used="12min"),
+                                _event("E4", event_ts="yesterday"), _event("E5", sessions={"n": 1}), _event("E7", sessions=True)]) + "\n"},
+         6, ["E1"], ["sessions: cannot read 'many' as int", "minutes_used: cannot read '12min' as double",
+                     "event_ts: cannot read 'yesterday' as timestamp", "sessions: cannot read '{\"n\":1}' as int", "sessions: cannot read 'true' as int"]),
+    Case("json null keys and required values", "usage_events", "2026-05-02",
+         {"a.jsonl": "\n".join([_event(None), _event("x", drop=("event_id",)), _event("E9", customer_id=None), _event(""), _event("E10")]) + "\n"},
+         5, ["E10"], ["missing required event_id"] * 3 + ["missing required customer_id"]),
+    Case("json extra fields and a byte-order mark", "usage_events", "2026-05-03",
+         {"a.jsonl": "\ufeff" + _event("E11", extra=1, nested={"a": [1]}) + "\n"}, 1, ["E11"]),
+    Case("json missing fields", "usage_events", "2026-05-04",
+         {"a.jsonl": _event("E12", drop=("sessions", "minutes_used", "device")) + "\n" + _event("E13", drop=("event_ts",)) + "\n"},
+         2, ["E12"], ["missing required event_ts"]),
+    Case("json duplicate across batches (first)", "usage_events", "2026-05-05", {"a.jsonl": _event("E14") + "\n"}, 1, ["E14"]),
+    Case("json duplicate across batches (again, twice)", "usage_events", "2026-05-06",
+         {"a.jsonl": _event("E14", sessions=3) + "\n", "b.jsonl": _event("E14", sessions=3) + "\n"}, 2, ["E14"], ["duplicate key within batch"]),
+    Case("json empty and blank files", "usage_events", "2026-05-07",
+         {"empty.jsonl": "", "blank.jsonl": "\n\n   \n\t\n", "ok.jsonl": _event("E15")}, 1, ["E15"]),
+    Case("json truncated and run-together lines", "usage_events", "2026-05-08",
+         {"a.jsonl": "\n".join([_event("E16")[:30], _event("E17")[:-1], _event("E18")[:46], _event("E20") + _event("E21"),
+                                _event("E22") + " trailing", _event("E23") + "," + _event("E24"), _event("E19"), _event("E25")[:-20]])},
+         8, ["E19"], [NOT_JSON] * 6 + ["malformed record: more than one JSON object on the line"]),
+    Case("json values that are not objects", "usage_events", "2026-05-09",
+         {"a.jsonl": '42\n"text"\n[1, 2]\nnull\n[' + _event("E26") + "]\n"}, 5, [], [NOT_JSON] * 5),
+    Case("json garbage bytes", "usage_events", "2026-05-10",
+         {"garbage.jsonl": GARBAGE, "b.jsonl": _event("E27", device="w").encode()[:-2] + b'\xff"}\n'}, 4, [], [NOT_UTF8] * 4),
+    # ---------------------------------------------------------------- Parquet (payments)
+    Case("parquet wrong types, and files that disagree on types", "payments", "2026-06-01",
+         {"strings.parquet": _parquet([_pay("P1", amount="12.50", payment_date="2026-05-30"), _pay("P2", amount="abc", payment_date="2026-05-30"),
+                                       _pay("P3", amount="1", payment_date="not a date")],
+                                      pa.schema([(f.name, pa.string()) for f in PAY])),
+          "typed.parquet": _parquet([_pay("P4")])},
+         4, ["P1", "P4"], ["amount: cannot read 'abc' as double", "payment_date: cannot read 'not a date' as date"]),
+    Case("parquet null keys and required values", "payments", "2026-06-02",
+         {"a.parquet": _parquet([_pay(None), _pay("P5", customer_id=None), _pay("P6", status=None), _pay("P7")])},
+         4, ["P7"], ["missing required payment_id", "missing required customer_id", "missing required status"]),
+    Case("parquet extra columns", "payments", "2026-06-03",
+         {"a.parquet": _parquet([_pay("P8") | {"currency": "EUR"}], PAY.append(pa.field("currency", pa.string())))}, 1, ["P8"]),
+    Case("parquet missing columns", "payments", "2026-06-04",
+         {"no_method.parquet": _parquet([_pay("P10")], PAY.remove(PAY.get_field_index("method"))),
+          "no_status.parquet": _parquet([_pay("P11")], PAY.remove(PAY.get_field_index("status")))},
+         2, ["P10"], ["missing required status"]),
+    Case("parquet duplicate across batches (first)", "payments", "2026-06-05", {"a.parquet": _parquet([_pay("P9")])}, 1, ["P9"]),
+    Case("parquet duplicate across batches (again, twice)", "payments", "2026-06-06",
+         {"a.parquet": _parquet([_pay("P9", amount=1.0), _pay("P9", amount=1.0)])}, 2, ["P9"], ["duplicate key within batch"]),
+    Case("parquet empty file, and a file without rows", "payments", "2026-06-07",
+         {"empty.parquet": b"", "no_rows.parquet": _parquet([]), "ok.parquet": _parquet([_pay("P12")])},
+         2, ["P12"], ["unreadable file: not a Parquet file (length is too low: 0)"]),
+    Case("parquet truncated file", "payments", "2026-06-08",
+         {"cut.parquet": _parquet([_pay("P13"), _pay("P14")])[:200], "ok.parquet": _parquet([_pay("P15")])},
+         2, ["P15"], [re.compile(r"unreadable file: not a Parquet file\. Expected magic number at tail, but found \[.*\]")]),
+    Case("parquet garbage bytes", "payments", "2026-06-09", {"garbage.parquet": GARBAGE * 4}, 1, [],
+         [re.compile(r"unreadable file: not a Parquet file.*")]),
+]
+KEYS = {"customers": "customer_id", "usage_events": "event_id", "payments": "payment_id"}
+_db = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def malformed(spark, env, uc, tmp_path_factory):
+    """Every case landed in its own batch, then ONE ingest of the whole landing zone."""
+    land = tmp_path_factory.mktemp("malformed") / "landing"
+    for case in CASES:
+        for name, content in case.files.items():
+            p = land / case.day / case.source / name
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(content if isinstance(content, bytes) else content.encode())
+    e = env.model_copy(update={"storage": env.storage.model_copy(update={"landing": str(land)})})
+    u = uc.model_copy(update={"database": f"t_malformed_{next(_db)}"})
+    reports = ingest.ingest(spark, e, u)  # must not raise
+    return e, u, reports
+
+
+def test_ingest_survives_every_case_and_conserves_rows(spark, malformed):
+    env, uc, reports = malformed
+    assert {r.source for r in reports} == set(KEYS)
+    for r in reports:
+        assert r.rows_read == r.rows_accepted + r.rows_quarantined, r
+        assert r.batches == sum(c.source == r.source for c in CASES)
+    # the log's numbers are the tables' rows, for every source and batch
+    per_batch = [
+        spark.table(uc.table(uc.sources[s].table)).groupBy(F.lit(s).alias("source"), F.col("_batch_date").alias("batch_date")).agg(F.count(F.lit(1)).alias("n"))
+        for s in KEYS
+    ]
+    bronze = per_batch[0].unionByName(per_batch[1]).unionByName(per_batch[2])
+    q = spark.table(uc.table("quarantine")).groupBy("source", "batch_date").agg(F.count(F.lit(1)).alias("q"))
+    log = spark.table(uc.table("ingest_log"))
+    joined = log.join(bronze, ["source", "batch_date"], "left").join(q, ["source", "batch_date"], "left")
+    got = joined.select("source", "batch_date", "rows_read", F.coalesce("n", F.lit(0)).alias("a"), F.coalesce("q", F.lit(0)).alias("q"))
+    expected = [(c.source, date.fromisoformat(c.day), c.read, len(c.accepted), c.read - len(c.accepted)) for c in CASES]
+    assertDataFrameEqual(got, expected, checkRowOrder=False)
+    assert spark.table(uc.table("quarantine")).where(F.col("reason").isNull() | (F.trim("reason") == "")).count() == 0
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_case(spark, malformed, case):
+    _, uc, _ = malformed
+    day = date.fromisoformat(case.day)
+    log = spark.table(uc.table("ingest_log")).where((F.col("source") == case.source) & (F.col("batch_date") == day)).collect()
+    assert len(log) == 1
+    assert (log[0].files, log[0].rows_read, log[0].rows_accepted, log[0].rows_quarantined) == (
+        len(case.files), case.read, len(case.accepted), case.read - len(case.accepted)
+    )
+    assert log[0].rows_read == log[0].rows_accepted + log[0].rows_quarantined
+    bronze = spark.table(uc.table(uc.sources[case.source].table)).where(F.col("_batch_date") == day)
+    assert sorted(r[0] for r in bronze.select(KEYS[case.source]).collect()) == sorted(case.accepted)
+    q = spark.table(uc.table("quarantine")).where((F.col("source") == case.source) & (F.col("batch_date") == day)).collect()
+    assert len(q) == case.read - len(case.accepted)
+    assert all(r.reason and r.reason.strip() for r in q)
+    assert all(r.source_file.rsplit("/", 1)[-1] in case.files and f"/{case.day}/{case.source}/" in r.source_file for r in q)
+    assert all(r.raw is not None for r in q)
+    left = sorted(r.reason for r in q)
+    for want in case.reasons:
+        hit = next((x for x in left if (want.fullmatch(x) if isinstance(want, re.Pattern) else want == x)), None)
+        assert hit is not None, f"{want!r} not among the reasons {left}"
+        left.remove(hit)
+    assert not case.reasons or not left, f"unexpected reasons {left}"
+
+
+def test_raw_text_of_rejected_lines_is_kept_readable(spark, malformed):
+    _, uc, _ = malformed
+    q = spark.table(uc.table("quarantine"))
+    raws = {r.raw for r in q.where(F.col("batch_date") == date(2026, 5, 8)).collect()}
+    assert _event("E20") + _event("E21") in raws  # two objects on a line: kept whole, not cut to the first
+    assert _event("E22") + " trailing" in raws
+    utf8 = q.where((F.col("batch_date") == date(2026, 4, 11)) & (F.col("reason") == NOT_UTF8)).collect()
+    assert "C18,2026-01-01,basic,9.99,nor\ufffdth,card,ads,30" in {r.raw for r in utf8}  # stored as valid text
+    header_rows = q.where(F.col("reason").startswith("header mismatch") & (F.col("batch_date") == date(2026, 4, 10))).collect()
+    assert sorted(r.raw for r in header_rows) == [_cust("C21"), _cust("C22")]
+
+
+def test_reingesting_malformed_input_changes_nothing(spark, malformed):
+    env, uc, _ = malformed
+    names = [uc.table(t) for t in ("bronze_customers", "bronze_usage_events", "bronze_payments", "quarantine")]
+    before = {n: spark.table(n).collect() for n in names}
+    assert ingest.ingest(spark, env, uc) == []  # nothing changed: nothing to do
+    ingest.ingest(spark, env, uc, force=True)
+    for n in names:
+        assertDataFrameEqual(spark.table(n), before[n], checkRowOrder=False)
