@@ -484,6 +484,9 @@ def _services(stack: Stack) -> list[Service]:
                 str(pg_bindir() / "postgres"), "-D", str(st.base / "postgres"),
                 "-c", f"listen_addresses={HOST}", "-p", str(st.ports.postgres),
                 "-c", f"unix_socket_directories={st.base / 'postgres'}",
+                # every Spark driver (jobs, notebooks, the Thrift Server) opens metastore
+                # connection pools, and MLflow its own: the default 100 runs out
+                "-c", "max_connections=300",
             ]),
             ready=_pg_ready,
             after_start=_pg_after_start,
