@@ -484,6 +484,11 @@ def run_performance(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig) -> d
     pt = uc.table(uc.tables.performance_metrics)
     dates = sorted({r["score_date"] for r in rows})
     if not rows:
+        if not tables.exists(spark, pt):
+            # created empty, so the table is there to query before ground truth arrives
+            tables.ensure_database(spark, uc.database)
+            empty = spark.createDataFrame([], PERF_SCHEMA).withColumn("computed_at", F.current_timestamp())
+            empty.write.format("delta").saveAsTable(pt)
         log.info("no score date has observed labels yet; %s unchanged", pt)
         return {"score_dates": [], "table": pt, "latest": None}
     data = [tuple(r.get(f.name) for f in PERF_SCHEMA.fields) for r in rows]

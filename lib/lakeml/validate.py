@@ -110,8 +110,12 @@ def validate(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, trigger: st
         raise PromotionError(f"{uc.model.name} has no challenger: train one first (jobs/train.py)")
     if champion is not None and champion.version == challenger.version:
         log.info("challenger %s is already the champion: nothing to validate", challenger.version)
-        return Decision(uc.model.name, "validate", "noop", challenger.version, champion.version, champion.version,
-                        reasons=["challenger is the champion"], trigger=trigger)
+        d = Decision(uc.model.name, "validate", "noop", challenger.version, champion.version, champion.version,
+                     reasons=["challenger is the champion (the first model of a name becomes champion)"], trigger=trigger)
+        prev = _last_decision(spark, uc)
+        if not (prev is not None and prev.action == "validate" and prev.decision == "noop" and prev.challenger_version == challenger.version):
+            record(spark, uc, d)
+        return d
     rows, hd = holdout(spark, uc)
     rows = rows.persist()
     try:
