@@ -8,12 +8,14 @@ have run, because the embedded Derby metastore admits one process at a time.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from datetime import date
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -61,6 +63,21 @@ def spark(env):
     )
     yield s
     s.stop()
+
+
+@pytest.fixture()
+def conf_copy(tmp_path):
+    """A copy of conf/ to edit in a test."""
+    d = tmp_path / "conf"
+    shutil.copytree(CONF, d)
+    return d
+
+
+def edit_yaml(path, fn) -> None:
+    """Apply ``fn`` to the parsed YAML file at ``path`` and write it back."""
+    data = yaml.safe_load(path.read_text())
+    fn(data)
+    path.write_text(yaml.safe_dump(data))
 
 
 def run_cmd(args: list[str], env_vars: dict[str, str] | None = None, timeout: int = 1200, check: bool = True) -> subprocess.CompletedProcess:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cmd
-from lakeml.cluster import HOST, Ports, Stack, StackError, _pid_alive
+from lakeml.cluster import HOST, Ports, Stack, StackError, _pid_alive, port_open
 
 pytestmark = [pytest.mark.cluster, pytest.mark.subprocess]
 
@@ -29,7 +29,7 @@ SERVICES = ["postgres", "hdfs", "mlflow", "spark-master", "spark-worker", "thrif
 @pytest.fixture(scope="module")
 def stack_env(tmp_path_factory):
     base = tmp_path_factory.mktemp("cluster-stack")
-    busy = [p for p in (PORTS.postgres, PORTS.namenode, PORTS.mlflow, PORTS.spark_master, PORTS.thrift) if _port_open(p)]
+    busy = [p for p in (PORTS.postgres, PORTS.namenode, PORTS.mlflow, PORTS.spark_master, PORTS.thrift) if port_open(p)]
     if busy:
         pytest.fail(
             f"ports {busy} are taken: another stack (./scripts/cluster.sh status) or another server runs; "
@@ -56,14 +56,6 @@ def stack_env(tmp_path_factory):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = val
-
-
-def _port_open(port: int) -> bool:
-    try:
-        socket.create_connection((HOST, port), timeout=0.5).close()
-        return True
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +202,7 @@ def test_down_stops_everything_and_jobs_then_fail_fast(stack_env):
     while time.time() < deadline and any(_pid_alive(p) for p in pids):
         time.sleep(0.5)
     assert not [p for p in pids if _pid_alive(p)]
-    assert not [p for p in (PORTS.postgres, PORTS.namenode, PORTS.webhdfs, PORTS.mlflow, PORTS.spark_master, PORTS.thrift) if _port_open(p)]
+    assert not [p for p in (PORTS.postgres, PORTS.namenode, PORTS.webhdfs, PORTS.mlflow, PORTS.spark_master, PORTS.thrift) if port_open(p)]
     left = subprocess.run(["pgrep", "-f", str(stack.base)], capture_output=True, text=True).stdout.split()
     assert not left, f"processes of the stack still running: {left}"
     st = run_cmd(["./scripts/cluster.sh", "status"], check=False)

@@ -1,25 +1,11 @@
 """Config is validated on load; every error names the file and the key."""
 
-import shutil
 
 import pytest
-import yaml
 
 from conftest import CONF
+from conftest import edit_yaml as _edit
 from lakeml.config import ConfigError, load_env, load_usecase
-
-
-@pytest.fixture()
-def conf_copy(tmp_path):
-    d = tmp_path / "conf"
-    shutil.copytree(CONF, d)
-    return d
-
-
-def _edit(path, fn):
-    data = yaml.safe_load(path.read_text())
-    fn(data)
-    path.write_text(yaml.safe_dump(data))
 
 
 def test_shipped_conf_loads():

@@ -6,7 +6,6 @@ import importlib.util
 import itertools
 import json
 import logging
-import shutil
 from datetime import date
 
 import pytest
@@ -14,7 +13,8 @@ import yaml
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from conftest import CONF, ROOT
+from conftest import ROOT
+from conftest import edit_yaml as _edit
 from lakeml import cli, quality, tables
 from lakeml.config import CheckSpec, ConfigError, QualitySpec, UsageError, load_usecase
 from lakeml.tables import MissingTableError
@@ -283,19 +283,6 @@ def test_quality_job_exits_2_naming_the_failed_check(spark, customers_uc, conf_c
 
 
 # --------------------------------------------------------------------------- conf
-
-
-@pytest.fixture()
-def conf_copy(tmp_path):
-    d = tmp_path / "conf"
-    shutil.copytree(CONF, d)
-    return d
-
-
-def _edit(path, fn):
-    data = yaml.safe_load(path.read_text())
-    fn(data)
-    path.write_text(yaml.safe_dump(data))
 
 
 def _with_check(check: dict, table: str = "bronze_customers"):
