@@ -1,5 +1,5 @@
 # Two commands for a newcomer: `make run` and `make test`. Both install what is missing.
-.PHONY: setup jars run test test-fast lint lock clean help
+.PHONY: setup jars run test test-fast bench lint lock clean help
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -9,6 +9,7 @@ export PYSPARK_PYTHON ?= $(abspath $(PY))
 help:
 	@echo "make run    - install what is missing, generate demo data, run the whole pipeline (embedded env)"
 	@echo "make test   - install what is missing, run every test"
+	@echo "make bench  - benchmark every stage and its peers at SCALE customers (default 100000,300000,1000000) x DAYS; writes docs/benchmarks.md"
 	@echo "make lint   - ruff"
 	@echo "make clean  - remove var/ (data, warehouse, metastore, MLflow) and dist/"
 
@@ -27,6 +28,11 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -m "not e2e and not subprocess"
+
+SCALE ?= 100000,300000,1000000
+DAYS ?= 90
+bench: setup
+	$(PY) scripts/bench.py --scales $(SCALE) --days $(DAYS)
 
 lint: setup
 	$(PY) -m ruff check lib jobs tests

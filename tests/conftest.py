@@ -58,6 +58,7 @@ def spark(env):
         extra_conf={
             "spark.sql.shuffle.partitions": "2",
             "spark.default.parallelism": "2",
+            "spark.sql.adaptive.coalescePartitions.initialPartitionNum": "2",
             "spark.driver.memory": "3g",
         },
     )

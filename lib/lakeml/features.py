@@ -147,12 +147,15 @@ def run(spark: SparkSession, uc: UseCaseConfig, as_of: list[date] | None = None)
     dates = sorted(set(as_of or snaps))
     feats = build_features(spark, uc, dates)
     ft = uc.table(uc.tables.features)
+    # hashed on (as_of_date, entity), not on as_of_date alone: that put each snapshot in
+    # one task and one file, so scoring a snapshot ran on one core
     tables.replace_where(
-        feats.repartition("as_of_date"), ft, tables.in_predicate("as_of_date", dates), partition_by=["as_of_date"], merge_schema=True
+        feats.repartition("as_of_date", uc.features.entity), ft, tables.in_predicate("as_of_date", dates),
+        partition_by=["as_of_date"], merge_schema=True,
     )
     observed_until = newest - timedelta(days=uc.label.delay_days)
     labels = build_labels(spark, uc, snaps, observed_until)
-    tables.overwrite(labels.coalesce(1), uc.table(uc.tables.labels))
+    tables.overwrite(labels, uc.table(uc.tables.labels))  # no coalesce(1): that ran the label join in one task
     spark.catalog.clearCache()
     log.info("features for %d as-of dates (%s .. %s) into %s", len(dates), dates[0], dates[-1], ft)
     return {"as_of_dates": dates, "observed_until": observed_until, "newest_batch": newest}

@@ -8,6 +8,7 @@ same alias and leaves every other date alone, so history is kept and nothing dup
 from __future__ import annotations
 
 import logging
+import time
 from datetime import date
 
 from pyspark.ml import PipelineModel
@@ -36,8 +37,10 @@ def score_batch(model: PipelineModel, rows: DataFrame, entity: str, ref: trackin
 
 
 def run(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, score_date: date | None = None, alias: str = tracking.CHAMPION) -> dict:
+    t0 = time.perf_counter()
     client = tracking.configure(env)
     model, ref = tracking.load_spark_model(client, uc.model.name, alias)
+    loaded = time.perf_counter()
     d = score_date or features.newest_snapshot(spark, uc)
     ft = tables.read(spark, uc.table(uc.tables.features), made_by=features.FEATURES_JOB)
     rows = ft.where(F.col("as_of_date") == F.lit(d))
@@ -57,4 +60,5 @@ def run(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, score_date: date
     )
     n = spark.table(pt).where((F.col("score_date") == F.lit(d)) & (F.col("model_alias") == alias)).count()
     log.info("scored %d customers for %s with %s version %s into %s", n, d, ref.name, ref.version, pt)
-    return {"score_date": d, "rows": n, "model_version": ref.version, "model_run_id": ref.run_id, "table": pt}
+    return {"score_date": d, "rows": n, "model_version": ref.version, "model_run_id": ref.run_id, "table": pt,
+            "model_load_seconds": round(loaded - t0, 2), "score_write_seconds": round(time.perf_counter() - loaded, 2)}

@@ -1,0 +1,137 @@
+"""What a user would pick instead of the project's stage, run on the same data.
+
+- training: one MLlib GBT fit vs LightGBM in-process, same split, same hyper-parameters
+  as far as the two libraries share them; ROC AUC on the same test snapshot;
+- scoring: ``PipelineModel.transform`` (the project's score stage) vs
+  ``mlflow.pyfunc.spark_udf`` on the same registered model vs a ``pandas_udf`` with a
+  broadcast scikit-learn model trained on the same features; every path ends in a Delta
+  write, so each number is "predictions in a table".
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pandas as pd
+from pyspark.ml.evaluation import BinaryClassificationEvaluator
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from lakeml import metrics, tables, train
+from lakeml.config import UseCaseConfig
+
+log = logging.getLogger(__name__)
+
+
+def split(spark: SparkSession, data: DataFrame, train_dates, test_date) -> tuple[DataFrame, DataFrame]:
+    return data.where(F.col("as_of_date").isin(train_dates)), data.where(F.col("as_of_date") == F.lit(test_date))
+
+
+def mllib_gbt(uc: UseCaseConfig, train_df: DataFrame, test_df: DataFrame, params: dict) -> dict:
+    """One fit of the use case's pipeline with ``params`` (the tuned ones), no grid."""
+    spec = uc.model.model_copy(update={"params": {**uc.model.params, **params}, "grid": {}})
+    label = uc.label.column
+    pipe, _ = train.build_pipeline(spec, label, uc.source_file)
+    tr = train.with_class_weights(train_df, label, spec.class_weight).persist()
+    te = test_df.persist()
+    rows = tr.count() + te.count()  # materialise the cache outside the timed fit
+    t0 = time.perf_counter()
+    model = pipe.fit(tr)
+    fit_s = time.perf_counter() - t0
+    scored = model.transform(te).withColumn("p1", metrics.positive_probability())
+    auc = BinaryClassificationEvaluator(labelCol=label, rawPredictionCol="p1", metricName="areaUnderROC", numBins=0).evaluate(scored)
+    tr.unpersist()
+    te.unpersist()
+    return {"fit_seconds": round(fit_s, 2), "roc_auc": round(auc, 4), "rows": rows}
+
+
+def to_pandas(df: DataFrame, uc: UseCaseConfig, categories: dict[str, list[str]] | None = None) -> tuple[pd.DataFrame, dict]:
+    """Features (+ label) as pandas, categoricals as pandas categories with fixed levels
+    (those of the training frame), so train and test encode alike."""
+    cols = [*uc.model.categorical, *uc.model.numeric] + ([uc.label.column] if uc.label.column in df.columns else [])
+    pdf = df.select(*cols).toPandas()
+    return as_model_frame(pdf, uc, categories)
+
+
+def as_model_frame(pdf: pd.DataFrame, uc: UseCaseConfig, categories: dict[str, list[str]] | None = None) -> tuple[pd.DataFrame, dict]:
+    categories = categories or {c: sorted(pdf[c].dropna().unique().tolist()) for c in uc.model.categorical}
+    for c in uc.model.categorical:
+        pdf[c] = pd.Categorical(pdf[c], categories=categories[c])
+    for c in uc.model.numeric:
+        pdf[c] = pdf[c].astype("float64")
+    return pdf, categories
+
+
+def lightgbm_fit(uc: UseCaseConfig, train_pdf: pd.DataFrame, test_pdf: pd.DataFrame, params: dict, threads: int) -> dict:
+    import lightgbm as lgb
+    from sklearn.metrics import roc_auc_score
+
+    label = uc.label.column
+    feats = [*uc.model.categorical, *uc.model.numeric]
+    depth = int(params.get("maxDepth", 5))
+    clf = lgb.LGBMClassifier(
+        n_estimators=int(params.get("maxIter", 40)),
+        learning_rate=float(params.get("stepSize", 0.1)),
+        max_depth=depth,
+        num_leaves=2**depth,
+        subsample=float(params.get("subsamplingRate", 1.0)),
+        subsample_freq=1,
+        class_weight="balanced" if uc.model.class_weight == "balanced" else None,
+        random_state=uc.model.seed,
+        n_jobs=threads,
+        verbose=-1,
+    )
+    t0 = time.perf_counter()
+    clf.fit(train_pdf[feats], train_pdf[label])
+    fit_s = time.perf_counter() - t0
+    auc = roc_auc_score(test_pdf[label], clf.predict_proba(test_pdf[feats])[:, 1])
+    return {"fit_seconds": round(fit_s, 2), "roc_auc": round(float(auc), 4), "rows": len(train_pdf) + len(test_pdf)}
+
+
+def sklearn_model(uc: UseCaseConfig, train_pdf: pd.DataFrame, params: dict):
+    """A scikit-learn gradient-boosting model on the same features (categoricals native)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    depth = int(params.get("maxDepth", 5))
+    clf = HistGradientBoostingClassifier(
+        max_iter=int(params.get("maxIter", 40)),
+        learning_rate=float(params.get("stepSize", 0.1)),
+        max_depth=depth,
+        max_leaf_nodes=2**depth,
+        categorical_features="from_dtype",
+        class_weight="balanced" if uc.model.class_weight == "balanced" else None,
+        random_state=uc.model.seed,
+    )
+    return clf.fit(train_pdf[[*uc.model.categorical, *uc.model.numeric]], train_pdf[uc.label.column])
+
+
+def score_pandas_udf(spark: SparkSession, uc: UseCaseConfig, model, categories: dict, rows: DataFrame, table: str) -> int:
+    """Broadcast the scikit-learn model; a pandas_udf (Arrow batches) predicts; Delta write."""
+    from pyspark.sql.functions import pandas_udf
+
+    bc = spark.sparkContext.broadcast((model, categories))
+    cat, num = list(uc.model.categorical), list(uc.model.numeric)
+
+    @pandas_udf("double")
+    def predict(*cols: pd.Series) -> pd.Series:
+        m, levels = bc.value
+        pdf = pd.concat(cols, axis=1, keys=cat + num)
+        pdf, _ = as_model_frame(pdf, uc, levels)
+        return pd.Series(m.predict_proba(pdf[cat + num])[:, 1])
+
+    out = rows.select(uc.features.entity, F.col("as_of_date").alias("score_date"), predict(*cat, *num).alias("churn_probability"))
+    tables.overwrite(out, table)
+    return spark.table(table).count()
+
+
+def score_spark_udf(spark: SparkSession, uc: UseCaseConfig, model_uri: str, rows: DataFrame, table: str) -> int:
+    """``mlflow.pyfunc.spark_udf`` over the registered Spark model: each Python worker loads
+    the model into a Spark session of its own and transforms pandas batches with it."""
+    import mlflow
+
+    udf = mlflow.pyfunc.spark_udf(spark, model_uri, result_type="double", env_manager="local")
+    cols = [uc.features.entity, "as_of_date", *uc.model.categorical, *uc.model.numeric]
+    out = rows.select(uc.features.entity, F.col("as_of_date").alias("score_date"), udf(*[F.col(c) for c in cols]).alias("prediction"))
+    tables.overwrite(out, table)
+    return spark.table(table).count()

@@ -1,0 +1,233 @@
+"""One scale of the benchmark, in one process and one Spark session (scripts/bench.py
+starts one of these per scale, so each scale starts from a cold JVM).
+
+    python -m lakeml.bench.run --customers N [--days D] --out results.json
+
+Runs the project's stages in the order of the pipeline on a fresh data folder
+(``var/bench/c<N>_d<D>`` unless LAKEML_DATA_DIR is set): generate, ingest, features,
+quality, train, score, monitor; then the peers on the same data: features in DuckDB,
+MLlib GBT vs LightGBM, and scoring through mlflow's spark_udf and a pandas_udf.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+log = logging.getLogger("lakeml.bench")
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _cores(master: str) -> int:
+    """Task slots of a local master (local, local[N], local[*])."""
+    if master.startswith("local[") and master[6:-1].isdigit():
+        return int(master[6:-1])
+    return 1 if master == "local" else os.cpu_count() or 1
+
+
+def _count(spark, names) -> int:
+    return sum(spark.table(n).count() for n in names)
+
+
+def run(customers: int, days: int, udf_rows: int, out: Path, keep_data: bool = False, first_after_days: int | None = None) -> dict:
+    from lakeml.config import load_env, load_usecase
+
+    data_dir = Path(os.environ.get("LAKEML_DATA_DIR") or ROOT / "var" / "bench" / f"c{customers}_d{days}")
+    if data_dir.exists() and not keep_data:
+        shutil.rmtree(data_dir)
+    os.environ["LAKEML_DATA_DIR"] = str(data_dir)
+    env = load_env(ROOT / "conf", os.environ.get("LAKEML_ENV", "embedded"))
+    uc = load_usecase(ROOT / "conf", env.usecase)
+    if first_after_days is not None:  # fewer days of data still give a train and a test snapshot
+        snaps = uc.features.snapshots.model_copy(update={"first_after_days": first_after_days})
+        uc = uc.model_copy(update={"features": uc.features.model_copy(update={"snapshots": snaps})})
+
+    from lakeml.bench import harness
+
+    sampler = harness.MemorySampler().start()
+    result: dict = {
+        "scale": {"customers": customers, "days": days, "first_snapshot_after_days": uc.features.snapshots.first_after_days,
+                  "snapshot_every_days": uc.features.snapshots.every_days},
+        "env": env.name,
+        "data_dir": str(data_dir),
+        "started_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    t0 = time.perf_counter()
+    from lakeml import session
+
+    events = data_dir / "eventlog"
+    events.mkdir(parents=True, exist_ok=True)
+    spark = session.get_spark(env, f"lakeml-bench-{customers}", {"spark.eventLog.enabled": "true", "spark.eventLog.dir": events.as_uri()})
+    result["session_start_seconds"] = round(time.perf_counter() - t0, 2)
+    result["session_memory"] = sampler.take_peak()
+    runtime = spark._jvm.java.lang.Runtime.getRuntime()
+    sampler.heap_used = lambda: runtime.totalMemory() - runtime.freeMemory()
+    cores = _cores(spark.sparkContext.master)
+    result.update(
+        master=spark.sparkContext.master,
+        cores=cores,
+        spark=spark.version,
+        spark_conf={k: spark.conf.get(k) for k in ("spark.driver.memory", "spark.sql.shuffle.partitions", "spark.sql.adaptive.enabled")},
+    )
+    log.info("[bench] spark session up in %.1f s (%s, %d cores)", result["session_start_seconds"], spark.sparkContext.master, cores)
+    rec = harness.Recorder(cores, sampler, on_start=lambda name: spark.sparkContext.setJobGroup(name, f"bench stage {name}"))
+    try:
+        _stages(spark, env, uc, customers, days, rec, result)
+        _peers(spark, env, uc, udf_rows, rec, result)
+    finally:
+        result["stages"] = rec.results
+        result["total_seconds"] = round(time.perf_counter() - t0, 1)
+        sampler.stop()
+        spark.stop()  # flushes the event log
+        from lakeml.bench import profile
+
+        try:
+            result["profile"] = profile.summarise(events)
+        except Exception as e:  # a profile is a bonus; never lose the measurements for it
+            log.warning("no profile from %s: %s", events, e)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2, default=str))
+        log.info("[bench] wrote %s", out)
+    return result
+
+
+def _stages(spark, env, uc, customers: int, days: int, rec, result: dict) -> None:
+    from lakeml import features, generate, ingest, monitor, quality, score, train
+
+    spec = uc.generator.model_copy(update={"customers": customers, "days": days})
+    with rec.stage("generate") as r:
+        g = generate.run(spark, spec, env.landing_dir, force=True)
+        r["output_rows"] = sum(g["rows"].values())
+        r["note"] = "input = rows written to the landing zone"
+        r["input_rows"] = r["output_rows"]
+    result["rows"] = {"landing": g["rows"]}
+
+    with rec.stage("ingest") as r:
+        reports = ingest.ingest(spark, env, uc)
+        r["input_rows"] = sum(x.rows_read for x in reports)
+        r["quarantined"] = sum(x.rows_quarantined for x in reports)
+    bronze = [uc.table(s.table) for s in uc.sources.values()]
+    result["rows"]["bronze"] = {n: spark.table(n).count() for n in bronze}
+
+    with rec.stage("features", sum(result["rows"]["bronze"].values())) as r:
+        f = features.run(spark, uc)
+        r["as_of_dates"] = len(f["as_of_dates"])
+    ft = uc.table(uc.tables.features)
+    result["rows"]["features"] = spark.table(ft).count()
+    result["as_of_dates"] = [str(d) for d in f["as_of_dates"]]
+    rec.results["features"]["output_rows"] = result["rows"]["features"]
+
+    checked = [uc.table(t) for t in uc.quality.checks if spark.catalog.tableExists(uc.table(t))]
+    with rec.stage("quality", _count(spark, checked)) as r:
+        q = quality.run(spark, uc, fail_on_error=False)
+        r["checks"] = sum(t["pass"] + t["warn"] + t["fail"] for t in q["tables"].values())
+        r["note"] = "each table's newest batch is checked; input = rows of the checked tables"
+
+    with rec.stage("train") as r:
+        tr = train.run(spark, env, uc)
+        labelled = features.labelled_features(spark, uc)
+        from pyspark.sql import functions as F
+
+        r["input_rows"] = labelled.where(F.col("as_of_date").isin([*tr.train_dates, tr.test_date])).count()
+        r["roc_auc"] = round(tr.metrics["roc_auc"], 4)
+        r["best_params"] = tr.best_params
+        r["note"] = "grid of models + refit + MLflow logging + ONNX export with parity check"
+    result["train"] = {"train_dates": [str(d) for d in tr.train_dates], "test_date": str(tr.test_date), "version": tr.model.version,
+                       "best_params": tr.best_params}
+
+    with rec.stage("score") as r:
+        s = score.run(spark, env, uc)
+        r["input_rows"] = s["rows"]
+        r["model_load_seconds"] = s["model_load_seconds"]
+        r["transform_write_seconds"] = s["score_write_seconds"]
+        r["transform_write_rows_per_s_per_core"] = round(s["rows"] / max(s["score_write_seconds"], 1e-3) / rec.cores)
+        r["note"] = "load the champion from MLflow, then PipelineModel.transform + Delta replaceWhere of one snapshot"
+    result["score_date"] = str(s["score_date"])
+
+    with rec.stage("monitor", s["rows"]) as r:
+        monitor.run(spark, env, uc)
+        r["note"] = "input = scored rows (the reference rows are read as well)"
+
+
+def _peers(spark, env, uc, udf_rows: int, rec, result: dict) -> None:
+    from pyspark.sql import functions as F
+
+    from lakeml import features, tables, tracking
+    from lakeml.bench import duckdb_features, peers
+
+    cores = rec.cores
+    # features: the same SQL files in DuckDB over the bronze tables' Parquet files
+    files = duckdb_features.source_files(spark, uc)
+    dates = [date.fromisoformat(d) for d in result["as_of_dates"]]
+    with tempfile.TemporaryDirectory(dir=os.environ["LAKEML_DATA_DIR"]) as tmp, rec.stage(
+        "peer:features_duckdb", sum(result["rows"]["bronze"].values())
+    ) as r:
+        d = duckdb_features.build_features(uc, files, dates, out_path=f"{tmp}/features.parquet", threads=cores)
+        r["output_rows"] = d["rows"]
+        r["note"] = "the use case's SQL transpiled with sqlglot, features written to one Parquet file"
+
+    # training: one GBT fit vs LightGBM on the project's split, tuned parameters
+    params = {**uc.model.params, **result["train"]["best_params"]}
+    data = features.labelled_features(spark, uc)
+    train_dates = [date.fromisoformat(d) for d in result["train"]["train_dates"]]
+    test_date = date.fromisoformat(result["train"]["test_date"])
+    train_df, test_df = peers.split(spark, data, train_dates, test_date)
+    with rec.stage("peer:train_mllib_gbt") as r:
+        r.update(peers.mllib_gbt(uc, train_df, test_df, params))
+        r["input_rows"] = r["rows"]
+    with rec.stage("peer:train_collect_to_pandas") as r:
+        train_pdf, levels = peers.to_pandas(train_df, uc)
+        test_pdf, _ = peers.to_pandas(test_df, uc, levels)
+        r["input_rows"] = len(train_pdf) + len(test_pdf)
+        r["note"] = "what an in-process learner needs first: the training set on the driver"
+    with rec.stage("peer:train_lightgbm") as r:
+        r.update(peers.lightgbm_fit(uc, train_pdf, test_pdf, params, threads=cores))
+        r["input_rows"] = r["rows"]
+
+    # scoring: the same snapshot rows through the other two paths
+    snapshot = tables.read(spark, uc.table(uc.tables.features)).where(F.col("as_of_date") == F.lit(result["score_date"]))
+    n_snapshot = rec.results["score"]["input_rows"]
+    with rec.stage("peer:score_sklearn_fit") as r:
+        model = peers.sklearn_model(uc, train_pdf, params)
+        r["input_rows"] = len(train_pdf)
+        r["note"] = "not scoring: fitting the scikit-learn model the pandas_udf path broadcasts"
+    del train_pdf, test_pdf
+    with rec.stage("peer:score_pandas_udf", n_snapshot) as r:
+        r["output_rows"] = peers.score_pandas_udf(spark, uc, model, levels, snapshot, uc.table("bench_scores_pandas_udf"))
+        r["note"] = "broadcast scikit-learn HistGradientBoosting, pandas_udf, Delta overwrite"
+    client = tracking.configure(env)
+    ref = tracking.get_alias(client, uc.model.name, tracking.CHAMPION)
+    n_udf = min(udf_rows, n_snapshot)
+    sample = snapshot.limit(n_udf).repartition(cores).persist()
+    sample.count()
+    with rec.stage("peer:score_mlflow_spark_udf", n_udf) as r:
+        r["output_rows"] = peers.score_spark_udf(spark, uc, f"models:/{uc.model.name}/{ref.version}", sample, uc.table("bench_scores_spark_udf"))
+        r["note"] = f"mlflow.pyfunc.spark_udf on registered version {ref.version}, first {n_udf:,} rows of the snapshot, Delta overwrite"
+    sample.unpersist()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--customers", type=int, required=True)
+    p.add_argument("--days", type=int, default=180)
+    p.add_argument("--first-after-days", type=int, help="override features.snapshots.first_after_days of the use case")
+    p.add_argument("--udf-rows", type=int, default=100_000, help="rows scored through mlflow's spark_udf (it is slow; rows/s is compared)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--keep-data", action="store_true", help="do not empty the data folder first")
+    a = p.parse_args(argv)
+    from lakeml import cli
+
+    cli.setup_logging()
+    run(a.customers, a.days, a.udf_rows, a.out, a.keep_data, a.first_after_days)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Benchmark every stage at several scales, against its peers, on this machine.
+
+    make bench [SCALE=100000,300000,1000000] [DAYS=90]
+    .venv/bin/python scripts/bench.py --scales 100000,300000,1000000 [--days 90]
+        [--first-after-days 7] [--udf-rows 50000] [--json docs/benchmarks.json]
+        [--md docs/benchmarks.md] [--report-only]
+
+One process (one cold Spark session) per scale, on its own fresh data folder under
+var/bench/; progress is logged as it goes. Results: docs/benchmarks.json (every number),
+docs/benchmarks.md (tables, targets, scaling; the hand-written analysis at its end is
+kept), and the 1-billion-event estimate in docs/scaling.md. --report-only rewrites the
+Markdown from the JSON without running anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "lib"))
+
+from lakeml.bench import harness, report  # noqa: E402
+
+
+def _scales(s: str) -> list[int]:
+    try:
+        out = [int(x.replace("_", "")) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--scales: a comma-separated list of customer counts, got {s!r}") from None
+    if not out or min(out) < 1:
+        raise argparse.ArgumentTypeError(f"--scales: positive customer counts, got {s!r}")
+    return sorted(out)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scales", type=_scales, default=_scales("100000,300000,1000000"), help="customers per scale, comma-separated")
+    p.add_argument("--days", type=int, default=90, help="days of data at every scale (default 90)")
+    p.add_argument("--first-after-days", type=int, default=7,
+                   help="first feature snapshot this many days after the first batch (the use case says 90; 90 days of data would then leave no test snapshot)")
+    p.add_argument("--udf-rows", type=int, default=50_000, help="rows scored through mlflow's spark_udf at each scale")
+    p.add_argument("--json", type=Path, default=ROOT / "docs" / "benchmarks.json")
+    p.add_argument("--md", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    p.add_argument("--scaling-md", type=Path, default=ROOT / "docs" / "scaling.md")
+    p.add_argument("--report-only", action="store_true", help="rewrite the Markdown from --json; run nothing")
+    a = p.parse_args()
+
+    command = "make bench SCALE=" + ",".join(str(s) for s in a.scales) + f" DAYS={a.days}"
+    if a.report_only:
+        doc = json.loads(a.json.read_text())
+    else:
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "lib"), os.environ.get("PYTHONPATH")])),
+            "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
+            "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable),
+        }
+        env.pop("LAKEML_DATA_DIR", None)  # each scale gets var/bench/c<N>_d<D>
+        doc = {"command": command, "machine": harness.machine(), "results": []}
+        t0 = time.time()
+        for i, n in enumerate(a.scales, 1):
+            part = ROOT / "var" / "bench" / f"c{n}_d{a.days}.json"
+            cmd = [sys.executable, "-m", "lakeml.bench.run", "--customers", str(n), "--days", str(a.days),
+                   "--first-after-days", str(a.first_after_days), "--udf-rows", str(a.udf_rows), "--out", str(part)]
+            print(f"== bench scale {i}/{len(a.scales)}: {n:,} customers × {a.days} days  (+{time.time() - t0:.0f}s)\n   {shlex.join(cmd)}", flush=True)
+            rc = subprocess.call(cmd, env=env, cwd=ROOT)
+            if rc != 0:
+                print(f"error: scale {n:,} failed (exit {rc}); its log is above, partial results in {part}", file=sys.stderr)
+                return rc
+            doc["results"].append(json.loads(part.read_text()))
+            a.json.parent.mkdir(parents=True, exist_ok=True)
+            a.json.write_text(json.dumps(doc, indent=2, default=str))  # after every scale: a crash keeps what was measured
+        doc["total_seconds"] = round(time.time() - t0)
+        a.json.write_text(json.dumps(doc, indent=2, default=str))
+    report.write_markdown(a.md, doc["results"], doc["command"], doc["machine"])
+    report.write_estimate(a.scaling_md, doc["results"])
+    print("\n".join(report.target_table(doc["results"])))
+    print(f"\nwrote {a.json}, {a.md}, {a.scaling_md}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
