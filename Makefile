@@ -30,7 +30,7 @@ test-fast: setup
 	$(PY) -m pytest -m "not e2e and not subprocess"
 
 SCALE ?= 100000,300000,1000000
-DAYS ?= 90
+DAYS ?= 120
 bench: setup
 	$(PY) scripts/bench.py --scales $(SCALE) --days $(DAYS)
 

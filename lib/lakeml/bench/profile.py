@@ -14,7 +14,8 @@ from pathlib import Path
 
 
 def _events(path: Path):
-    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
+    # Spark 4 writes <dir>/eventlog_v2_<app>/events_<n>_<app> (rolling); older, one file per app
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and p.name.startswith(("events_", "app-", "local-")))
     for f in files:
         with open(f) as fh:
             for line in fh:
