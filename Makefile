@@ -9,7 +9,7 @@ export PYSPARK_PYTHON ?= $(abspath $(PY))
 help:
 	@echo "make run    - install what is missing, generate demo data, run the whole pipeline (embedded env)"
 	@echo "make test   - install what is missing, run every test"
-	@echo "make bench  - benchmark every stage and its peers at SCALE customers (default 100000,300000,1000000) x DAYS; writes docs/benchmarks.md"
+	@echo "make bench  - benchmark every stage and its peers at SCALE customers (default 30000,100000,1000000) x DAYS; writes docs/benchmarks.md"
 	@echo "make lint   - ruff"
 	@echo "make clean  - remove var/ (data, warehouse, metastore, MLflow) and dist/"
 
@@ -29,7 +29,7 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -m "not e2e and not subprocess"
 
-SCALE ?= 100000,300000,1000000
+SCALE ?= 30000,100000,1000000
 DAYS ?= 120
 bench: setup
 	$(PY) scripts/bench.py --scales $(SCALE) --days $(DAYS)

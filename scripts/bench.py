@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Benchmark every stage at several scales, against its peers, on this machine.
 
-    make bench [SCALE=100000,300000,1000000] [DAYS=120]
-    .venv/bin/python scripts/bench.py --scales 100000,300000,1000000 [--days 120]
+    make bench [SCALE=30000,100000,1000000] [DAYS=120]
+    .venv/bin/python scripts/bench.py --scales 30000,100000,1000000 [--days 120]
         [--first-after-days 30] [--udf-rows 50000] [--json docs/benchmarks.json]
         [--md docs/benchmarks.md] [--report-only]
 
@@ -42,7 +42,7 @@ def _scales(s: str) -> list[int]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scales", type=_scales, default=_scales("100000,300000,1000000"), help="customers per scale, comma-separated")
+    p.add_argument("--scales", type=_scales, default=_scales("30000,100000,1000000"), help="customers per scale, comma-separated")
     p.add_argument("--days", type=int, default=120, help="days of data at every scale (default 120)")
     p.add_argument("--first-after-days", type=int, default=30,
                    help="first feature snapshot this many days after the first batch (the use case says 90; 120 days of data would then leave no test snapshot)")

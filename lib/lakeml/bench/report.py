@@ -111,6 +111,20 @@ def _peer_table(r: dict) -> list[str]:
     return lines
 
 
+def _profile_table(r: dict, top: int = 3) -> list[str]:
+    """The longest Spark stages of each project stage (from the event log)."""
+    prof = r.get("profile") or {}
+    lines = ["| stage | Spark stage | wall s | tasks | task s | GC s | input MB | shuffle write MB | spill MB |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name in PROJECT_STAGES:
+        for st in (prof.get(name) or [])[:top]:
+            where = st["name"].split(" at ")[-1] if " at " in st["name"] else st["name"]
+            lines.append(
+                f"| {name} | {st['id']}: {st['name'].split(' at ')[0][:40]} at {where[:60]} | {st['seconds']:.1f} | {st.get('tasks')} | "
+                f"{st.get('task_s', 0)} | {st.get('gc_s', 0)} | {st.get('input_mb', 0)} | {st.get('shuffle_write_mb', 0)} | {st.get('spill_mb', 0)} |"
+            )
+    return lines
+
+
 def growth(results: list[dict], stage: str, key: str = "seconds") -> float | None:
     """Exponent b of time ~ rows^b between the smallest and the largest scale (1 = linear)."""
     pts = [(r["stages"][stage].get("input_rows"), r["stages"][stage].get(key)) for r in results if stage in r["stages"]]
@@ -214,6 +228,16 @@ def markdown(results: list[dict], command: str, machine: dict, keep: str = "") -
             *_stage_table(r),
             "",
         ]
+        if r is results[-1] and r.get("profile"):
+            lines += [
+                "### Profile: the longest Spark stages of each stage (event log)",
+                "",
+                *_profile_table(r),
+                "",
+                "*task s* is the sum of task run times (2 slots: up to 2 × wall); the full event log is in",
+                f"`{r['data_dir']}/eventlog` (open it with the Spark history server).",
+                "",
+            ]
     lines += [ANALYSIS, keep.rstrip() + "\n" if keep else ""]
     return "\n".join(lines)
 

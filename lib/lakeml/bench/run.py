@@ -171,7 +171,8 @@ def _peers(spark, env, uc, udf_rows: int, rec, result: dict) -> None:
     with tempfile.TemporaryDirectory(dir=os.environ["LAKEML_DATA_DIR"]) as tmp, rec.stage(
         "peer:features_duckdb", sum(result["rows"]["bronze"].values())
     ) as r:
-        d = duckdb_features.build_features(uc, files, dates, out_path=f"{tmp}/features.parquet", threads=cores)
+        d = duckdb_features.build_features(uc, files, dates, out_path=f"{tmp}/features.parquet", threads=cores,
+                                           time_zone=spark.conf.get("spark.sql.session.timeZone"))
         r["output_rows"] = d["rows"]
         r["note"] = "the use case's SQL transpiled with sqlglot, features written to one Parquet file"
 
