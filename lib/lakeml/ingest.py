@@ -177,7 +177,7 @@ def _read_parquet(spark: SparkSession, spec: SourceSpec, files: list[str]) -> Da
 
 
 def _norm(headers: dict[str, str | None], files: list[str]) -> list[tuple[str, str]]:
-    return [(re.sub(r"^file:/+", "/", f), (headers.get(f) or "").removeprefix("\ufeff")) for f in files]
+    return [(landing.local_path(f), (headers.get(f) or "").removeprefix("\ufeff")) for f in files]
 
 
 def _parse(raw: Column, spec: ColumnSpec) -> Column:
@@ -198,7 +198,7 @@ def validate(raw: DataFrame, spec: SourceSpec) -> DataFrame:
     rows that are quarantined (null for accepted rows).
     """
     checks = [(F.col(CORRUPT).isNotNull(), F.coalesce(F.col("_problem"), F.lit("malformed record")))]
-    typed = []
+    values: dict[str, Column] = {}
     for name, cs in spec.columns.items():
         r = F.col(name)
         empty = r.isNull() | (F.trim(r) == "")
@@ -206,19 +206,18 @@ def validate(raw: DataFrame, spec: SourceSpec) -> DataFrame:
         if cs.required:
             checks.append((empty & F.col(CORRUPT).isNull(), F.lit(f"missing required {name}")))
         checks.append((~empty & value.isNull(), F.concat(F.lit(f"{name}: cannot read '"), F.substring(r, 1, 80), F.lit(f"' as {cs.type}"))))
-        typed.append(value.alias(name))
+        values[name] = value
     # the message (an array of every reason, joined) is built only for a row that has one
     bad = reduce(lambda a, b: a | b, [c for c, _ in checks])
     reason = F.when(bad, F.concat_ws("; ", F.array_compact(F.array(*[F.when(c, msg) for c, msg in checks]))))
-    typed_key = [F.when(~(F.col(k).isNull() | (F.trim(F.col(k)) == "")), _parse(F.col(k), spec.columns[k])) for k in spec.keys]
     # one row per key and batch: later duplicates are quarantined, not silently dropped.
     # Ranked on the raw strings (the first file, then a hash of the record, wins), so the
     # record text is built only for the rows that are quarantined.
-    w = Window.partitionBy(*typed_key, F.col("_batch_date")).orderBy("_source_file", F.xxhash64(*[F.col(c) for c in spec.columns], F.col(CORRUPT)))
+    w = Window.partitionBy(*[values[k] for k in spec.keys], F.col("_batch_date")).orderBy("_source_file", F.xxhash64(*[F.col(c) for c in spec.columns], F.col(CORRUPT)))
     df = raw.withColumn("_pre", reason)
     df = df.withColumn("_pre", F.when(F.col("_pre").isNull() & (F.row_number().over(w) > 1), F.lit("duplicate key within batch")).otherwise(F.col("_pre")))
     raw_text = F.coalesce(F.col(CORRUPT), F.to_json(F.struct(*[F.col(c) for c in spec.columns])))
-    return df.select(*typed, F.when(F.col("_pre").isNotNull(), raw_text).alias("_raw"), F.col("_pre").alias("_reason"), *META)
+    return df.select(*[v.alias(n) for n, v in values.items()], F.when(F.col("_pre").isNotNull(), raw_text).alias("_raw"), F.col("_pre").alias("_reason"), *META)
 
 
 def accepted_rows(validated: DataFrame, spec: SourceSpec) -> DataFrame:

@@ -47,7 +47,8 @@ def is_local(path: str) -> bool:
     return path.startswith("/") or path.startswith("file:")
 
 
-def _local(path: str) -> str:
+def local_path(path: str) -> str:
+    """``file:/x`` or ``file:///x`` -> ``/x``; a plain path stays as it is."""
     return re.sub(r"^file:/+", "/", path)
 
 
@@ -65,7 +66,7 @@ def _visible(name: str) -> bool:
 def list_batches(spark: SparkSession, landing_dir: str) -> list[Batch]:
     """Every arrival-date folder in the landing zone, oldest first."""
     if is_local(landing_dir):
-        return _list_local(_local(landing_dir))
+        return _list_local(local_path(landing_dir))
     fs, root = _fs(spark, landing_dir)
     if not fs.exists(root):
         return []
@@ -108,7 +109,7 @@ def _list_local(root: str) -> list[Batch]:
 def first_line(spark: SparkSession, path: str) -> str | None:
     """The first line of a text file (a CSV header), read on the driver."""
     if is_local(path):
-        with open(_local(path), encoding="utf-8", errors="replace") as f:
+        with open(local_path(path), encoding="utf-8", errors="replace") as f:
             line = f.readline()
         return line.rstrip("\r\n") if line else None
     jvm = spark.sparkContext._jvm
@@ -123,7 +124,7 @@ def first_line(spark: SparkSession, path: str) -> str | None:
 
 def delete(spark: SparkSession, path: str) -> None:
     if is_local(path):
-        p = _local(path)
+        p = local_path(path)
         if os.path.isdir(p):
             shutil.rmtree(p)
         elif os.path.exists(p):
@@ -143,7 +144,7 @@ def move_partitions_into_batches(
     files of an earlier run beside the new ones. Returns the number of batches moved.
     """
     if is_local(staging_dir) and is_local(landing_dir):
-        return _move_local(_local(staging_dir), _local(landing_dir), source, extension)
+        return _move_local(local_path(staging_dir), local_path(landing_dir), source, extension)
     jvm = spark.sparkContext._jvm
     fs, staging = _fs(spark, staging_dir)
     moved = 0
@@ -192,7 +193,7 @@ def _move_local(staging: str, landing_dir: str, source: str, extension: str | No
 def read_text(spark: SparkSession, path: str) -> str | None:
     """A small text file (a manifest), or None when it does not exist."""
     if is_local(path):
-        p = _local(path)
+        p = local_path(path)
         return open(p).read() if os.path.exists(p) else None
     jvm = spark.sparkContext._jvm
     fs, p = _fs(spark, path)
@@ -207,8 +208,8 @@ def read_text(spark: SparkSession, path: str) -> str | None:
 
 def write_text(spark: SparkSession, path: str, text: str) -> None:
     if is_local(path):
-        os.makedirs(os.path.dirname(_local(path)), exist_ok=True)
-        with open(_local(path), "w") as f:
+        os.makedirs(os.path.dirname(local_path(path)), exist_ok=True)
+        with open(local_path(path), "w") as f:
             f.write(text)
         return
     fs, p = _fs(spark, path)

@@ -135,6 +135,8 @@ class TrainResult:
     test_date: date
     became_champion: bool
     best_params: dict = field(default_factory=dict)
+    train_rows: int = 0
+    test_rows: int = 0
 
 
 def fit(spark: SparkSession, uc: UseCaseConfig, data: DataFrame) -> dict:
@@ -244,7 +246,7 @@ def run(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig) -> TrainResult:
         # the first model of a name is the champion until the validation gate exists
         tracking.set_alias(client, uc.model.name, tracking.CHAMPION, ref.version)
     log.info("trained %s version %s: test ROC AUC %.4f, PR AUC %.4f", uc.model.name, ref.version, m["roc_auc"], m["pr_auc"])
-    return TrainResult(ref, m, r["threshold"], r["train_dates"], r["test_date"], became, r["best_params"])
+    return TrainResult(ref, m, r["threshold"], r["train_dates"], r["test_date"], became, r["best_params"], r["train_rows"], r["test_rows"])
 
 
 def _signature(spark: SparkSession, model: PipelineModel, data: DataFrame, uc: UseCaseConfig):

@@ -39,7 +39,6 @@ tables); it refuses tables that have either turned on.
 
 from __future__ import annotations
 
-import re
 import time
 from datetime import date
 
@@ -47,6 +46,7 @@ import duckdb
 import sqlglot
 from sqlglot import exp
 
+from lakeml import landing
 from lakeml.config import ConfigError, UseCaseConfig
 
 DUCKDB_TYPES = {
@@ -94,11 +94,6 @@ def to_duckdb(sql: str) -> str:
 # --------------------------------------------------------------------------- inputs
 
 
-def _local_path(uri: str) -> str:
-    """``file:/x`` and ``file:///x`` -> ``/x``; other schemes are left for DuckDB to resolve."""
-    return re.sub(r"^file:(//(?=/))?", "", uri)
-
-
 def source_files(spark, uc: UseCaseConfig) -> dict[str, list[str]]:
     """The Parquet data files of each source's bronze Delta table (current snapshot)."""
     out: dict[str, list[str]] = {}
@@ -109,7 +104,7 @@ def source_files(spark, uc: UseCaseConfig) -> dict[str, list[str]]:
             raise ConfigError(f"{table}: deletion vectors are on; its Parquet files alone are not the table")
         if props.get("delta.columnMapping.mode", "none").lower() != "none":
             raise ConfigError(f"{table}: column mapping is on; its Parquet column names are not the table's")
-        out[name] = sorted(_local_path(f) for f in spark.table(table).inputFiles())
+        out[name] = sorted(landing.local_path(f) for f in spark.table(table).inputFiles())
     return out
 
 

@@ -24,7 +24,7 @@ from lakeml.config import UseCaseConfig
 log = logging.getLogger(__name__)
 
 
-def split(spark: SparkSession, data: DataFrame, train_dates, test_date) -> tuple[DataFrame, DataFrame]:
+def split(data: DataFrame, train_dates, test_date) -> tuple[DataFrame, DataFrame]:
     return data.where(F.col("as_of_date").isin(train_dates)), data.where(F.col("as_of_date") == F.lit(test_date))
 
 

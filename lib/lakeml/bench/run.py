@@ -19,7 +19,6 @@ import shutil
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
 log = logging.getLogger("lakeml.bench")
@@ -31,10 +30,6 @@ def _cores(master: str) -> int:
     if master.startswith("local[") and master[6:-1].isdigit():
         return int(master[6:-1])
     return 1 if master == "local" else os.cpu_count() or 1
-
-
-def _count(spark, names) -> int:
-    return sum(spark.table(n).count() for n in names)
 
 
 def run(customers: int, days: int, udf_rows: int, out: Path, keep_data: bool = False, first_after_days: int | None = None) -> dict:
@@ -81,8 +76,8 @@ def run(customers: int, days: int, udf_rows: int, out: Path, keep_data: bool = F
     log.info("[bench] spark session up in %.1f s (%s, %d cores)", result["session_start_seconds"], spark.sparkContext.master, cores)
     rec = harness.Recorder(cores, sampler, on_start=lambda name: spark.sparkContext.setJobGroup(name, f"bench stage {name}"))
     try:
-        _stages(spark, env, uc, customers, days, rec, result)
-        _peers(spark, env, uc, udf_rows, rec, result)
+        done = _stages(spark, env, uc, customers, days, rec, result)
+        _peers(spark, uc, udf_rows, rec, done)
     finally:
         result["stages"] = rec.results
         result["total_seconds"] = round(time.perf_counter() - t0, 1)
@@ -100,8 +95,9 @@ def run(customers: int, days: int, udf_rows: int, out: Path, keep_data: bool = F
     return result
 
 
-def _stages(spark, env, uc, customers: int, days: int, rec, result: dict) -> None:
-    from lakeml import features, generate, ingest, monitor, quality, score, train
+def _stages(spark, env, uc, customers: int, days: int, rec, result: dict) -> dict:
+    """The project's stages; returns what the peers need (snapshot dates, train and score results)."""
+    from lakeml import features, generate, ingest, monitor, quality, score, tables, train
 
     spec = uc.generator.model_copy(update={"customers": customers, "days": days})
     with rec.stage("generate") as r:
@@ -115,34 +111,28 @@ def _stages(spark, env, uc, customers: int, days: int, rec, result: dict) -> Non
         reports = ingest.ingest(spark, env, uc)
         r["input_rows"] = sum(x.rows_read for x in reports)
         r["quarantined"] = sum(x.rows_quarantined for x in reports)
-    bronze = [uc.table(s.table) for s in uc.sources.values()]
-    result["rows"]["bronze"] = {n: spark.table(n).count() for n in bronze}
+    result["rows"]["bronze"] = tables.row_counts(spark, [uc.table(s.table) for s in uc.sources.values()])
+    bronze_rows = sum(result["rows"]["bronze"].values())
 
-    with rec.stage("features", sum(result["rows"]["bronze"].values())) as r:
+    with rec.stage("features", bronze_rows) as r:
         f = features.run(spark, uc)
         r["as_of_dates"] = len(f["as_of_dates"])
-    ft = uc.table(uc.tables.features)
-    result["rows"]["features"] = spark.table(ft).count()
-    result["as_of_dates"] = [str(d) for d in f["as_of_dates"]]
-    rec.results["features"]["output_rows"] = result["rows"]["features"]
+    result["rows"]["features"] = rec.results["features"]["output_rows"] = spark.table(uc.table(uc.tables.features)).count()
+    result["as_of_dates"] = f["as_of_dates"]
 
-    checked = [uc.table(t) for t in uc.quality.checks if spark.catalog.tableExists(uc.table(t))]
-    with rec.stage("quality", _count(spark, checked)) as r:
+    checked = tables.row_counts(spark, [uc.table(t) for t in uc.quality.checks])
+    with rec.stage("quality", sum(n for n in checked.values() if n)) as r:
         q = quality.run(spark, uc, fail_on_error=False)
         r["checks"] = sum(t["pass"] + t["warn"] + t["fail"] for t in q["tables"].values())
         r["note"] = "each table's newest batch is checked; input = rows of the checked tables"
 
     with rec.stage("train") as r:
         tr = train.run(spark, env, uc)
-        labelled = features.labelled_features(spark, uc)
-        from pyspark.sql import functions as F
-
-        r["input_rows"] = labelled.where(F.col("as_of_date").isin([*tr.train_dates, tr.test_date])).count()
+        r["input_rows"] = tr.train_rows + tr.test_rows
         r["roc_auc"] = round(tr.metrics["roc_auc"], 4)
         r["best_params"] = tr.best_params
         r["note"] = "grid of models + refit + MLflow logging + ONNX export with parity check"
-    result["train"] = {"train_dates": [str(d) for d in tr.train_dates], "test_date": str(tr.test_date), "version": tr.model.version,
-                       "best_params": tr.best_params}
+    result["train"] = {"train_dates": tr.train_dates, "test_date": tr.test_date, "version": tr.model.version, "best_params": tr.best_params}
 
     with rec.stage("score") as r:
         s = score.run(spark, env, uc)
@@ -151,37 +141,33 @@ def _stages(spark, env, uc, customers: int, days: int, rec, result: dict) -> Non
         r["transform_write_seconds"] = s["score_write_seconds"]
         r["transform_write_rows_per_s_per_core"] = round(s["rows"] / max(s["score_write_seconds"], 1e-3) / rec.cores)
         r["note"] = "load the champion from MLflow, then PipelineModel.transform + Delta replaceWhere of one snapshot"
-    result["score_date"] = str(s["score_date"])
+    result["score_date"] = s["score_date"]
 
     with rec.stage("monitor", s["rows"]) as r:
         monitor.run(spark, env, uc)
         r["note"] = "input = scored rows (the reference rows are read as well)"
+    return {"as_of_dates": f["as_of_dates"], "bronze_rows": bronze_rows, "train": tr, "score": s}
 
 
-def _peers(spark, env, uc, udf_rows: int, rec, result: dict) -> None:
+def _peers(spark, uc, udf_rows: int, rec, done: dict) -> None:
     from pyspark.sql import functions as F
 
-    from lakeml import features, tables, tracking
+    from lakeml import features, tables
     from lakeml.bench import duckdb_features, peers
 
     cores = rec.cores
+    tr, sc = done["train"], done["score"]
     # features: the same SQL files in DuckDB over the bronze tables' Parquet files
     files = duckdb_features.source_files(spark, uc)
-    dates = [date.fromisoformat(d) for d in result["as_of_dates"]]
-    with tempfile.TemporaryDirectory(dir=os.environ["LAKEML_DATA_DIR"]) as tmp, rec.stage(
-        "peer:features_duckdb", sum(result["rows"]["bronze"].values())
-    ) as r:
-        d = duckdb_features.build_features(uc, files, dates, out_path=f"{tmp}/features.parquet", threads=cores,
+    with tempfile.TemporaryDirectory(dir=os.environ["LAKEML_DATA_DIR"]) as tmp, rec.stage("peer:features_duckdb", done["bronze_rows"]) as r:
+        d = duckdb_features.build_features(uc, files, done["as_of_dates"], out_path=f"{tmp}/features.parquet", threads=cores,
                                            time_zone=spark.conf.get("spark.sql.session.timeZone"))
         r["output_rows"] = d["rows"]
         r["note"] = "the use case's SQL transpiled with sqlglot, features written to one Parquet file"
 
     # training: one GBT fit vs LightGBM on the project's split, tuned parameters
-    params = {**uc.model.params, **result["train"]["best_params"]}
-    data = features.labelled_features(spark, uc)
-    train_dates = [date.fromisoformat(d) for d in result["train"]["train_dates"]]
-    test_date = date.fromisoformat(result["train"]["test_date"])
-    train_df, test_df = peers.split(spark, data, train_dates, test_date)
+    params = {**uc.model.params, **tr.best_params}
+    train_df, test_df = peers.split(features.labelled_features(spark, uc), tr.train_dates, tr.test_date)
     with rec.stage("peer:train_mllib_gbt") as r:
         r.update(peers.mllib_gbt(uc, train_df, test_df, params))
         r["input_rows"] = r["rows"]
@@ -195,24 +181,22 @@ def _peers(spark, env, uc, udf_rows: int, rec, result: dict) -> None:
         r["input_rows"] = r["rows"]
 
     # scoring: the same snapshot rows through the other two paths
-    snapshot = tables.read(spark, uc.table(uc.tables.features)).where(F.col("as_of_date") == F.lit(result["score_date"]))
-    n_snapshot = rec.results["score"]["input_rows"]
+    snapshot = tables.read(spark, uc.table(uc.tables.features)).where(F.col("as_of_date") == F.lit(sc["score_date"]))
     with rec.stage("peer:score_sklearn_fit") as r:
         model = peers.sklearn_model(uc, train_pdf, params)
         r["input_rows"] = len(train_pdf)
         r["note"] = "not scoring: fitting the scikit-learn model the pandas_udf path broadcasts"
     del train_pdf, test_pdf
-    with rec.stage("peer:score_pandas_udf", n_snapshot) as r:
+    with rec.stage("peer:score_pandas_udf", sc["rows"]) as r:
         r["output_rows"] = peers.score_pandas_udf(spark, uc, model, levels, snapshot, uc.table("bench_scores_pandas_udf"))
         r["note"] = "broadcast scikit-learn HistGradientBoosting, pandas_udf, Delta overwrite"
-    client = tracking.configure(env)
-    ref = tracking.get_alias(client, uc.model.name, tracking.CHAMPION)
-    n_udf = min(udf_rows, n_snapshot)
+    n_udf = min(udf_rows, sc["rows"])
     sample = snapshot.limit(n_udf).repartition(cores).persist()
     sample.count()
+    version = sc["model_version"]  # the version the native path scored with
     with rec.stage("peer:score_mlflow_spark_udf", n_udf) as r:
-        r["output_rows"] = peers.score_spark_udf(spark, uc, f"models:/{uc.model.name}/{ref.version}", sample, uc.table("bench_scores_spark_udf"))
-        r["note"] = f"mlflow.pyfunc.spark_udf on registered version {ref.version}, first {n_udf:,} rows of the snapshot, Delta overwrite"
+        r["output_rows"] = peers.score_spark_udf(spark, uc, f"models:/{uc.model.name}/{version}", sample, uc.table("bench_scores_spark_udf"))
+        r["note"] = f"mlflow.pyfunc.spark_udf on registered version {version}, first {n_udf:,} rows of the snapshot, Delta overwrite"
     sample.unpersist()
 
 
