@@ -9,7 +9,8 @@ from lakeml import cli
 
 
 def run(args):
-    from lakeml import features, session
+    from lakeml import features
+    from lakeml.core import session
 
     env, uc = cli.load(args)
     spark = session.get_spark(env, "lakeml-features")

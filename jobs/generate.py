@@ -1,42 +1,34 @@
-"""Generate the synthetic churn data set into the landing zone.
+"""Write the use case's demo data set into its landing zone, with its own data maker
+(``demo.maker`` in conf/<usecase>/usecase.yaml).
 
-    ./spark-submit.sh jobs/generate.py [--customers N] [--days N] [--seed N]
+    ./spark-submit.sh [--usecase NAME] jobs/generate.py [--entities N] [--days N] [--seed N]
         [--start-date YYYY-MM-DD] [--bad-row-rate R] [--drift-start YYYY-MM-DD]
         [--drift-strength X] [--force]
 
-Defaults come from the use case's ``generator`` block. Deterministic: the same arguments
-give the same rows. A landing zone that already holds the same data set is left alone
-unless --force.
+Defaults come from the use case's ``demo`` block. Deterministic: the same arguments give
+the same rows. A landing zone that already holds the same data set is left alone unless
+--force. A use case without a maker has no demo data: land its files with jobs/landing.py.
 """
 
 from lakeml import cli
 
 
 def run(args):
-    from lakeml import generate, session
+    from lakeml.core import session
+    from lakeml.demo import maker
 
     env, uc = cli.load(args)
-    overrides = {
-        k: v
-        for k, v in {
-            "customers": args.customers,
-            "days": args.days,
-            "seed": args.seed,
-            "start_date": args.start_date,
-            "bad_row_rate": args.bad_row_rate,
-            "drift_start": args.drift_start,
-            "drift_strength": args.drift_strength,
-        }.items()
-        if v is not None
-    }
-    spec = uc.generator.model_copy(update=overrides)
+    spec = maker.spec_of(
+        uc, entities=args.entities, days=args.days, seed=args.seed, start_date=args.start_date,
+        bad_row_rate=args.bad_row_rate, drift_start=args.drift_start, drift_strength=args.drift_strength,
+    )
     spark = session.get_spark(env, "lakeml-generate")
-    return generate.run(spark, spec, env.landing_dir, force=args.force)
+    return maker.run(spark, uc, env.landing_zone(uc.name), spec, force=args.force)
 
 
 if __name__ == "__main__":
     p = cli.parser(__doc__)
-    p.add_argument("--customers", type=int)
+    p.add_argument("--entities", type=int, help="how many entities (the use case's customers, machines ...) to simulate")
     p.add_argument("--days", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--start-date", type=cli.iso_date)

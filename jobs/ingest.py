@@ -13,7 +13,8 @@ from lakeml import cli
 def run(args):
     from dataclasses import asdict
 
-    from lakeml import ingest, session
+    from lakeml.core import session
+    from lakeml.lake import ingest
 
     env, uc = cli.load(args)
     spark = session.get_spark(env, "lakeml-ingest")

@@ -15,7 +15,7 @@ from lakeml import cli
 
 
 def _ingested(env, uc):
-    from lakeml import session
+    from lakeml.core import session
 
     spark = session.get_spark(env, "lakeml-landing")
     log_table = uc.table(uc.tables.ingest_log)
@@ -25,11 +25,11 @@ def _ingested(env, uc):
 
 
 def run(args):
-    from lakeml import landing_ops as ops
-    from lakeml.config import UsageError
+    from lakeml.core.errors import UsageError
+    from lakeml.lake import landing_ops as ops
 
     env, uc = cli.load(args)
-    landing, archive = ops.stores(env)
+    landing, archive = ops.stores(env, uc.name)
     if args.command == "upload":
         if args.source not in uc.sources:
             raise UsageError(f"unknown source {args.source!r}; sources of {uc.name}: {', '.join(uc.sources)}")
@@ -40,7 +40,7 @@ def run(args):
     batches = ops.list_batches(landing)
     ingested = _ingested(env, uc)
     if args.command == "list":
-        print(f"landing zone {env.landing_dir}: {len(batches)} batches")
+        print(f"landing zone {env.landing_zone(uc.name)}: {len(batches)} batches")
         for b in batches:
             state = {s: "ingested" if ingested.get((s, b.batch_date)) == b.fingerprint(s) else "pending" for s in sorted(b.sources)}
             overall = "ingested" if state and all(v == "ingested" for v in state.values()) else "pending"
@@ -52,7 +52,7 @@ def run(args):
         raise UsageError("archive needs --date YYYY-MM-DD or --ingested")
     chosen = [b for b in batches if (args.date is None or b.batch_date == args.date)]
     if args.date and not chosen:
-        raise UsageError(f"no batch {args.date} in the landing zone {env.landing_dir}")
+        raise UsageError(f"no batch {args.date} in the landing zone {env.landing_zone(uc.name)}")
     moved = []
     for b in chosen:
         if args.ingested and not all(ingested.get((s, b.batch_date)) == b.fingerprint(s) for s in b.sources):

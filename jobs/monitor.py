@@ -3,9 +3,9 @@ every score date whose labels are now observed, and an HTML report.
 
     ./spark-submit.sh jobs/monitor.py [--date YYYY-MM-DD] [--alias champion] [--no-mlflow]
 
-Default date: the newest scored date. Writes churn.drift_metrics (replacing the rows of that
-date and model version) and churn.performance_metrics (replacing the rows of the labelled
-score dates); the report goes to <data_dir>/reports/<score_date>/report.html and, as
+Default date: the newest scored date. Writes <database>.drift_metrics (replacing the rows of that
+date and model version) and <database>.performance_metrics (replacing the rows of the labelled
+score dates); the report goes to <data_dir>/reports/<usecase>/<score_date>/report.html and, as
 artifacts, to an MLflow run in the use case's experiment.
 """
 
@@ -13,7 +13,8 @@ from lakeml import cli
 
 
 def run(args):
-    from lakeml import monitor, session
+    from lakeml import monitor
+    from lakeml.core import session
 
     env, uc = cli.load(args)
     spark = session.get_spark(env, "lakeml-monitor")

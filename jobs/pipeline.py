@@ -13,10 +13,11 @@ from lakeml import cli
 
 
 def run(args):
-    from lakeml import pipeline, session
+    from lakeml import pipeline
+    from lakeml.core import session
+    from lakeml.core.errors import UsageError
 
     env, uc = cli.load(args)
-    from lakeml.config import UsageError
 
     if args.scheduled and (args.from_stage or args.only or args.score_date):
         raise UsageError("--scheduled runs its own stages: it takes no --from, --only or --score-date")

@@ -14,17 +14,20 @@ from lakeml import cli
 def run(args):
     from dataclasses import asdict
 
-    from lakeml import session, validate
-    from lakeml.config import UsageError
+    from lakeml.core import session
+    from lakeml.core.errors import UsageError
+    from lakeml.lifecycle import promote
+
+
 
     env, uc = cli.load(args)
     if bool(args.rollback) == bool(args.to):
         raise UsageError("give exactly one of --rollback or --to VERSION")
     spark = session.get_spark(env, "lakeml-promote")
     if args.rollback:
-        d = validate.rollback(spark, env, uc, args.reason or "")
+        d = promote.rollback(spark, env, uc, args.reason or "")
     else:
-        d = validate.force(spark, env, uc, args.to, args.reason or "")
+        d = promote.force(spark, env, uc, args.to, args.reason or "")
     return {k: v for k, v in asdict(d).items() if k != "details"}
 
 

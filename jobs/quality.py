@@ -12,7 +12,8 @@ from lakeml import cli
 
 
 def run(args):
-    from lakeml import quality, session
+    from lakeml.core import session
+    from lakeml.lake import quality
 
     env, uc = cli.load(args)
     spark = session.get_spark(env, "lakeml-quality")
@@ -21,6 +22,6 @@ def run(args):
 
 if __name__ == "__main__":
     p = cli.parser(__doc__)
-    p.add_argument("--table", action="append", help="a table with checks, e.g. bronze_customers; repeatable (default: all)")
+    p.add_argument("--table", action="append", help="a table with checks (a key of quality.checks in the use case); repeatable (default: all)")
     p.add_argument("--batch", type=cli.iso_date, action="append", help="batch date to check; repeatable (default: each table's newest)")
     cli.main(run, p.parse_args())

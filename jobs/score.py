@@ -9,7 +9,8 @@ from lakeml import cli
 
 
 def run(args):
-    from lakeml import score, session
+    from lakeml.core import session
+    from lakeml.ml import score
 
     env, uc = cli.load(args)
     spark = session.get_spark(env, "lakeml-score")

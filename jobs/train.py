@@ -8,7 +8,8 @@ from lakeml import cli
 
 
 def run(args):
-    from lakeml import session, train
+    from lakeml.core import session
+    from lakeml.ml import train
 
     env, uc = cli.load(args)
     spark = session.get_spark(env, "lakeml-train")

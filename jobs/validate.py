@@ -12,11 +12,13 @@ from lakeml import cli
 def run(args):
     from dataclasses import asdict
 
-    from lakeml import session, validate
+    from lakeml.core import session
+    from lakeml.lifecycle import gate
+
 
     env, uc = cli.load(args)
     spark = session.get_spark(env, "lakeml-validate")
-    d = validate.validate(spark, env, uc)
+    d = gate.validate(spark, env, uc)
     return {k: v for k, v in asdict(d).items() if k != "details"}
 
 

@@ -34,15 +34,16 @@ def _scales(s: str) -> list[int]:
     try:
         out = [int(x.replace("_", "")) for x in s.split(",") if x.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--scales: a comma-separated list of customer counts, got {s!r}") from None
+        raise argparse.ArgumentTypeError(f"--scales: a comma-separated list of entity counts, got {s!r}") from None
     if not out or min(out) < 1:
-        raise argparse.ArgumentTypeError(f"--scales: positive customer counts, got {s!r}")
+        raise argparse.ArgumentTypeError(f"--scales: positive entity counts, got {s!r}")
     return sorted(out)
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scales", type=_scales, default=_scales("30000,100000,1000000"), help="customers per scale, comma-separated")
+    p.add_argument("--scales", type=_scales, default=_scales("30000,100000,1000000"), help="entities (the use case's customers, machines ...) per scale, comma-separated")
+    p.add_argument("--usecase", help="the use case to run (default: the env's); it needs a demo data maker")
     p.add_argument("--days", type=int, default=120, help="days of data at every scale (default 120)")
     p.add_argument("--first-after-days", type=int, default=30,
                    help="first feature snapshot this many days after the first batch (the use case says 90; 120 days of data would then leave no test snapshot)")
@@ -54,7 +55,7 @@ def main() -> int:
     p.add_argument("--report-only", action="store_true", help="rewrite the Markdown from --json; run nothing")
     a = p.parse_args()
 
-    command = "make bench SCALE=" + ",".join(str(s) for s in a.scales) + f" DAYS={a.days}"
+    command = "make bench SCALE=" + ",".join(str(s) for s in a.scales) + f" DAYS={a.days}" + (f" USECASE={a.usecase}" if a.usecase else "")
     if a.report_only:
         doc = json.loads(a.json.read_text())
     else:
@@ -67,11 +68,12 @@ def main() -> int:
         doc = {"command": command, "machine": harness.machine(), "results": []}
         t0 = time.time()
         for i, n in enumerate(a.scales, 1):
-            part = a.work_dir / f"c{n}_d{a.days}.json"
-            env["LAKEML_DATA_DIR"] = str(a.work_dir / f"c{n}_d{a.days}")  # its own warehouse, metastore and MLflow
-            cmd = [sys.executable, "-m", "lakeml.bench.run", "--customers", str(n), "--days", str(a.days),
+            part = a.work_dir / f"{n}_d{a.days}.json"
+            env["LAKEML_DATA_DIR"] = str(a.work_dir / f"{n}_d{a.days}")  # its own warehouse, metastore and MLflow
+            cmd = [sys.executable, "-m", "lakeml.bench.run", "--entities", str(n), "--days", str(a.days),
                    "--first-after-days", str(a.first_after_days), "--udf-rows", str(a.udf_rows), "--out", str(part)]
-            print(f"== bench scale {i}/{len(a.scales)}: {n:,} customers × {a.days} days  (+{time.time() - t0:.0f}s)\n   {shlex.join(cmd)}", flush=True)
+            cmd += ["--usecase", a.usecase] if a.usecase else []
+            print(f"== bench scale {i}/{len(a.scales)}: {n:,} entities × {a.days} days  (+{time.time() - t0:.0f}s)\n   {shlex.join(cmd)}", flush=True)
             rc = subprocess.call(cmd, env=env, cwd=ROOT)
             if rc != 0:
                 print(f"error: scale {n:,} failed (exit {rc}); its log is above, partial results in {part}", file=sys.stderr)

@@ -1,4 +1,8 @@
-"""What every job shares: its common arguments, logging, conf and session."""
+"""What every job shares: its common arguments, logging, conf, and the one place where a
+user's mistake becomes ``error: <message>`` and exit code 2.
+
+Only ``LakemlError`` is caught here: anything else is a bug and ends with its traceback.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,10 @@ import logging
 import os
 import sys
 from datetime import date
-from pathlib import Path
 
-from lakeml.config import ConfigError, EnvConfig, UsageError, UseCaseConfig, UserFacingError, load_env, load_usecase
-
-DEFAULT_CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+from lakeml.core.config import EnvConfig, UseCaseConfig, load_env, load_usecase
+from lakeml.core.errors import LakemlError
+from lakeml.core.paths import CONF_DIR
 
 
 def iso_date(s: str) -> date:
@@ -25,8 +28,10 @@ def iso_date(s: str) -> date:
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", default=os.environ.get("LAKEML_ENV", "embedded"), help="env name: conf/envs/<env>.yaml (default: embedded)")
-    p.add_argument("--conf-dir", default=os.environ.get("LAKEML_CONF_DIR", str(DEFAULT_CONF_DIR)), help="the conf/ folder")
-    p.add_argument("--usecase", default=None, help="use case: conf/<usecase>/usecase.yaml (default: the env's)")
+    p.add_argument("--conf-dir", default=os.environ.get("LAKEML_CONF_DIR", str(CONF_DIR)), help="the conf/ folder")
+    p.add_argument(
+        "--usecase", default=os.environ.get("LAKEML_USECASE"), help="use case: conf/<usecase>/usecase.yaml (default: $LAKEML_USECASE, else the env's)"
+    )
     return p
 
 
@@ -47,18 +52,16 @@ def setup_logging() -> None:
 
 def load(args: argparse.Namespace) -> tuple[EnvConfig, UseCaseConfig]:
     env = load_env(args.conf_dir, args.env)
-    uc = load_usecase(args.conf_dir, args.usecase or env.usecase)
-    return env, uc
+    return env, load_usecase(args.conf_dir, args.usecase, env)
 
 
 def main(run, args: argparse.Namespace) -> None:
-    """Run ``run(args)``; config and lookup errors end with their message, not a trace."""
+    """Run ``run(args)`` and print its result as JSON; a ``LakemlError`` ends with its
+    message and exit code 2."""
     setup_logging()
-    from lakeml.tables import MissingTableError
-
     try:
         result = run(args)
-    except (ConfigError, UsageError, UserFacingError, MissingTableError, LookupError, FileNotFoundError) as e:
+    except LakemlError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     if result is not None:

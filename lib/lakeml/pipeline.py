@@ -8,8 +8,12 @@ from dataclasses import asdict
 
 from pyspark.sql import SparkSession
 
-from lakeml import features, ingest, score, tables, tracking, train
-from lakeml.config import EnvConfig, UsageError, UseCaseConfig
+from lakeml import features
+from lakeml.core import tables, tracking
+from lakeml.core.config import EnvConfig, UseCaseConfig
+from lakeml.core.errors import UsageError
+from lakeml.lake import ingest
+from lakeml.ml import score, train
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +80,7 @@ class _Run:
         return [asdict(r) for r in ingest.ingest(self.spark, self.env, self.uc)]
 
     def quality(self, which: str):
-        from lakeml import quality
+        from lakeml.lake import quality
 
         bronze, other = _bronze_and_feature_checks(self.uc)
         only = [t for t in (bronze if which == "bronze" else other) if tables.exists(self.spark, self.uc.table(t))]
@@ -91,9 +95,9 @@ class _Run:
         return _train_result(train.run(self.spark, self.env, self.uc))
 
     def validate(self, trigger: str = "pipeline"):
-        from lakeml import validate
+        from lakeml.lifecycle import gate
 
-        return _decision(validate.validate(self.spark, self.env, self.uc, trigger=trigger))
+        return _decision(gate.validate(self.spark, self.env, self.uc, trigger=trigger))
 
     def score(self, score_date=None, alias: str = tracking.CHAMPION):
         return score.run(self.spark, self.env, self.uc, score_date, alias=alias)
@@ -138,7 +142,7 @@ def run_scheduled(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig) -> dic
     then the retraining policy; when it fires: train -> (shadow score) -> validate, and
     the live batch is re-scored if the champion changed. Every trigger and decision is
     recorded in the model_decisions table."""
-    from lakeml import policy, validate
+    from lakeml.lifecycle import decisions, policy
 
     r = _Run(spark, env, uc)
     r.stage("ingest", r.ingest)
@@ -151,7 +155,7 @@ def run_scheduled(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig) -> dic
         r.stage("score", r.score)
         r.stage("monitor", r.monitor)
     d = r.stage("policy", lambda: asdict(policy.decide(spark, env, uc, features.newest_snapshot(spark, uc))))
-    validate.record(spark, uc, validate.Decision(
+    decisions.record(spark, uc, decisions.Decision(
         uc.model.name, "policy", "retrain" if d["retrain"] else "hold", None, d["champion_version"], d["champion_version"],
         holdout_date=d["score_date"], reasons=d["reasons"], trigger="scheduled", details=d["evidence"],
     ))
@@ -178,16 +182,18 @@ def _finish(r: _Run) -> dict:
 
 def _demo_data_if_new(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig) -> dict | None:
     """A brand-new lake (nothing ever ingested) with an empty landing zone gets the use
-    case's demo data set first, as ``jobs/generate.py`` would write it; any landed batch or
-    any earlier ingest turns this off."""
-    from lakeml import generate, landing
+    case's demo data set first, as ``jobs/generate.py`` would write it, if the use case has
+    a demo maker; any landed batch or any earlier ingest turns this off."""
+    from lakeml.demo import maker
+    from lakeml.lake import landing
 
-    if uc.generator is None or spark.catalog.tableExists(uc.table(uc.tables.ingest_log)):
+    zone = env.landing_zone(uc.name)
+    if uc.demo is None or spark.catalog.tableExists(uc.table(uc.tables.ingest_log)):
         return None
-    if landing.list_batches(spark, env.landing_dir):
+    if landing.list_batches(spark, zone):
         return None
-    log.warning("brand-new lake, empty landing zone %s: generating the demo data set first (jobs/generate.py)", env.landing_dir)
-    return generate.run(spark, uc.generator, env.landing_dir)["rows"]
+    log.warning("brand-new lake, empty landing zone %s: writing the demo data of %s first (jobs/generate.py)", zone, uc.name)
+    return maker.run(spark, uc, zone)["rows"]
 
 
 def table_summary(spark: SparkSession, uc: UseCaseConfig) -> dict:
@@ -223,12 +229,12 @@ def describe(summary: dict, uc: UseCaseConfig) -> str:
             f"  trained version {tr['version']}: test ROC AUC {m['roc_auc']}, PR AUC {m['pr_auc']}, "
             f"log loss {m['log_loss']}, F1 {m['f1']} at {tr['threshold']}, top-decile lift {m['lift_top_decile']}"
         )
-    pt = uc.table(uc.tables.predictions)
+    pt, e, p = uc.table(uc.tables.predictions), uc.entity, uc.probability
     lines += [
         "",
         "Look at it with ./scripts/sql.sh -e \"...\", for example:",
-        f"  SELECT score_date, model_alias, model_version, count(*) AS customers, round(avg(churn_probability), 4) AS avg_p FROM {pt} GROUP BY 1, 2, 3 ORDER BY 1",
-        f"  SELECT customer_id, churn_probability FROM {pt} WHERE model_alias = 'champion' AND score_date = (SELECT max(score_date) FROM {pt}) ORDER BY churn_probability DESC LIMIT 20",
+        f"  SELECT score_date, model_alias, model_version, count(*) AS rows, round(avg({p}), 4) AS avg_p FROM {pt} GROUP BY 1, 2, 3 ORDER BY 1",
+        f"  SELECT {e}, {p} FROM {pt} WHERE model_alias = 'champion' AND score_date = (SELECT max(score_date) FROM {pt}) ORDER BY {p} DESC LIMIT 20",
         f"  SELECT source, reason, count(*) FROM {uc.table(uc.tables.quarantine)} GROUP BY 1, 2 ORDER BY 3 DESC",
         f"  SELECT decided_at, action, decision, challenger_version, champion_before, champion_after, reasons FROM {uc.table(uc.tables.model_decisions)} ORDER BY decided_at",
         "",

@@ -6,7 +6,7 @@ built the same way:
 - ``<source>_history``: every row of the bronze table (``read_parquet`` of its current
   data files, ``union_by_name``);
 - ``<source>``: the latest row per key, newest ``_batch_date`` then newest ``_source_file``
-  (as ``lakeml.features.latest_per_key``);
+  (as ``lakeml.features.views.latest_per_key``);
 - ``snapshots(as_of_date)`` and ``population`` (the population SQL; materialised, as the
   Spark stage persists it);
 - the features: population LEFT JOIN each feature query on (entity, as_of_date), columns
@@ -46,8 +46,9 @@ import duckdb
 import sqlglot
 from sqlglot import exp
 
-from lakeml import landing
-from lakeml.config import ConfigError, UseCaseConfig
+from lakeml.core.config import UseCaseConfig
+from lakeml.core.errors import ConfigError
+from lakeml.lake import landing
 
 DUCKDB_TYPES = {
     "string": "VARCHAR",

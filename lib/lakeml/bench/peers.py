@@ -18,8 +18,9 @@ from pyspark.ml.evaluation import BinaryClassificationEvaluator
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lakeml import metrics, tables, train
-from lakeml.config import UseCaseConfig
+from lakeml.core import tables
+from lakeml.core.config import UseCaseConfig
+from lakeml.ml import metrics, train
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ def score_pandas_udf(spark: SparkSession, uc: UseCaseConfig, model, categories: 
         pdf, _ = as_model_frame(pdf, uc, levels)
         return pd.Series(m.predict_proba(pdf[cat + num])[:, 1])
 
-    out = rows.select(uc.features.entity, F.col("as_of_date").alias("score_date"), predict(*cat, *num).alias("churn_probability"))
+    out = rows.select(uc.features.entity, F.col("as_of_date").alias("score_date"), predict(*cat, *num).alias(uc.probability))
     tables.overwrite(out, table)
     return spark.table(table).count()
 

@@ -1,10 +1,10 @@
 """One scale of the benchmark, in one process and one Spark session (scripts/bench.py
 starts one of these per scale, so each scale starts from a cold JVM).
 
-    python -m lakeml.bench.run --customers N [--days D] --out results.json
+    python -m lakeml.bench.run --entities N [--usecase NAME] [--days D] --out results.json
 
 Runs the project's stages in the order of the pipeline on a fresh data folder
-(``var/bench/c<N>_d<D>`` unless LAKEML_DATA_DIR is set): generate, ingest, features,
+(``var/bench/<usecase>_<N>_d<D>`` unless LAKEML_DATA_DIR is set): generate (the use case's demo maker), ingest, features,
 quality, train, score, monitor; then the peers on the same data: features in DuckDB,
 MLlib GBT vs LightGBM, and scoring through mlflow's spark_udf and a pandas_udf.
 """
@@ -21,8 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from lakeml.core.paths import CONF_DIR, PROJECT_ROOT
+
 log = logging.getLogger("lakeml.bench")
-ROOT = Path(__file__).resolve().parents[3]
 
 
 def _cores(master: str) -> int:
@@ -32,15 +33,16 @@ def _cores(master: str) -> int:
     return 1 if master == "local" else os.cpu_count() or 1
 
 
-def run(customers: int, days: int, udf_rows: int, out: Path, keep_data: bool = False, first_after_days: int | None = None) -> dict:
-    from lakeml.config import load_env, load_usecase
+def run(entities: int, days: int, udf_rows: int, out: Path, keep_data: bool = False, first_after_days: int | None = None,
+        usecase: str | None = None) -> dict:
+    from lakeml.core.config import load_env, load_usecase
 
-    data_dir = Path(os.environ.get("LAKEML_DATA_DIR") or ROOT / "var" / "bench" / f"c{customers}_d{days}")
+    env = load_env(CONF_DIR, os.environ.get("LAKEML_ENV", "embedded"))
+    uc = load_usecase(CONF_DIR, usecase, env)
+    data_dir = Path(os.environ.get("LAKEML_DATA_DIR") or PROJECT_ROOT / "var" / "bench" / f"{uc.name}_{entities}_d{days}")
     if data_dir.exists() and not keep_data:
         shutil.rmtree(data_dir)
     os.environ["LAKEML_DATA_DIR"] = str(data_dir)
-    env = load_env(ROOT / "conf", os.environ.get("LAKEML_ENV", "embedded"))
-    uc = load_usecase(ROOT / "conf", env.usecase)
     uc = uc.model_copy(update={"model": uc.model.model_copy(update={"auc_floor": 0.0})})  # measure, do not gate
     if first_after_days is not None:  # fewer days of data still give a train and a test snapshot
         snaps = uc.features.snapshots.model_copy(update={"first_after_days": first_after_days})
@@ -50,18 +52,19 @@ def run(customers: int, days: int, udf_rows: int, out: Path, keep_data: bool = F
 
     sampler = harness.MemorySampler().start()
     result: dict = {
-        "scale": {"customers": customers, "days": days, "first_snapshot_after_days": uc.features.snapshots.first_after_days,
+        "usecase": uc.name,
+        "scale": {"entities": entities, "entity": uc.entity, "days": days, "first_snapshot_after_days": uc.features.snapshots.first_after_days,
                   "snapshot_every_days": uc.features.snapshots.every_days},
         "env": env.name,
         "data_dir": str(data_dir),
         "started_at": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     t0 = time.perf_counter()
-    from lakeml import session
+    from lakeml.core import session
 
     events = data_dir / "eventlog"
     events.mkdir(parents=True, exist_ok=True)
-    spark = session.get_spark(env, f"lakeml-bench-{customers}", {"spark.eventLog.enabled": "true", "spark.eventLog.dir": events.as_uri(), "spark.eventLog.compress": "false"})
+    spark = session.get_spark(env, f"lakeml-bench-{entities}", {"spark.eventLog.enabled": "true", "spark.eventLog.dir": events.as_uri(), "spark.eventLog.compress": "false"})
     result["session_start_seconds"] = round(time.perf_counter() - t0, 2)
     result["session_memory"] = sampler.take_peak()
     runtime = spark._jvm.java.lang.Runtime.getRuntime()
@@ -76,7 +79,7 @@ def run(customers: int, days: int, udf_rows: int, out: Path, keep_data: bool = F
     log.info("[bench] spark session up in %.1f s (%s, %d cores)", result["session_start_seconds"], spark.sparkContext.master, cores)
     rec = harness.Recorder(cores, sampler, on_start=lambda name: spark.sparkContext.setJobGroup(name, f"bench stage {name}"))
     try:
-        done = _stages(spark, env, uc, customers, days, rec, result)
+        done = _stages(spark, env, uc, entities, days, rec, result)
         _peers(spark, uc, udf_rows, rec, done)
     finally:
         result["stages"] = rec.results
@@ -95,13 +98,17 @@ def run(customers: int, days: int, udf_rows: int, out: Path, keep_data: bool = F
     return result
 
 
-def _stages(spark, env, uc, customers: int, days: int, rec, result: dict) -> dict:
+def _stages(spark, env, uc, entities: int, days: int, rec, result: dict) -> dict:
     """The project's stages; returns what the peers need (snapshot dates, train and score results)."""
-    from lakeml import features, generate, ingest, monitor, quality, score, tables, train
+    from lakeml import features, monitor
+    from lakeml.core import tables
+    from lakeml.demo import maker
+    from lakeml.lake import ingest, quality
+    from lakeml.ml import score, train
 
-    spec = uc.generator.model_copy(update={"customers": customers, "days": days})
+    spec = maker.spec_of(uc, entities=entities, days=days)
     with rec.stage("generate") as r:
-        g = generate.run(spark, spec, env.landing_dir, force=True)
+        g = maker.run(spark, uc, env.landing_zone(uc.name), spec, force=True)
         r["output_rows"] = sum(g["rows"].values())
         r["note"] = "input = rows written to the landing zone"
         r["input_rows"] = r["output_rows"]
@@ -152,8 +159,9 @@ def _stages(spark, env, uc, customers: int, days: int, rec, result: dict) -> dic
 def _peers(spark, uc, udf_rows: int, rec, done: dict) -> None:
     from pyspark.sql import functions as F
 
-    from lakeml import features, tables
+    from lakeml import features
     from lakeml.bench import duckdb_features, peers
+    from lakeml.core import tables
 
     cores = rec.cores
     tr, sc = done["train"], done["score"]
@@ -202,7 +210,8 @@ def _peers(spark, uc, udf_rows: int, rec, done: dict) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--customers", type=int, required=True)
+    p.add_argument("--entities", type=int, required=True, help="how many entities the use case's demo maker simulates")
+    p.add_argument("--usecase", help="the use case (default: the env's); it needs a demo maker")
     p.add_argument("--days", type=int, default=180)
     p.add_argument("--first-after-days", type=int, help="override features.snapshots.first_after_days of the use case")
     p.add_argument("--udf-rows", type=int, default=100_000, help="rows scored through mlflow's spark_udf (it is slow; rows/s is compared)")
@@ -212,7 +221,7 @@ def main(argv: list[str] | None = None) -> None:
     from lakeml import cli
 
     cli.setup_logging()
-    run(a.customers, a.days, a.udf_rows, a.out, a.keep_data, a.first_after_days)
+    run(a.entities, a.days, a.udf_rows, a.out, a.keep_data, a.first_after_days, a.usecase)
 
 
 if __name__ == "__main__":

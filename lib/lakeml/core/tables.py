@@ -1,0 +1,101 @@
+"""All Delta table reads and writes go through here.
+
+Writes are idempotent by construction: a job replaces exactly the slice it owns
+(``replaceWhere`` on the batch, snapshot or score date it computed), in one Delta
+transaction, so running it twice, or again after a crash, leaves the same table.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import date, datetime
+
+from pyspark.sql import DataFrame, SparkSession
+
+from lakeml.core.errors import MissingTableError
+
+log = logging.getLogger(__name__)
+
+# the jobs that make each kind of table, named when a table a stage needs is missing
+INGEST_JOB = "jobs/ingest.py (or jobs/pipeline.py)"
+FEATURES_JOB = "jobs/features.py (or jobs/pipeline.py --only features)"
+SCORE_JOB = "jobs/score.py (or jobs/pipeline.py)"
+MONITOR_JOB = "jobs/monitor.py"
+
+
+def exists(spark: SparkSession, name: str) -> bool:
+    return spark.catalog.tableExists(name)
+
+
+def read(spark: SparkSession, name: str, made_by: str | None = None) -> DataFrame:
+    """Read a table, or fail with the name of the job that creates it."""
+    if not exists(spark, name):
+        how = f" Create it by running {made_by}." if made_by else ""
+        raise MissingTableError(f"Table {name} does not exist.{how}")
+    return spark.table(name)
+
+
+def version(spark: SparkSession, name: str) -> int:
+    """Current Delta version of a table (recorded with every model trained on it)."""
+    row = spark.sql(f"DESCRIBE HISTORY {name} LIMIT 1").select("version").first()
+    return int(row["version"])
+
+
+def sql_literal(v) -> str:
+    if isinstance(v, datetime):
+        return f"TIMESTAMP'{v.isoformat(sep=' ')}'"
+    if isinstance(v, date):
+        return f"DATE'{v.isoformat()}'"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    return "'" + str(v).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def in_predicate(column: str, values: Iterable) -> str:
+    vals = sorted(set(values))
+    if not vals:
+        return "false"
+    return f"`{column}` IN ({', '.join(sql_literal(v) for v in vals)})"
+
+
+def ensure_database(spark: SparkSession, database: str) -> None:
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {database}")
+
+
+def replace_where(
+    df: DataFrame,
+    name: str,
+    predicate: str,
+    partition_by: list[str] | None = None,
+    merge_schema: bool = False,
+) -> None:
+    """Atomically replace the rows of ``name`` matching ``predicate`` with ``df``.
+
+    Every row of ``df`` must satisfy ``predicate`` (Delta checks it). The first write
+    creates the table.
+    """
+    writer = df.write.format("delta")
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    if not exists(df.sparkSession, name):
+        log.info("creating %s", name)
+        writer.mode("errorifexists").saveAsTable(name)
+        return
+    writer = writer.mode("overwrite").option("replaceWhere", predicate)
+    if merge_schema:
+        writer = writer.option("mergeSchema", "true")
+    writer.saveAsTable(name)
+
+
+def overwrite(df: DataFrame, name: str, partition_by: list[str] | None = None) -> None:
+    """Replace the whole table (for tables that are recomputed in full, e.g. labels)."""
+    writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    writer.saveAsTable(name)
+
+
+def row_counts(spark: SparkSession, names: Iterable[str]) -> dict[str, int | None]:
+    """Rows per table (None for a table that does not exist yet)."""
+    return {n: (spark.table(n).count() if exists(spark, n) else None) for n in names}

@@ -1,0 +1,131 @@
+"""Every MLflow call of the project: tracking, the model registry and aliases.
+
+Aliases, not stages: ``models:/<name>@champion`` is what scoring loads, ``@challenger``
+the newest candidate. Versions are found by alias, never by "the highest number".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import mlflow.spark
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from lakeml.core.config import EnvConfig
+from lakeml.core.errors import MissingDataError
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+def configure(env: EnvConfig) -> MlflowClient:
+    if env.tracking_uri.startswith("sqlite:///"):
+        Path(env.tracking_uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(env.tracking_uri)
+    mlflow.set_registry_uri(env.registry_uri)
+    return MlflowClient(tracking_uri=env.tracking_uri, registry_uri=env.registry_uri)
+
+
+def experiment(env: EnvConfig, name: str) -> str:
+    """Id of the experiment, created with the env's artifact root on first use."""
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = env.artifact_root
+    if "://" not in location:
+        Path(location).mkdir(parents=True, exist_ok=True)
+        location = Path(location).as_uri()
+    return mlflow.create_experiment(name, artifact_location=f"{location}/{name}")
+
+
+def git_commit(project_root: str) -> str:
+    if os.environ.get("LAKEML_GIT_COMMIT"):
+        return os.environ["LAKEML_GIT_COMMIT"]
+    try:
+        out = subprocess.run(["git", "-C", project_root, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def log_table_input(df, table: str, version: int, context: str) -> None:
+    """Record an input table and its Delta version on the active run."""
+    digest = hashlib.sha256(f"{table}@{version}".encode()).hexdigest()[:8]
+    ds = mlflow.data.from_spark(df, table_name=table, version=str(version), name=table, digest=digest)
+    mlflow.log_input(ds, context=context)
+    mlflow.log_param(f"input.{table}.delta_version", version)
+
+
+def log_text_artifacts(files: dict[str, str], artifact_dir: str) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        for rel, text in files.items():
+            p = Path(d) / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(text)
+        mlflow.log_artifacts(d, artifact_dir)
+
+
+@dataclass
+class ModelRef:
+    name: str
+    version: str
+    run_id: str
+    alias: str | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+def log_and_register_spark_model(model, name: str, signature=None) -> ModelRef:
+    """Log a fitted PipelineModel with the spark flavor and register a new version."""
+    import pyspark
+
+    reqs = [f"pyspark=={pyspark.__version__}", f"mlflow=={mlflow.__version__}"]
+    import warnings
+
+    with warnings.catch_warnings():
+        # MLflow's hint about integer columns: the pipeline imputes them, a null never reaches the model
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+        info = mlflow.spark.log_model(model, "model", registered_model_name=name, pip_requirements=reqs, signature=signature)
+    version = str(info.registered_model_version)
+    return ModelRef(name, version, info.run_id)
+
+
+def set_alias(client: MlflowClient, name: str, alias: str, version: str) -> None:
+    client.set_registered_model_alias(name, alias, version)
+    log.info("%s@%s -> version %s", name, alias, version)
+
+
+def get_alias(client: MlflowClient, name: str, alias: str) -> ModelRef | None:
+    try:
+        mv = client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+    return ModelRef(name, str(mv.version), mv.run_id, alias)
+
+
+def tag_version(client: MlflowClient, ref: ModelRef, tags: dict[str, str]) -> None:
+    for k, v in tags.items():
+        client.set_model_version_tag(ref.name, ref.version, k, str(v))
+
+
+def load_spark_model(client: MlflowClient, name: str, alias: str):
+    """(PipelineModel, ModelRef) for ``models:/<name>@<alias>``; a clear error if unset."""
+    ref = get_alias(client, name, alias)
+    if ref is None:
+        raise MissingDataError(
+            f"No model version of {name!r} has the alias {alias!r} in the registry at "
+            f"{mlflow.get_registry_uri()}. Train one first: jobs/train.py (or jobs/pipeline.py)."
+        )
+    return mlflow.spark.load_model(f"models:/{name}@{alias}"), ref

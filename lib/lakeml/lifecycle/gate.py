@@ -1,0 +1,111 @@
+"""The validation gate, promotion and rollback: every decision recorded.
+
+validate: the challenger and the current champion are scored on the SAME holdout (the
+newest labelled snapshot) and compared with the thresholds of ``validation`` in the use
+case. The challenger is promoted (the ``champion`` alias moves to it) only if
+
+  * its ROC AUC >= ``min_roc_auc`` and its top-decile lift >= ``min_lift_top_decile``, and
+  * its ROC AUC - the champion's > -``max_auc_drop`` (with the default 0: strictly better).
+
+The decision (promoted / refused / noop, both models' metrics, the reasons) is appended to
+the ``model_decisions`` audit table and tagged on both MLflow model versions. Promotion
+moves the alias; refusal leaves it.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from lakeml import features
+from lakeml.core import tracking
+from lakeml.core.config import EnvConfig, UseCaseConfig
+from lakeml.lifecycle.decisions import Decision, PromotionError, last_decision, record
+from lakeml.ml import metrics
+
+log = logging.getLogger(__name__)
+
+P1 = "_p1"  # the positive-class probability while scoring the holdout
+
+
+def holdout(spark: SparkSession, uc: UseCaseConfig) -> tuple[DataFrame, date]:
+    """The newest labelled snapshot: what both models are judged on."""
+    data = features.labelled_features(spark, uc)
+    d = data.agg(F.max("as_of_date")).first()[0]
+    if d is None:
+        raise PromotionError(f"no labelled snapshot in {uc.table(uc.tables.labels)} to validate on: run jobs/features.py")
+    return data.where(F.col("as_of_date") == F.lit(d)), d
+
+
+def score_on(model, rows: DataFrame, uc: UseCaseConfig) -> dict[str, float]:
+    scored = model.transform(rows).select(F.col(uc.label.column), metrics.positive_probability().alias(P1))
+    clf = model.stages[-1]
+    t = clf.getOrDefault("threshold") if clf.hasParam("threshold") and clf.isDefined("threshold") else 0.5
+    return metrics.evaluate(scored, uc.label.column, P1, t)
+
+
+def validate(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, trigger: str = "manual") -> Decision:
+    """Compare challenger and champion on the same holdout; promote or refuse; record."""
+    v = uc.validation
+    client = tracking.configure(env)
+    challenger = tracking.get_alias(client, uc.model.name, tracking.CHALLENGER)
+    champion = tracking.get_alias(client, uc.model.name, tracking.CHAMPION)
+    if challenger is None:
+        raise PromotionError(f"{uc.model.name} has no challenger: train one first (jobs/train.py)")
+    if champion is not None and champion.version == challenger.version:
+        log.info("challenger %s is already the champion: nothing to validate", challenger.version)
+        d = Decision(uc.model.name, "validate", "noop", challenger.version, champion.version, champion.version,
+                     reasons=["challenger is the champion (the first model of a name becomes champion)"], trigger=trigger)
+        prev = last_decision(spark, uc)
+        if not (prev is not None and prev.action == "validate" and prev.decision == "noop" and prev.challenger_version == challenger.version):
+            record(spark, uc, d)
+        return d
+    rows, hd = holdout(spark, uc)
+    rows = rows.persist()
+    try:
+        c_model, _ = tracking.load_spark_model(client, uc.model.name, tracking.CHALLENGER)
+        cm = score_on(c_model, rows, uc)
+        km = None
+        if champion is not None:
+            k_model, _ = tracking.load_spark_model(client, uc.model.name, tracking.CHAMPION)
+            km = score_on(k_model, rows, uc)
+    finally:
+        rows.unpersist()
+    reasons, ok = [], True
+    if cm["roc_auc"] < v.min_roc_auc:
+        ok = False
+        reasons.append(f"challenger ROC AUC {cm['roc_auc']:.4f} < min_roc_auc {v.min_roc_auc}")
+    if cm["lift_top_decile"] < v.min_lift_top_decile:
+        ok = False
+        reasons.append(f"challenger top-decile lift {cm['lift_top_decile']:.3f} < min_lift_top_decile {v.min_lift_top_decile}")
+    if km is not None:
+        delta = cm["roc_auc"] - km["roc_auc"]
+        if not delta > -v.max_auc_drop:
+            ok = False
+            rule = "is not better than" if v.max_auc_drop == 0 else f"is more than max_auc_drop {v.max_auc_drop} below"
+            reasons.append(f"challenger ROC AUC {cm['roc_auc']:.4f} {rule} the champion's {km['roc_auc']:.4f} (delta {delta:+.4f})")
+        else:
+            reasons.append(f"challenger ROC AUC {cm['roc_auc']:.4f} vs champion {km['roc_auc']:.4f} (delta {delta:+.4f})")
+    d = Decision(
+        uc.model.name, "validate", "promoted" if ok else "refused", challenger.version,
+        champion.version if champion else None, challenger.version if ok else (champion.version if champion else None),
+        hd, cm["roc_auc"], km["roc_auc"] if km else None, cm["lift_top_decile"], km["lift_top_decile"] if km else None,
+        reasons, trigger, {"challenger": cm, "champion": km, "rules": v.model_dump()},
+    )
+    prev = last_decision(spark, uc)
+    if (not ok and prev is not None and prev.action == "validate" and prev.decision == "refused"
+            and prev.challenger_version == challenger.version and prev.holdout_date == hd
+            and prev.champion_before == d.champion_before):
+        log.info("challenger %s was already refused on %s: not recorded again", challenger.version, hd)
+        return d
+    if ok:
+        tracking.set_alias(client, uc.model.name, tracking.CHAMPION, challenger.version)
+    record(spark, uc, d)
+    tag = {"validation.decision": d.decision, "validation.holdout": str(hd), "validation.reasons": "; ".join(reasons)[:5000]}
+    tracking.tag_version(client, challenger, {**tag, "validation.role": "challenger"})
+    if champion is not None:
+        tracking.tag_version(client, champion, {**tag, "validation.role": "champion", "validation.challenger": challenger.version})
+    return d

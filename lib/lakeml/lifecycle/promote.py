@@ -1,0 +1,63 @@
+"""Moving the champion by hand: ``rollback`` gives the alias back to the version the current
+champion replaced (read from the audit table); ``force`` makes a given version the champion,
+for a stated reason. Both are recorded in ``model_decisions`` and tagged on the versions.
+"""
+
+from __future__ import annotations
+
+from mlflow.exceptions import MlflowException
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from lakeml.core import tables, tracking
+from lakeml.core.config import EnvConfig, UseCaseConfig
+from lakeml.lifecycle.decisions import Decision, PromotionError, record
+
+
+def rollback(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, reason: str = "", trigger: str = "manual") -> Decision:
+    """Give the champion alias back to the version the current champion replaced."""
+    client = tracking.configure(env)
+    champion = tracking.get_alias(client, uc.model.name, tracking.CHAMPION)
+    if champion is None:
+        raise PromotionError(f"{uc.model.name} has no champion to roll back")
+    name = uc.table(uc.tables.model_decisions)
+    prev = None
+    if tables.exists(spark, name):
+        prev = (
+            spark.table(name)
+            .where((F.col("model_name") == uc.model.name) & (F.col("champion_after") == champion.version)
+                   & F.col("decision").isin("promoted", "forced", "rolled_back")
+                   & F.col("champion_before").isNotNull() & (F.col("champion_before") != champion.version))
+            .orderBy(F.col("decided_at").desc())
+            .first()
+        )
+    if prev is None:
+        raise PromotionError(
+            f"no earlier champion of {uc.model.name} recorded in {name} for version {champion.version}: "
+            "nothing to roll back to (use jobs/promote.py --to VERSION --reason ...)"
+        )
+    target = prev.champion_before
+    tracking.set_alias(client, uc.model.name, tracking.CHAMPION, target)
+    d = Decision(uc.model.name, "rollback", "rolled_back", champion.version, champion.version, target,
+                 reasons=[reason or f"rollback of {prev.decision} at {prev.decided_at}"], trigger=trigger)
+    record(spark, uc, d)
+    tracking.tag_version(client, tracking.ModelRef(uc.model.name, champion.version, champion.run_id), {"rolled_back_to": target})
+    return d
+
+
+def force(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, version: str, reason: str) -> Decision:
+    """Make ``version`` the champion, for a stated reason."""
+    if not reason.strip():
+        raise PromotionError("--to needs --reason: every forced promotion is recorded with why")
+    client = tracking.configure(env)
+    try:
+        mv = client.get_model_version(uc.model.name, str(version))
+    except MlflowException as e:  # RESOURCE_DOES_NOT_EXIST
+        raise PromotionError(f"{uc.model.name} has no version {version}") from e
+    champion = tracking.get_alias(client, uc.model.name, tracking.CHAMPION)
+    tracking.set_alias(client, uc.model.name, tracking.CHAMPION, str(version))
+    d = Decision(uc.model.name, "force", "forced", str(version), champion.version if champion else None, str(version),
+                 reasons=[reason], trigger="manual")
+    record(spark, uc, d)
+    tracking.tag_version(client, tracking.ModelRef(uc.model.name, str(version), mv.run_id), {"forced_champion": reason[:5000]})
+    return d

@@ -1,0 +1,267 @@
+"""Train the MLlib pipeline of the use case, evaluate it on a later snapshot, and register it.
+
+Pipeline: Imputer (median) -> StringIndexer (+ OneHotEncoder for logistic regression) ->
+VectorAssembler -> classifier from conf, with class weights. Tuned with a parameter grid
+from conf (TrainValidationSplit or CrossValidator, ``parallelism`` models at a time).
+
+Time-based split: the test set is the newest labelled snapshot; training uses only the
+snapshots whose label window had closed by then (as_of + horizon <= test as_of), so no
+training label peeks past the test date.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from pyspark.ml import Pipeline, PipelineModel
+from pyspark.ml.classification import GBTClassifier, LogisticRegression, RandomForestClassifier
+from pyspark.ml.evaluation import BinaryClassificationEvaluator
+from pyspark.ml.feature import Imputer, OneHotEncoder, StringIndexer, VectorAssembler
+from pyspark.ml.tuning import CrossValidator, ParamGridBuilder, TrainValidationSplit
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from lakeml import features
+from lakeml.core import tables, tracking
+from lakeml.core.config import EnvConfig, ModelSpec, UseCaseConfig, to_yaml
+from lakeml.core.errors import ConfigError, LakemlError
+from lakeml.ml import metrics, plots, portable
+
+log = logging.getLogger(__name__)
+
+CLASSIFIERS = {"logistic_regression": LogisticRegression, "random_forest": RandomForestClassifier, "gbt": GBTClassifier}
+class TrainingError(LakemlError):
+    """Training cannot give a model: no labelled snapshot yet, or a test ROC AUC below the floor."""
+
+
+def _set_params(est, params: dict, key: str, source: str) -> None:
+    for name, value in params.items():
+        if not est.hasParam(name):
+            raise ConfigError(f"{source}: {key}.{name}: {type(est).__name__} has no parameter {name!r}")
+        est.set(est.getParam(name), value)
+
+
+def build_pipeline(spec: ModelSpec, label: str, source: str = "model spec") -> tuple[Pipeline, object]:
+    """The unfitted Pipeline and its classifier stage (for the parameter grid)."""
+    imputed = [f"{c}__imp" for c in spec.numeric]
+    indexed = [f"{c}__idx" for c in spec.categorical]
+    stages: list = []
+    if spec.numeric:
+        stages.append(Imputer(inputCols=spec.numeric, outputCols=imputed, strategy="median"))
+    if spec.categorical:
+        stages.append(StringIndexer(inputCols=spec.categorical, outputCols=indexed, handleInvalid="keep", stringOrderType="alphabetAsc"))
+    if not spec.categorical:
+        cat_vec = []
+    elif spec.classifier == "logistic_regression":
+        onehot = [f"{c}__ohe" for c in spec.categorical]
+        stages.append(OneHotEncoder(inputCols=indexed, outputCols=onehot, handleInvalid="keep"))
+        cat_vec = onehot
+    else:
+        cat_vec = indexed  # trees split categorical indices directly
+    stages.append(VectorAssembler(inputCols=imputed + cat_vec, outputCol="features", handleInvalid="keep"))
+    clf = CLASSIFIERS[spec.classifier](featuresCol="features", labelCol=label, weightCol="weight")
+    if clf.hasParam("seed"):
+        clf.setSeed(spec.seed)
+    _set_params(clf, spec.params, "model.params", source)
+    stages.append(clf)
+    return Pipeline(stages=stages), clf
+
+
+def param_grid(clf, spec: ModelSpec, source: str = "model spec") -> list:
+    b = ParamGridBuilder()
+    for name, values in spec.grid.items():
+        if not clf.hasParam(name):
+            raise ConfigError(f"{source}: model.grid.{name}: {type(clf).__name__} has no parameter {name!r}")
+        b = b.addGrid(clf.getParam(name), values)
+    return b.build()
+
+
+def with_class_weights(df: DataFrame, label: str, mode: str) -> DataFrame:
+    """weight = n / (2 * n_class) for 'balanced', 1 otherwise."""
+    if mode == "none":
+        return df.withColumn("weight", F.lit(1.0))
+    counts = {r[0]: r[1] for r in df.groupBy(label).count().collect()}
+    n = sum(counts.values())
+    w = {k: n / (2.0 * v) for k, v in counts.items()}
+    expr = F.lit(1.0)
+    for k, v in w.items():
+        expr = F.when(F.col(label) == k, F.lit(v)).otherwise(expr)
+    return df.withColumn("weight", expr)
+
+
+def time_split(labelled_dates: list[date], horizon_days: int) -> tuple[list[date], date]:
+    if not labelled_dates:
+        raise TrainingError("No labelled snapshot yet: generate more days of data (the label window must close).")
+    test = max(labelled_dates)
+    train = [d for d in labelled_dates if d + timedelta(days=horizon_days) <= test]
+    if not train:
+        raise TrainingError(
+            f"Need a labelled snapshot at least {horizon_days} days before the test snapshot {test}; "
+            f"have {sorted(labelled_dates)}. Generate more days of data."
+        )
+    return sorted(train), test
+
+
+def set_threshold(model: PipelineModel, t: float) -> None:
+    """Make the fitted classifier predict 1 exactly when P(1) >= t."""
+    clf = model.stages[-1]
+    if clf.hasParam("threshold") and not clf.hasParam("thresholds"):
+        clf.set(clf.getParam("threshold"), t)
+    else:
+        clf.set(clf.getParam("thresholds"), [1.0 - t, t])
+
+
+def feature_importances(model: PipelineModel, scored: DataFrame) -> list[tuple[str, float]]:
+    """(feature, importance) from the fitted classifier: tree importances, or |coefficient|.
+
+    Slot names come from the assembler's metadata on ``scored`` (one-hot slots are named
+    ``column_value``)."""
+    clf = model.stages[-1]
+    vals = clf.featureImportances.toArray() if hasattr(clf, "featureImportances") else abs(clf.coefficients.toArray())
+    attrs = scored.schema["features"].metadata.get("ml_attr", {}).get("attrs", {})
+    names = {a["idx"]: a["name"] for group in attrs.values() for a in group}
+    clean = [names.get(i, f"f{i}").replace("__imp", "").replace("__idx", "").replace("__ohe", "") for i in range(len(vals))]
+    return sorted(zip(clean, (float(v) for v in vals), strict=True), key=lambda p: -p[1])
+
+
+@dataclass
+class TrainResult:
+    model: tracking.ModelRef
+    metrics: dict[str, float]
+    threshold: float
+    train_dates: list[date]
+    test_date: date
+    became_champion: bool
+    best_params: dict = field(default_factory=dict)
+    train_rows: int = 0
+    test_rows: int = 0
+
+
+def fit(spark: SparkSession, uc: UseCaseConfig, data: DataFrame) -> dict:
+    """Split, tune, fit and evaluate; no MLflow. Returns the fitted model and numbers."""
+    spec, label, p1 = uc.model, uc.label.column, uc.probability
+    dates = [r[0] for r in data.select("as_of_date").distinct().collect()]
+    train_dates, test_date = time_split(dates, uc.label.horizon_days)
+    train = with_class_weights(data.where(F.col("as_of_date").isin(train_dates)), label, spec.class_weight).persist()
+    test = data.where(F.col("as_of_date") == F.lit(test_date)).persist()
+    pipe, clf = build_pipeline(spec, label, uc.source_file)
+    grid = param_grid(clf, spec, uc.source_file)
+    ev = BinaryClassificationEvaluator(labelCol=label, metricName=spec.tuning.metric)
+    t = spec.tuning
+    if t.method == "cross_validator":
+        tuner = CrossValidator(estimator=pipe, estimatorParamMaps=grid, evaluator=ev, numFolds=t.folds, parallelism=t.parallelism, seed=spec.seed)
+    else:
+        tuner = TrainValidationSplit(estimator=pipe, estimatorParamMaps=grid, evaluator=ev, trainRatio=t.train_ratio, parallelism=t.parallelism, seed=spec.seed)
+    tuned = tuner.fit(train)
+    model: PipelineModel = tuned.bestModel
+    scores = tuned.avgMetrics if hasattr(tuned, "avgMetrics") else tuned.validationMetrics
+    best_i = max(range(len(scores)), key=lambda i: scores[i])
+    best_params = {p.name: v for p, v in grid[best_i].items()}
+    train_scored = model.transform(train).withColumn(p1, metrics.positive_probability())
+    if spec.threshold == "max_f1":
+        threshold = metrics.best_f1_threshold(metrics.curves(train_scored, label, p1))
+    else:
+        threshold = float(spec.threshold)
+    set_threshold(model, threshold)
+    test_scored = model.transform(test).withColumn(p1, metrics.positive_probability()).persist()
+    result = {
+        "model": model,
+        "threshold": threshold,
+        "train_dates": train_dates,
+        "test_date": test_date,
+        "train_rows": train.count(),
+        "test_rows": test.count(),
+        "metrics": metrics.evaluate(test_scored, label, p1, threshold),
+        "curves": metrics.curves(test_scored, label, p1),
+        "importances": feature_importances(model, test_scored),
+        "best_params": best_params,
+        "tuning_scores": scores,
+        "test_scored": test_scored,
+    }
+    train.unpersist()
+    test.unpersist()
+    return result
+
+
+def run(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig) -> TrainResult:
+    """Train, log to MLflow, register; alias the version ``challenger`` (and ``champion``
+    if the model has none yet). Fails if test ROC AUC is below ``model.auc_floor``."""
+    client = tracking.configure(env)
+    exp_id = tracking.experiment(env, uc.model.experiment)
+    ft, lt = uc.table(uc.tables.features), uc.table(uc.tables.labels)
+    data = features.labelled_features(spark, uc)
+    versions = {ft: tables.version(spark, ft), lt: tables.version(spark, lt)}
+    with tracking.mlflow.start_run(experiment_id=exp_id, run_name=f"train-{uc.model.classifier}") as run:
+        tracking.mlflow.set_tags(
+            {"git_commit": tracking.git_commit(env.project_root), "usecase": uc.name, "env": env.name, "stage": "train"}
+        )
+        for t, v in versions.items():
+            tracking.log_table_input(spark.table(t), t, v, "training")
+        r = fit(spark, uc, data)
+        m = r["metrics"]
+        tracking.mlflow.log_params(
+            {
+                "classifier": uc.model.classifier,
+                "class_weight": uc.model.class_weight,
+                "tuning": uc.model.tuning.method,
+                "threshold": round(r["threshold"], 4),
+                "train_rows": r["train_rows"],
+                "test_rows": r["test_rows"],
+                "train_from": r["train_dates"][0],
+                "train_to": r["train_dates"][-1],
+                "test_as_of": r["test_date"],
+                **{f"param.{k}": v for k, v in uc.model.params.items()},
+                **{f"best.{k}": v for k, v in r["best_params"].items()},
+            }
+        )
+        tracking.mlflow.log_metrics({f"test_{k}": v for k, v in m.items()})
+        for i, s in enumerate(r["tuning_scores"]):
+            tracking.mlflow.log_metric(f"tuning_{uc.model.tuning.metric}", s, step=i)
+        sql_files = {rel: uc.read_sql(rel) for rel in [uc.features.population_sql, uc.label.sql, *uc.features.sql]}
+        tracking.log_text_artifacts({"usecase.yaml": to_yaml(uc), "env.yaml": to_yaml(env), **sql_files}, "conf")
+        tracking.mlflow.log_artifacts(plots.training_plots(r["curves"], r["importances"]), "plots")
+        if m["roc_auc"] < uc.model.auc_floor:
+            tracking.mlflow.set_tag("rejected", f"test ROC AUC {m['roc_auc']:.4f} < auc_floor {uc.model.auc_floor}")
+            raise TrainingError(
+                f"test ROC AUC {m['roc_auc']:.4f} is below model.auc_floor {uc.model.auc_floor} "
+                f"({uc.source_file}); the model was logged (run {run.info.run_id}) but not registered"
+            )
+        signature = _signature(spark, r["model"], data, uc)
+        ref = tracking.log_and_register_spark_model(r["model"], uc.model.name, signature)
+        if uc.export.onnx:
+            portable_rows = data.where(F.col("as_of_date") == F.lit(r["test_date"])).select(*uc.model.categorical, *uc.model.numeric)
+            portable.log_portable(r["model"], portable_rows, run.info.run_id, ref, uc.export)
+    r["test_scored"].unpersist()
+    tracking.tag_version(
+        client,
+        ref,
+        {"test_roc_auc": round(m["roc_auc"], 4), "threshold": round(r["threshold"], 4), "test_as_of": r["test_date"], "git_commit": tracking.git_commit(env.project_root)},
+    )
+    tracking.set_alias(client, uc.model.name, tracking.CHALLENGER, ref.version)
+    champion = tracking.get_alias(client, uc.model.name, tracking.CHAMPION)
+    became = champion is None
+    if became:
+        # the first model of a name is the champion until the validation gate exists
+        tracking.set_alias(client, uc.model.name, tracking.CHAMPION, ref.version)
+    log.info("trained %s version %s: test ROC AUC %.4f, PR AUC %.4f", uc.model.name, ref.version, m["roc_auc"], m["pr_auc"])
+    return TrainResult(ref, m, r["threshold"], r["train_dates"], r["test_date"], became, r["best_params"], r["train_rows"], r["test_rows"])
+
+
+def _signature(spark: SparkSession, model: PipelineModel, data: DataFrame, uc: UseCaseConfig):
+    """Input/output schema of the model, from five rows (no full collect)."""
+    from mlflow.models import infer_signature
+
+    cols = [uc.entity, "as_of_date", *uc.model.categorical, *uc.model.numeric]
+    sample = data.select(*cols).limit(5)
+    out = model.transform(sample).select(metrics.positive_probability().alias(uc.probability), "prediction")
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the integer-columns hint: features are imputed
+            return infer_signature(sample.toPandas(), out.toPandas())
+    except Exception as e:  # the signature is documentation; never fail training on it
+        log.warning("no model signature: %s", e)
+        return None

@@ -1,0 +1,72 @@
+"""The cluster stack on one machine, put together from the service recipes: HDFS, PostgreSQL (metastore + MLflow), MLflow server,
+Spark standalone master + worker, Spark Thrift Server.
+
+    ./scripts/cluster.sh up | down | status | logs [SERVICE]
+
+Every service is a real server process started here, bound to 127.0.0.1 on a fixed port,
+with its data, logs and pid file under ``var/cluster/`` (``LAKEML_CLUSTER_DIR``). ``up``
+starts what is not running, in dependency order, and waits on a readiness check per
+service (a query, not a sleep); ``down`` stops only the processes its pid files name,
+after checking that the pid still belongs to that service. The PostgreSQL password comes
+from ``LAKEML_PG_PASSWORD`` and nowhere else.
+
+The ports are the ones ``conf/envs/cluster.yaml`` points at; both read the same
+variables (``LAKEML_PG_PORT`` ...), so moving a port is one variable.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from lakeml.ops.cluster import hdfs, mlflow_server, postgres, spark_standalone, thrift
+from lakeml.ops.cluster.supervisor import Service, Stack, StackError, tail
+
+
+def services(stack: Stack) -> list[Service]:
+    """The services in the order they start (each needs the ones before it)."""
+    return [
+        postgres.service(stack),
+        hdfs.service(stack),
+        mlflow_server.service(stack),
+        spark_standalone.master(stack),
+        spark_standalone.worker(stack),
+        thrift.service(stack),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    usage = "usage: cluster.sh up [SERVICE ...] | down | status | logs [SERVICE]"
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage)
+        return 0 if argv else 2
+    stack = Stack()
+    cmd, rest = argv[0], argv[1:]
+    try:
+        if cmd == "up":
+            stack.up(rest or None)
+            _print_status(stack)
+        elif cmd == "down":
+            stack.down()
+        elif cmd == "status":
+            rows = _print_status(stack)
+            return 0 if all(r[3] == "ready" for r in rows) else 3
+        elif cmd == "logs":
+            for s in [stack.get(n) for n in rest] or stack.services:
+                print(f"==> {stack.log_file(s)} <==\n{tail(stack.log_file(s), 60)}\n")
+        else:
+            print(usage, file=sys.stderr)
+            return 2
+    except StackError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _print_status(stack: Stack) -> list[tuple[str, str, str, str]]:
+    rows = stack.status()
+    print(f"{'SERVICE':13} {'PID':>8}  {'HEALTH':10} ADDRESS")
+    for name, addr, pid, health in rows:
+        print(f"{name:13} {pid:>8}  {health:10} {addr}")
+    print(f"data and logs: {stack.base}")
+    return rows
