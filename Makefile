@@ -6,10 +6,14 @@ PY := $(VENV)/bin/python
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYSPARK_PYTHON ?= $(abspath $(PY))
 
+# the use case (conf/<usecase>/); empty: the env's default (usecase: in conf/envs/embedded.yaml)
+USECASE ?=
+UC_ARGS = $(if $(USECASE),--usecase $(USECASE),)
+
 help:
-	@echo "make run    - install what is missing, generate demo data, run the whole pipeline (embedded env)"
+	@echo "make run    - install what is missing, write the demo data, run the whole pipeline (embedded env); USECASE=maintenance for the second use case"
 	@echo "make test   - install what is missing, run every test"
-	@echo "make bench  - benchmark every stage and its peers at SCALE customers (default 30000,100000,1000000) x DAYS; writes docs/benchmarks.md"
+	@echo "make bench  - benchmark every stage and its peers at SCALE entities (default 30000,100000,1000000) x DAYS [USECASE=...]; writes docs/benchmarks.md"
 	@echo "make lint   - ruff"
 	@echo "make clean  - remove var/ (data, warehouse, metastore, MLflow) and dist/"
 
@@ -19,9 +23,9 @@ setup:
 jars: setup
 
 run: setup
-	./spark-submit.sh jobs/generate.py
-	./spark-submit.sh jobs/pipeline.py
-	@echo 'Query the results:  ./scripts/sql.sh -e "SELECT count(*), min(model_version) FROM churn.predictions"'
+	./spark-submit.sh jobs/generate.py $(UC_ARGS)
+	./spark-submit.sh jobs/pipeline.py $(UC_ARGS)
+	@echo 'Query the results with ./scripts/sql.sh -e "..." (the SQL printed above)'
 
 test: setup
 	$(PY) -m pytest
@@ -32,7 +36,7 @@ test-fast: setup
 SCALE ?= 30000,100000,1000000
 DAYS ?= 120
 bench: setup
-	$(PY) scripts/bench.py --scales $(SCALE) --days $(DAYS)
+	$(PY) scripts/bench.py --scales $(SCALE) --days $(DAYS) $(UC_ARGS)
 
 lint: setup
 	$(PY) -m ruff check lib jobs tests

@@ -28,7 +28,7 @@ def run(args):
 
 if __name__ == "__main__":
     p = cli.parser(__doc__)
-    p.add_argument("--entities", type=int, help="how many entities (the use case's customers, machines ...) to simulate")
+    p.add_argument("--entities", type=int, help="how many entities (features.entity of the use case) to simulate")
     p.add_argument("--days", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--start-date", type=cli.iso_date)

@@ -1,15 +1,21 @@
-"""Landing-zone operations: upload external files as a batch, list batches, archive ingested ones.
+"""Landing-zone operations of one use case: upload files as batches, list batches, archive ingested ones.
 
-    ./spark-submit.sh [--env NAME] jobs/landing.py upload FILE_OR_DIR [...] --source SOURCE [--date YYYY-MM-DD] [--overwrite]
-    ./spark-submit.sh [--env NAME] jobs/landing.py list
-    ./spark-submit.sh [--env NAME] jobs/landing.py archive (--date YYYY-MM-DD | --ingested)
+    ./spark-submit.sh [--env NAME] [--usecase NAME] jobs/landing.py upload FOLDER [...]
+    ./spark-submit.sh [--env NAME] [--usecase NAME] jobs/landing.py upload FILE_OR_FOLDER [...] --source SOURCE [--date YYYY-MM-DD]
+    ./spark-submit.sh [--env NAME] [--usecase NAME] jobs/landing.py list
+    ./spark-submit.sh [--env NAME] [--usecase NAME] jobs/landing.py archive (--date YYYY-MM-DD | --ingested)
 
-Files move through WebHDFS (HdfsCLI) when the landing zone is on HDFS, through the file
-system otherwise. `list` shows each batch as pending or ingested (against the ingest log);
-`archive` moves a batch out of the landing zone only once it is ingested as it stands.
+`upload` without --source takes folders laid out as the landing zone,
+<YYYY-MM-DD>/<source>/<files> (or one <YYYY-MM-DD> folder of it), any number of dates
+and sources at once; with --source it puts files, or the files of folders, into
+<date>/<source>/ (--date, default today). Everything is checked before anything moves:
+a folder that is not a date, a source the use case does not have, a file that already
+landed (unless --overwrite) refuse the whole upload. Files move through WebHDFS (HdfsCLI,
+several at a time) when the landing zone is on HDFS, through the file system otherwise,
+each written beside its target and renamed into place.
+`list` shows each batch as pending or ingested (against the ingest log); `archive` moves
+a batch out of the landing zone only once it is ingested as it stands.
 """
-
-from datetime import date
 
 from lakeml import cli
 
@@ -31,12 +37,12 @@ def run(args):
     env, uc = cli.load(args)
     landing, archive = ops.stores(env, uc.name)
     if args.command == "upload":
-        if args.source not in uc.sources:
-            raise UsageError(f"unknown source {args.source!r}; sources of {uc.name}: {', '.join(uc.sources)}")
-        done = ops.upload(landing, args.paths, args.source, args.date or date.today(), args.overwrite)
-        for p in done:
-            print(f"landed {p}")
-        return {"landed": done}
+        up = ops.upload(landing, args.paths, uc.sources, args.source, args.date, args.overwrite, usecase=uc.name)
+        for folder, names in up.folders.items():
+            print(f"landed {landing.uri(folder)}/: {', '.join(names) if len(names) <= 3 else f'{len(names)} files'}")
+        mb = up.bytes / 1e6
+        print(f"uploaded {up.files} files ({mb:.1f} MB) into {len(up.folders)} folders of {up.zone} in {up.seconds:.2f}s ({up.workers} at a time)")
+        return up.as_dict()
     batches = ops.list_batches(landing)
     ingested = _ingested(env, uc)
     if args.command == "list":
@@ -66,12 +72,14 @@ def run(args):
 if __name__ == "__main__":
     p = cli.parser(__doc__)
     p.add_argument("command", choices=["upload", "list", "archive"])
-    p.add_argument("paths", nargs="*", help="upload: local files or folders")
-    p.add_argument("--source", help="upload: the source the files belong to")
-    p.add_argument("--date", type=cli.iso_date, help="upload: arrival date (default today); archive: the batch")
-    p.add_argument("--overwrite", action="store_true", help="upload: replace a landed file of the same name")
+    p.add_argument("paths", nargs="*", help="upload: folders laid out as <YYYY-MM-DD>/<source>/<files>; with --source files or folders of files")
+    p.add_argument("--source", help="upload: the source the files belong to (without it, the sources are the folder names)")
+    p.add_argument("--date", type=cli.iso_date, help="upload with --source: arrival date (default today); archive: the batch")
+    p.add_argument("--overwrite", action="store_true", help="upload: replace landed files of the same name")
     p.add_argument("--ingested", action="store_true", help="archive: every batch that is fully ingested")
     a = p.parse_args()
-    if a.command == "upload" and (not a.paths or not a.source):
-        p.error("upload needs FILE_OR_DIR ... and --source SOURCE")
+    if a.command == "upload" and not a.paths:
+        p.error("upload needs FOLDER ... (laid out as <YYYY-MM-DD>/<source>/<files>), or FILE_OR_FOLDER ... --source SOURCE")
+    if a.command != "upload" and a.paths:
+        p.error(f"{a.command} takes no paths (got {' '.join(a.paths)})")
     cli.main(run, a)

@@ -42,7 +42,7 @@ def _scales(s: str) -> list[int]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scales", type=_scales, default=_scales("30000,100000,1000000"), help="entities (the use case's customers, machines ...) per scale, comma-separated")
+    p.add_argument("--scales", type=_scales, default=_scales("30000,100000,1000000"), help="entities (features.entity of the use case) per scale, comma-separated")
     p.add_argument("--usecase", help="the use case to run (default: the env's); it needs a demo data maker")
     p.add_argument("--days", type=int, default=120, help="days of data at every scale (default 120)")
     p.add_argument("--first-after-days", type=int, default=30,

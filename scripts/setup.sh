@@ -38,9 +38,9 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   echo "$WANT" > "$STAMP"
 fi
 
-LAKEML_PYTHON="$VENV/bin/python" "$ROOT/scripts/resolve_jars.sh"
+LAKEML_PYTHON="$VENV/bin/python" "$ROOT/scripts/resolve_jars.sh" delta
 
 if [ "${1:-}" = "--cluster" ]; then
   ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || apt_install postgresql
-  LAKEML_PYTHON="$VENV/bin/python" "$ROOT/scripts/resolve_hdfs_jars.sh"
+  "$ROOT/scripts/resolve_jars.sh" hdfs
 fi

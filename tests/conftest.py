@@ -21,14 +21,14 @@ ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 sys.path.insert(0, str(ROOT / "lib"))
 
-from lakeml.config import GeneratorSpec, load_env, load_usecase  # noqa: E402
+from lakeml.core.config import DemoSpec, load_env, load_usecase  # noqa: E402
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
 # small enough for CI, large enough for the planted signal to show (ROC AUC ~0.8)
-TINY = GeneratorSpec(customers=1500, days=200, start_date=date(2026, 1, 1), seed=7, bad_row_rate=0.002)
+TINY = DemoSpec(maker="demo.py", entities=1500, days=200, start_date=date(2026, 1, 1), seed=7, bad_row_rate=0.002)
 
 
 @pytest.fixture(scope="session")
@@ -45,12 +45,18 @@ def env(data_dir):
 
 @pytest.fixture(scope="session")
 def uc():
+    """The churn use case (conf/churn)."""
     return load_usecase(CONF, "churn")
+
+
+def usecases() -> list[str]:
+    """Every use case shipped in conf/ (tests that must hold for each are parametrized by it)."""
+    return sorted(p.parent.name for p in CONF.glob("*/usecase.yaml"))
 
 
 @pytest.fixture(scope="session")
 def spark(env):
-    from lakeml.session import get_spark
+    from lakeml.core.session import get_spark
 
     s = get_spark(
         env,
@@ -98,6 +104,17 @@ def pipeline_data_dir(tmp_path_factory) -> Path:
     """A data folder in which ./spark-submit.sh ran generate and the whole pipeline."""
     d = tmp_path_factory.mktemp("lakeml-cli")
     v = {"LAKEML_DATA_DIR": str(d), "LAKEML_ENV": "embedded"}
-    run_cmd(["./spark-submit.sh", "jobs/generate.py", "--customers", str(TINY.customers), "--days", str(TINY.days), "--seed", str(TINY.seed)], v)
+    run_cmd(["./spark-submit.sh", "jobs/generate.py", "--entities", str(TINY.entities), "--days", str(TINY.days), "--seed", str(TINY.seed)], v)
     run_cmd(["./spark-submit.sh", "jobs/pipeline.py"], v)
+    return d
+
+
+@pytest.fixture(scope="session")
+def maintenance_data_dir(tmp_path_factory) -> Path:
+    """A data folder that was empty when `./spark-submit.sh jobs/pipeline.py --usecase
+    maintenance` ran: the second use case wrote its own demo data, then ran every stage."""
+    d = tmp_path_factory.mktemp("lakeml-maintenance")
+    v = {"LAKEML_DATA_DIR": str(d), "LAKEML_ENV": "embedded"}
+    p = run_cmd(["./spark-submit.sh", "jobs/pipeline.py", "--usecase", "maintenance"], v)
+    (d / "pipeline.out").write_text(p.stdout)
     return d

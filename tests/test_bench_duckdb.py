@@ -7,11 +7,13 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from lakeml import features, generate, tables
+from lakeml import features
 from lakeml.bench import duckdb_features as ddf
-from lakeml.config import GeneratorSpec
+from lakeml.core import tables
+from lakeml.core.config import DemoSpec
+from lakeml.demo import maker
 
-G = GeneratorSpec(customers=300, days=200, start_date=date(2026, 1, 1), seed=11, bad_row_rate=0.0)
+G = DemoSpec(maker="demo.py", entities=300, days=200, start_date=date(2026, 1, 1), seed=11, bad_row_rate=0.0)
 RESENT = G.start_date + timedelta(days=131)  # a later batch re-sends some rows, changed
 DATES = [G.start_date + timedelta(days=90), G.start_date + timedelta(days=132), G.start_date + timedelta(days=200)]
 
@@ -41,15 +43,7 @@ def bronze(spark, uc):
     """Small generated bronze Delta tables (with re-sent rows) in a database of their own."""
     buc = uc.model_copy(update={"database": "bench_duckdb"})
     tables.ensure_database(spark, buc.database)
-    cust = generate.customers(spark, G).persist()
-    cd = generate.customer_days(cust, G).persist()
-    src = {
-        "customers": generate.customer_export(cust, G),
-        "usage_events": generate.usage_events(cd, G),
-        "payments": generate.payments(cd, G),
-        "support_tickets": generate.support_tickets(cd, G),
-        "churn_events": generate.churn_events(cust, G),
-    }
+    src = maker.frames(spark, buc, G)
     frames = {name: _bronze(df, buc.sources[name], name) for name, df in src.items()}
     # versions that arrive later: a plan change between two as-of dates (the profile takes the
     # version known at each date), corrected usage in the same batch from a later file (the
@@ -70,8 +64,7 @@ def bronze(spark, uc):
     )
     for name, df in frames.items():
         tables.overwrite(df.repartition(2), buc.table(buc.sources[name].table))
-    cd.unpersist()
-    cust.unpersist()
+    spark.catalog.clearCache()  # what the maker cached
     yield buc
     spark.sql(f"DROP DATABASE IF EXISTS {buc.database} CASCADE")
 
@@ -85,8 +78,7 @@ def spark_features(spark, bronze):
 def test_duckdb_features_equal_spark_features(spark, bronze, spark_features, tmp_path):
     files = ddf.source_files(spark, bronze)
     assert set(files) == set(bronze.sources)
-    for name, paths in files.items():
-        assert paths and all(p.startswith("/") and p.endswith(".parquet") for p in paths), name
+    assert {name: bool(paths) and all(p.startswith("/") and p.endswith(".parquet") for p in paths) for name, paths in files.items()} == dict.fromkeys(bronze.sources, True)
     tz = spark.conf.get("spark.sql.session.timeZone")
 
     duck = spark.createDataFrame(ddf.features_arrow(bronze, files, DATES, threads=2, time_zone=tz))
@@ -141,11 +133,12 @@ def test_latest_per_key_views_agree(spark, bronze, spark_features):
     files = ddf.source_files(spark, bronze)
     con = ddf.connect()
     ddf._register_sources(con, bronze, files)
-    for name in ("usage_events", "customers"):
-        got = spark.createDataFrame(con.table(name).to_arrow_table())
-        want = spark.table(name)
-        assert spark.table(f"{name}_history").count() > want.count()  # re-sent rows were replaced
-        assertDataFrameEqual(got.select(*want.columns), want)
+    got = {name: spark.createDataFrame(con.table(name).to_arrow_table()) for name in ("usage_events", "customers")}
+    want = {name: spark.table(name) for name in got}
+    # re-sent rows were replaced: the latest view is smaller than the history
+    assert {n: spark.table(f"{n}_history").count() > w.count() for n, w in want.items()} == {"usage_events": True, "customers": True}
+    assertDataFrameEqual(got["usage_events"].select(*want["usage_events"].columns), want["usage_events"])
+    assertDataFrameEqual(got["customers"].select(*want["customers"].columns), want["customers"])
     con.close()
 
 

@@ -1,12 +1,17 @@
-"""The commands a user types: spark-submit.sh jobs and sql.sh on the same catalog."""
+"""The commands a user types: spark-submit.sh jobs and sql.sh on the same catalog, and how a
+job ends: a user's mistake in one line with exit code 2, a bug with its traceback."""
+
+import argparse
 
 import pytest
 
 from conftest import run_cmd
+from lakeml import cli
+from lakeml.core.errors import ConfigError
+from lakeml.ml.train import TrainingError
 
-pytestmark = pytest.mark.subprocess
 
-
+@pytest.mark.subprocess
 def test_sql_sh_reads_the_predictions(pipeline_data_dir):
     v = {"LAKEML_DATA_DIR": str(pipeline_data_dir)}
     p = run_cmd(["./scripts/sql.sh", "-e", "SELECT count(*), min(model_version) FROM churn.predictions"], v)
@@ -14,6 +19,7 @@ def test_sql_sh_reads_the_predictions(pipeline_data_dir):
     assert int(count) > 500 and version == "1"
 
 
+@pytest.mark.subprocess
 def test_scoring_again_keeps_the_count(pipeline_data_dir):
     v = {"LAKEML_DATA_DIR": str(pipeline_data_dir)}
     q = "SELECT score_date, count(*) FROM churn.predictions GROUP BY score_date ORDER BY score_date"
@@ -23,9 +29,38 @@ def test_scoring_again_keeps_the_count(pipeline_data_dir):
     assert before == after and before
 
 
+@pytest.mark.subprocess
 def test_a_job_on_an_empty_warehouse_says_what_to_run(tmp_path):
     p = run_cmd(["./spark-submit.sh", "jobs/features.py"], {"LAKEML_DATA_DIR": str(tmp_path)}, check=False)
     assert p.returncode == 2
     # spark-submit's PythonRunner merges the driver's stderr into its stdout
     assert "error: Table churn.bronze_customers does not exist. Create it by running jobs/ingest.py" in p.stdout + p.stderr
     assert "Traceback" not in p.stdout + p.stderr
+
+
+def _args(**kw) -> argparse.Namespace:
+    return argparse.Namespace(**kw)
+
+
+def test_a_user_error_is_one_line_and_exit_2(capsys):
+    def run(args):
+        raise TrainingError("No labelled snapshot yet: generate more days of data (the label window must close).")
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(run, _args())
+    assert e.value.code == 2
+    assert capsys.readouterr().err == "error: No labelled snapshot yet: generate more days of data (the label window must close).\n"
+
+
+def test_every_user_error_kind_is_caught_by_the_one_base(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(lambda a: (_ for _ in ()).throw(ConfigError("conf/x.yaml: model.name: missing")), _args())
+    assert e.value.code == 2 and capsys.readouterr().err == "error: conf/x.yaml: model.name: missing\n"
+
+
+def test_a_bug_keeps_its_traceback():
+    def run(args):
+        return {}["missing key"]  # a programming error, not the user's
+
+    with pytest.raises(KeyError, match="missing key"):
+        cli.main(run, _args())

@@ -3,18 +3,59 @@
 
 import pytest
 
-from conftest import CONF
+from conftest import CONF, usecases
 from conftest import edit_yaml as _edit
-from lakeml.config import ConfigError, load_env, load_usecase
+from lakeml.core.config import load_env, load_usecase
+from lakeml.core.errors import ConfigError
 
 
-def test_shipped_conf_loads():
+@pytest.mark.parametrize("name", usecases())
+def test_shipped_conf_loads(name):
     env = load_env(CONF, "embedded")
-    uc = load_usecase(CONF, env.usecase)
+    uc = load_usecase(CONF, name, env)
     assert env.spark.master == "local[*]"
-    assert uc.table(uc.tables.predictions) == "churn.predictions"
+    assert uc.table(uc.tables.predictions) == f"{uc.database}.predictions"
     assert set(uc.model.categorical).isdisjoint(uc.model.numeric)
-    assert all(spec.columns[k].required for spec in uc.sources.values() for k in spec.keys)
+    keys = [(spec, k) for spec in uc.sources.values() for k in spec.keys]
+    assert keys and all(spec.columns[k].required for spec, k in keys)
+    assert uc.demo is not None and (CONF / name / uc.demo.maker).is_file()
+
+
+def test_the_env_names_the_default_use_case():
+    env = load_env(CONF, "embedded")
+    assert load_usecase(CONF, None, env).name == env.usecase == "churn"
+
+
+def test_no_use_case_anywhere_says_how_to_name_one(conf_copy):
+    _edit(conf_copy / "envs" / "embedded.yaml", lambda d: d.pop("usecase"))
+    env = load_env(conf_copy, "embedded")
+    with pytest.raises(ConfigError, match=r"no use case given: pass --usecase NAME or set usecase: in .*embedded.yaml; known use cases: churn, maintenance"):
+        load_usecase(conf_copy, None, env)
+
+
+def test_mleap_fails_at_load_naming_the_maven_artifact(conf_copy):
+    _edit(conf_copy / "churn" / "usecase.yaml", lambda d: d["export"].update({"mleap": True}))
+    with pytest.raises(ConfigError, match=r"export\.mleap: .*ml\.combust\.mleap:mleap-spark_2\.13:0\.25\.2.*set export\.mleap: false"):
+        load_usecase(conf_copy, "churn")
+
+
+def test_event_time_must_be_a_date_or_timestamp_column(conf_copy):
+    path = conf_copy / "churn" / "usecase.yaml"
+    _edit(path, lambda d: d["sources"]["payments"].update({"event_time": "amount"}))
+    with pytest.raises(ConfigError, match=r"sources\.payments: .*event_time 'amount' must be a date or timestamp column, not double"):
+        load_usecase(conf_copy, "churn")
+
+
+def test_the_probability_column_may_not_shadow_another(conf_copy):
+    _edit(conf_copy / "churn" / "usecase.yaml", lambda d: d["model"].update({"probability_column": "customer_id"}))
+    with pytest.raises(ConfigError, match=r"model\.probability_column: 'customer_id' is already features\.entity"):
+        load_usecase(conf_copy, "churn")
+
+
+def test_a_missing_demo_maker_names_the_key(conf_copy):
+    (conf_copy / "churn" / "demo.py").unlink()
+    with pytest.raises(ConfigError, match=r"usecase\.yaml: demo\.maker: Python file 'demo.py' not found"):
+        load_usecase(conf_copy, "churn")
 
 
 def test_misspelled_key_names_file_and_key(conf_copy):
@@ -60,7 +101,7 @@ def test_unknown_env_lists_known_ones():
 
 
 def test_unknown_usecase():
-    with pytest.raises(ConfigError, match=r"unknown use case 'fraud'; known use cases: churn"):
+    with pytest.raises(ConfigError, match=r"unknown use case 'fraud'; known use cases: churn, maintenance"):
         load_usecase(CONF, "fraud")
 
 

@@ -8,14 +8,21 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from conftest import TINY
-from lakeml import features, generate, ingest, pipeline, score, tables, tracking, train
+from lakeml import features, pipeline
+from lakeml.core import tracking
+from lakeml.core.errors import MissingDataError, MissingTableError
+from lakeml.demo import maker
+from lakeml.lake import ingest
+from lakeml.lifecycle import gate, promote
+from lakeml.lifecycle.decisions import PromotionError
+from lakeml.ml import score, train
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def built(spark, env, uc):
-    gen = generate.run(spark, TINY, env.landing_dir)
+    gen = maker.run(spark, uc, env.landing_zone(uc.name), TINY)
     summary = pipeline.run(spark, env, uc, pipeline.STAGES)
     return gen["rows"], summary
 
@@ -25,11 +32,12 @@ def test_every_landed_row_is_accepted_or_quarantined(spark, uc, built):
     log = {r.source: r for r in spark.table(uc.table(uc.tables.ingest_log)).groupBy("source").agg(
         F.sum("rows_read").alias("read"), F.sum("rows_accepted").alias("ok"), F.sum("rows_quarantined").alias("bad")).collect()}
     q = {r.source: r["count"] for r in spark.table(uc.table(uc.tables.quarantine)).groupBy("source").count().collect()}
-    for source, spec in uc.sources.items():
-        assert log[source].read == generated[source], source
-        assert log[source].read == log[source].ok + log[source].bad, source
-        assert spark.table(uc.table(spec.table)).count() == log[source].ok, source
-        assert q.get(source, 0) == log[source].bad, source
+    bronze = {s: spark.table(uc.table(spec.table)).count() for s, spec in uc.sources.items()}
+    # per source: read from the files = written by the maker = accepted + quarantined; accepted = bronze rows
+    assert {s: log[s].read for s in uc.sources} == generated
+    assert {s: log[s].ok + log[s].bad for s in uc.sources} == generated
+    assert {s: log[s].ok for s in uc.sources} == bronze
+    assert {s: q.get(s, 0) for s in uc.sources} == {s: log[s].bad for s in uc.sources}
     assert sum(q.values()) > 0  # the generator plants bad rows; they are kept with a reason
     assert spark.table(uc.table(uc.tables.quarantine)).where("reason IS NULL OR raw IS NULL").count() == 0
 
@@ -80,7 +88,8 @@ def test_every_customer_of_the_snapshot_gets_one_prediction(spark, uc, built):
     ft = spark.table(uc.table(uc.tables.features)).where(F.col("as_of_date") == d).select(uc.features.entity)
     pr = spark.table(uc.table(uc.tables.predictions)).where(F.col("score_date") == d)
     assertDataFrameEqual(pr.select(uc.features.entity), ft, checkRowOrder=False)
-    assert pr.where("churn_probability < 0 OR churn_probability > 1 OR churn_probability IS NULL").count() == 0
+    p = uc.probability
+    assert pr.where(f"{p} < 0 OR {p} > 1 OR {p} IS NULL").count() == 0
     assert pr.select("model_version").distinct().count() == 1
 
 
@@ -104,7 +113,7 @@ def test_scoring_another_date_keeps_history(spark, env, uc, built):
     out = score.run(spark, env, uc, score_date=dates[-2])
     assert out["rows"] > 0
     assert spark.table(pt).where(F.col("score_date") == dates[-1]).count() == newest_rows
-    with pytest.raises(LookupError, match=r"has no rows for 2031-01-01.*jobs/features.py --as-of 2031-01-01"):
+    with pytest.raises(MissingDataError, match=r"has no rows for 2031-01-01.*jobs/features.py --as-of 2031-01-01"):
         score.run(spark, env, uc, score_date=date(2031, 1, 1))
 
 
@@ -124,7 +133,7 @@ def test_retraining_makes_a_challenger_and_keeps_the_champion(spark, env, uc, bu
 
 def test_a_missing_table_says_which_and_how_to_make_it(spark, uc):
     empty = uc.model_copy(update={"database": "nowhere"})
-    with pytest.raises(tables.MissingTableError, match=r"Table nowhere.bronze_customers does not exist. Create it by running jobs/ingest.py"):
+    with pytest.raises(MissingTableError, match=r"Table nowhere.bronze_customers does not exist. Create it by running jobs/ingest.py"):
         features.run(spark, empty)
 
 
@@ -136,8 +145,6 @@ def _decisions(spark, uc):
 
 
 def test_a_worse_challenger_is_refused(spark, env, uc, built):
-    from lakeml import validate
-
     client = tracking.configure(env)
     champion = tracking.get_alias(client, uc.model.name, "champion").version
     # a deliberately broken challenger: one weak feature, no tuning, no floor to stop it
@@ -145,7 +152,7 @@ def test_a_worse_challenger_is_refused(spark, env, uc, built):
         "numeric": ["age"], "categorical": [], "grid": {}, "auc_floor": 0.0})})
     bad = train.run(spark, env, broken)
     assert tracking.get_alias(client, uc.model.name, "challenger").version == bad.model.version
-    d = validate.validate(spark, env, uc)
+    d = gate.validate(spark, env, uc)
     assert d.decision == "refused" and d.champion_after == champion
     assert d.challenger_roc_auc < d.champion_roc_auc
     assert any("is not better than the champion" in r for r in d.reasons), d.reasons
@@ -155,31 +162,29 @@ def test_a_worse_challenger_is_refused(spark, env, uc, built):
     assert client.get_model_version(uc.model.name, bad.model.version).tags["validation.decision"] == "refused"
     assert client.get_model_version(uc.model.name, champion).tags["validation.challenger"] == bad.model.version
     # deciding again on the same evidence records nothing new
-    validate.validate(spark, env, uc)
+    gate.validate(spark, env, uc)
     assert _decisions(spark, uc).where(F.col("challenger_version") == bad.model.version).count() == 1
 
 
 def test_promotion_rollback_and_forcing_are_recorded(spark, env, uc, built):
-    from lakeml import validate
-
     client = tracking.configure(env)
     good = tracking.get_alias(client, uc.model.name, "champion").version
     bad = tracking.get_alias(client, uc.model.name, "challenger").version
     assert good != bad
-    with pytest.raises(validate.PromotionError, match="needs --reason"):
-        validate.force(spark, env, uc, bad, " ")
+    with pytest.raises(PromotionError, match="needs --reason"):
+        promote.force(spark, env, uc, bad, " ")
     # someone forces the broken model in; the good one, as challenger, wins it back
-    f = validate.force(spark, env, uc, bad, "incident drill")
+    f = promote.force(spark, env, uc, bad, "incident drill")
     assert (f.champion_before, f.champion_after) == (good, bad)
     tracking.set_alias(client, uc.model.name, "challenger", good)
-    p = validate.validate(spark, env, uc)
+    p = gate.validate(spark, env, uc)
     assert p.decision == "promoted" and p.champion_after == good
     assert tracking.get_alias(client, uc.model.name, "champion").version == good
     # rollback gives the alias back to what the promotion replaced
-    r = validate.rollback(spark, env, uc, "drill")
+    r = promote.rollback(spark, env, uc, "drill")
     assert (r.champion_before, r.champion_after) == (good, bad)
     assert tracking.get_alias(client, uc.model.name, "champion").version == bad
-    validate.force(spark, env, uc, good, "end of drill")
+    promote.force(spark, env, uc, good, "end of drill")
     trail = [(x.action, x.decision, x.champion_before, x.champion_after) for x in _decisions(spark, uc).collect()][-4:]
     assert trail == [("force", "forced", good, bad), ("validate", "promoted", bad, good),
                      ("rollback", "rolled_back", good, bad), ("force", "forced", bad, good)]

@@ -1,11 +1,11 @@
-"""Portable models: the MLeap bundle and the ONNX model score like the Spark pipeline.
+"""Portable models: the ONNX model scores like the Spark pipeline.
 
 A pipeline of the project's shape (train.build_pipeline: Imputer -> StringIndexer ->
 (OneHotEncoder for LR) -> VectorAssembler -> classifier, class weights, a set threshold),
 for logistic regression, GBT (the conf's default) and random forest, is fitted on 10 000
 generated rows with nulls, NaN and a category the fit never saw; then the same rows are
-scored by ``PipelineModel.transform``, the ONNX model (ONNX Runtime, no Spark) and the
-MLeap bundle, and P(class 1) must agree to ``ExportSpec().parity_tolerance`` (1e-6).
+scored by ``PipelineModel.transform`` and by the ONNX model (ONNX Runtime, no Spark), and
+P(class 1) must agree to ``ExportSpec().parity_tolerance`` (1e-6).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from pyspark.ml import PipelineModel
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import functions as F
 
-from lakeml import export, tracking, train
-from lakeml.config import ExportSpec
+from lakeml.core import tracking
+from lakeml.core.config import ExportSpec
+from lakeml.ml import onnx_export, onnx_runtime, portable, train
 
 N = 10_000
 NUMERIC = ["age", "tenure_days", "minutes_30d", "monthly_fee"]
@@ -88,30 +89,30 @@ def _report(fmt: str, clf: str, diff: float) -> None:
 def test_onnx_scores_like_spark(spark, rows, fitted, tmp_path):
     df, pdf = rows
     clf, model, p_native, pred_native = fitted
-    path = export.to_onnx(spark, model, df, tmp_path / "model.onnx")
+    path = onnx_export.to_onnx(spark, model, df, tmp_path / "model.onnx")
     assert path is not None and path.is_file()
-    p = export.score_onnx(path, pdf)
+    p = onnx_runtime.score_onnx(path, pdf)
     assert p.shape == (N,) and p.dtype == np.float64
     diff = float(np.max(np.abs(p - p_native)))
     _report("onnx", clf, diff)
     assert diff <= TOL
-    out = export.run_onnx(path, pdf)  # the decision too, with the model's threshold
+    out = onnx_runtime.run_onnx(path, pdf)  # the decision too, with the model's threshold
     assert np.array_equal(out["prediction"], pred_native.astype(np.int64))
     assert np.allclose(out["probability"].sum(axis=1), 1.0)
 
 
 def test_scoring_a_pandas_frame_in_spark_is_the_native_transform(spark, rows, fitted):
-    """score_spark (what score_mleap runs on a deserialized bundle) turns pandas rows into the
-    same Spark rows: None/NaN stay missing, whole numbers stay numbers."""
+    """score_spark (the parity check's Spark side) turns pandas rows into the same Spark rows:
+    None/NaN stay missing, whole numbers stay numbers."""
     _, pdf = rows
     _, model, p_native, _ = fitted
-    assert np.array_equal(export.score_spark(model, pdf.drop(columns="churned"), spark), p_native)
+    assert np.array_equal(portable.score_spark(model, pdf.drop(columns="churned"), spark), p_native)
 
 
 def test_onnx_inputs_are_the_raw_columns(spark, rows, fitted):
     df, _ = rows
     _, model, _, _ = fitted
-    assert export.onnx_input_types(model, df) == [(c, "double") for c in NUMERIC] + [(c, "string") for c in CATEGORICAL]
+    assert onnx_export.onnx_input_types(model, df) == [(c, "double") for c in NUMERIC] + [(c, "string") for c in CATEGORICAL]
 
 
 def test_onnx_refuses_a_stage_it_cannot_express(spark, rows, fitted, tmp_path, caplog):
@@ -120,20 +121,14 @@ def test_onnx_refuses_a_stage_it_cannot_express(spark, rows, fitted, tmp_path, c
     indexer = model.stages[1].copy()
     indexer.setHandleInvalid("skip")  # drops rows: no model can do that
     skipping = PipelineModel([model.stages[0], indexer, *model.stages[2:]])
-    assert export.to_onnx(spark, skipping, df, tmp_path / "skip.onnx") is None
+    assert onnx_export.to_onnx(spark, skipping, df, tmp_path / "skip.onnx") is None
     assert "handleInvalid='skip'" in caplog.text
     from pyspark.ml.feature import SQLTransformer
 
     other = PipelineModel([SQLTransformer(statement="SELECT * FROM __THIS__"), *model.stages])
-    assert export.to_onnx(spark, other, df, tmp_path / "sql.onnx") is None
+    assert onnx_export.to_onnx(spark, other, df, tmp_path / "sql.onnx") is None
     assert "no ONNX converter for stage(s) SQLTransformer" in caplog.text
     assert not (tmp_path / "skip.onnx").exists() and not (tmp_path / "sql.onnx").exists()
-
-
-# MLeap: lakeml.export.to_mleap / score_mleap are written against MLeap's SimpleSparkSerializer,
-# but the MLeap jars (ml.combust.mleap:mleap-spark_2.13) are not served by the package
-# registry this project builds from (HTTP 404), so there is no MLeap parity test here: the
-# use case sets export.mleap: false. See README, "Portable models".
 
 
 def test_log_portable_logs_artifacts_and_tags_the_version(spark, env, rows, fitted, tmp_path):
@@ -143,16 +138,30 @@ def test_log_portable_logs_artifacts_and_tags_the_version(spark, env, rows, fitt
     exp = tracking.experiment(env, "t_export")
     with tracking.mlflow.start_run(experiment_id=exp) as run:
         ref = tracking.log_and_register_spark_model(model, f"t_export_{clf}")
-        logged = export.log_portable(model, df.drop("churned"), run.info.run_id, ref, ExportSpec())
-    assert "onnx" in logged  # ONNX always converts for this pipeline
-    arts = {a.path for d in ("onnx", "mleap") for a in client.list_artifacts(run.info.run_id, d)}
-    assert arts == set(logged.values())
+        logged = portable.log_portable(model, df.drop("churned"), run.info.run_id, ref, ExportSpec())
+    assert logged == {"onnx": "onnx/model.onnx"}  # ONNX always converts for this pipeline
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "onnx")] == ["onnx/model.onnx"]
     mv = client.get_model_version(ref.name, ref.version)
-    assert mv.tags[export.FORMATS_TAG] == ",".join(sorted(logged))
-    for fmt in {"mleap", "onnx"} - set(logged):  # a format not logged says why, on the run and the version
-        assert mv.tags[f"portable_{fmt}_missing"]
-        assert client.get_run(run.info.run_id).data.tags[f"portable_{fmt}_missing"] == mv.tags[f"portable_{fmt}_missing"]
+    assert mv.tags[portable.FORMATS_TAG] == "onnx" and "portable_onnx_missing" not in mv.tags
     r = client.get_run(run.info.run_id).data
     assert r.metrics["portable_onnx_max_abs_diff"] <= TOL
-    onnx_file = export.download(run.info.run_id, export.ONNX_ARTIFACT, tmp_path)
-    assert float(np.max(np.abs(export.score_onnx(onnx_file, pdf) - p_native))) <= TOL
+    onnx_file = portable.download(run.info.run_id, portable.ONNX_ARTIFACT, tmp_path)
+    assert float(np.max(np.abs(onnx_runtime.score_onnx(onnx_file, pdf) - p_native))) <= TOL
+
+
+def test_a_copy_that_cannot_be_made_says_why_and_training_goes_on(spark, env, rows, fitted):
+    from pyspark.ml.feature import SQLTransformer
+
+    df, _ = rows
+    clf, model, _, _ = fitted
+    other = PipelineModel([SQLTransformer(statement="SELECT * FROM __THIS__"), *model.stages])
+    client = tracking.configure(env)
+    with tracking.mlflow.start_run(experiment_id=tracking.experiment(env, "t_export")) as run:
+        ref = tracking.log_and_register_spark_model(other, f"t_export_nc_{clf}")
+        logged = portable.log_portable(other, df.drop("churned"), run.info.run_id, ref, ExportSpec())
+    assert logged == {}
+    assert client.list_artifacts(run.info.run_id, "onnx") == []
+    mv = client.get_model_version(ref.name, ref.version)
+    assert mv.tags[portable.FORMATS_TAG] == "none"
+    assert mv.tags["portable_onnx_missing"] == "a pipeline stage has no ONNX form (see the log)"
+    assert client.get_run(run.info.run_id).data.tags["portable_onnx_missing"] == mv.tags["portable_onnx_missing"]

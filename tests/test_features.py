@@ -1,4 +1,5 @@
-"""Point-in-time correctness of the shipped feature and label SQL."""
+"""The churn use case's feature and label SQL on hand-made rows (the generic no-leakage
+property of every use case is tests/test_leakage.py), and the snapshot schedule."""
 
 from datetime import date, datetime, timedelta
 
@@ -7,7 +8,7 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from lakeml import features
-from lakeml.config import ConfigError
+from lakeml.core.errors import ConfigError
 
 D = date(2026, 4, 1)
 B0 = date(2026, 1, 1)  # the batch the history arrived in

@@ -7,8 +7,10 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from lakeml import ingest, tables
-from lakeml.config import ColumnSpec, SourceSpec
+from lakeml.core import tables
+from lakeml.core.config import ColumnSpec, SourceSpec
+from lakeml.core.errors import MissingDataError
+from lakeml.lake import ingest
 
 SPEC = SourceSpec(
     format="csv",
@@ -73,7 +75,7 @@ _db = itertools.count()
 def bad_landing(tmp_path, env, uc):
     """A landing zone with every kind of bad input, next to good rows."""
     land = tmp_path / "landing"
-    b1, b2 = land / "2026-03-01", land / "2026-03-02"
+    b1, b2 = land / uc.name / "2026-03-01", land / uc.name / "2026-03-02"  # the use case's zone
     hdr = "customer_id,signup_date,plan,monthly_fee,region,payment_method,channel,age\n"
     _write(b1 / "customers" / "a.csv", hdr + "C1,2026-01-01,basic,9.99,north,card,ads,30\n"
            "C2,not-a-date,basic,9.99,north,card,ads,31\n"
@@ -103,8 +105,7 @@ def test_bad_input_is_quarantined_and_nothing_is_lost(spark, bad_landing):
     env, uc = bad_landing
     reports = {r.source: r for r in ingest.ingest(spark, env, uc)}
     assert set(reports) == {"customers", "usage_events"}
-    for r in reports.values():
-        assert r.rows_read == r.rows_accepted + r.rows_quarantined
+    assert {s: r.rows_read - r.rows_accepted - r.rows_quarantined for s, r in reports.items()} == {"customers": 0, "usage_events": 0}
     assert (reports["customers"].rows_read, reports["customers"].rows_accepted) == (9, 2)
     assert (reports["usage_events"].rows_read, reports["usage_events"].rows_accepted) == (5, 1)
     q = spark.table(uc.table("quarantine"))
@@ -140,5 +141,18 @@ def test_ingesting_again_changes_nothing(spark, bad_landing):
 
 def test_unknown_batch_is_an_error(spark, bad_landing):
     env, uc = bad_landing
-    with pytest.raises(FileNotFoundError, match="no landing batch for \\['2030-01-01'\\]"):
+    with pytest.raises(MissingDataError, match=r"no landing batch for 2030-01-01 under .*/landing/churn"):
         ingest.ingest(spark, env, uc, batch_dates=[date(2030, 1, 1)])
+
+
+def test_an_empty_landing_zone_says_what_to_do(spark, env, uc, tmp_path):
+    e = env.model_copy(update={"storage": env.storage.model_copy(update={"landing": str(tmp_path / "landing")})})
+    without_maker = uc.model_copy(update={"database": f"t_ingest_{next(_db)}", "demo": None})
+    with pytest.raises(MissingDataError) as err:
+        ingest.ingest(spark, e, without_maker)
+    msg = str(err.value)
+    assert f"the landing zone {tmp_path}/landing/churn of use case churn is empty and nothing was ever ingested" in msg
+    assert "<YYYY-MM-DD>/<source>/<files>" in msg and "jobs/landing.py upload" in msg
+    assert "churn has no demo data maker (no demo: in" in msg
+    with pytest.raises(MissingDataError, match=r"or write the demo data with ./spark-submit.sh --usecase churn jobs/generate.py"):
+        ingest.ingest(spark, e, uc.model_copy(update={"database": f"t_ingest_{next(_db)}"}))

@@ -9,12 +9,15 @@ champion on the same holdout; every trigger and decision is in the audit table.
 
 import os
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
 
 from conftest import TINY
-from lakeml import generate, pipeline, tracking
+from lakeml import pipeline
+from lakeml.core import tracking
+from lakeml.demo import maker
 
 pytestmark = pytest.mark.e2e
 
@@ -28,8 +31,9 @@ def world(spark, env, uc, tmp_path_factory):
     root = tmp_path_factory.mktemp("lifecycle")
     upstream, landing = root / "upstream", root / "landing"
     spec = TINY.model_copy(update={"days": max(CHUNKS) + 1, "drift_start": DRIFT_START, "drift_strength": 1.5})
-    generate.run(spark, spec, str(upstream))
+    maker.run(spark, uc, str(upstream), spec)
     lenv = env.model_copy(update={"storage": env.storage.model_copy(update={"landing": str(landing)})})
+    landing = Path(lenv.landing_zone(uc.name))
     # the first champion learns from two small snapshots: a lower floor than the demo's
     luc = uc.model_copy(update={"database": "lifecycle", "model": uc.model.model_copy(update={"name": "churn_lifecycle", "auc_floor": 0.6})})
     return {"upstream": upstream, "landing": landing, "env": lenv, "uc": luc, "runs": []}
@@ -37,7 +41,7 @@ def world(spark, env, uc, tmp_path_factory):
 
 def _arrive(world, upto_day: int) -> None:
     """Move the batches up to start + upto_day from upstream into the landing zone."""
-    world["landing"].mkdir(exist_ok=True)
+    world["landing"].mkdir(parents=True, exist_ok=True)
     last = TINY.start_date + timedelta(days=upto_day)
     for d in sorted(os.listdir(world["upstream"])):
         if len(d) == 10 and d[4] == "-" and date.fromisoformat(d) <= last:

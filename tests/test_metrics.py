@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, log_loss, precision_score, recall_score, roc_auc_score
 
-from lakeml import metrics
+from lakeml.ml import metrics
 
 
 @pytest.fixture(scope="module")

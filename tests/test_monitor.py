@@ -13,7 +13,10 @@ from scipy.spatial.distance import jensenshannon
 from scipy.stats import chi2_contingency, ks_2samp
 from sklearn.metrics import roc_auc_score
 
-from lakeml import monitor, score, tables, tracking, train
+from lakeml import monitor
+from lakeml.core import tables, tracking
+from lakeml.core.errors import MissingDataError
+from lakeml.ml import score, train
 
 _db = itertools.count()
 DECILES = [i / 10 for i in range(1, 10)]
@@ -113,13 +116,12 @@ def test_prediction_drift(samples, drifted):
 
 def test_identical_and_same_distribution_are_ok(spark, uc, samples):
     same = {r.feature: r for r in monitor.drift(spark, uc, samples["ref"], samples["ref"], ["x"], ["c"], "p", "p").collect()}
-    for r in same.values():
-        assert r.psi == pytest.approx(0, abs=1e-12) and r.js == pytest.approx(0, abs=1e-9) and r.status == "ok"
-        assert r.chi2_p == pytest.approx(1.0)
+    assert set(same) == {"x", "c", "p"}
+    assert {f: (round(r.psi, 9), round(r.js, 6), r.status, round(r.chi2_p, 9)) for f, r in same.items()} == dict.fromkeys(same, (0.0, 0.0, "ok", 1.0))
     assert same["x"].ks == 0 and same["p"].ks == 0
     fresh = {r.feature: r for r in monitor.drift(spark, uc, samples["ref"], samples["same"], ["x"], ["c"], "p", "p").collect()}
-    for r in fresh.values():
-        assert r.psi < 0.02 and r.status == "ok", r
+    assert set(fresh) == {"x", "c", "p"}
+    assert {f: r.psi < 0.02 and r.status == "ok" for f, r in fresh.items()} == dict.fromkeys(fresh, True), fresh
 
 
 def test_zero_inflated_counts_keep_zero_apart(spark, uc):
@@ -184,23 +186,28 @@ def test_live_performance_matches_sklearn(spark, perf_lake):
     rows = _perf_rows(spark, u)
     assert set(rows) == {(d1, "champion"), (d1, "challenger"), (d2, "champion")}
     B = u.monitoring.calibration_bins
+    # every number of every group against numpy / sklearn on the same rows, in one comparison
+    got, want = {}, {}
     for (d, alias), r in rows.items():
         y, p = truth[(d, alias)]
-        assert r["model_version"] == ("2" if alias == "challenger" else "1")
-        assert r["n"] == len(y) and r["positives"] == y.sum() and r["base_rate"] == pytest.approx(y.mean())
-        assert r["roc_auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-12)  # exact, ties included
         top = p >= np.quantile(p, 0.9, method="inverted_cdf")
-        assert r["precision_top_decile"] == pytest.approx(y[top].mean())
-        assert r["lift_top_decile"] == pytest.approx(y[top].mean() / y.mean())
-        assert r["brier"] == pytest.approx(np.mean((p - y) ** 2))
         b = np.minimum(np.floor(p * B), B - 1).astype(int)
         ece = sum(abs(p[b == k].mean() - y[b == k].mean()) * (b == k).sum() for k in np.unique(b)) / len(y)
-        assert r["ece"] == pytest.approx(ece)
+        expected = {
+            "version": 2.0 if alias == "challenger" else 1.0, "n": len(y), "positives": y.sum(), "base_rate": y.mean(),
+            "roc_auc": roc_auc_score(y, p),  # exact, ties included
+            "precision_top_decile": y[top].mean(), "lift_top_decile": y[top].mean() / y.mean(), "brier": np.mean((p - y) ** 2), "ece": ece,
+        }
+        actual = {"version": float(r["model_version"]), **{k: r[k] for k in expected if k != "version"}}
         curve = json.loads(r["calibration"])
-        assert [c["bin"] for c in curve] == np.unique(b).tolist()
+        for k in np.unique(b):
+            expected.update({f"bin{k}.n": (b == k).sum(), f"bin{k}.observed": y[b == k].mean(), f"bin{k}.mean_predicted": p[b == k].mean()})
         for c in curve:
-            assert c["n"] == (b == c["bin"]).sum() and c["observed"] == pytest.approx(y[b == c["bin"]].mean())
-            assert c["mean_predicted"] == pytest.approx(p[b == c["bin"]].mean())
+            actual.update({f"bin{c['bin']}.n": c["n"], f"bin{c['bin']}.observed": c["observed"], f"bin{c['bin']}.mean_predicted": c["mean_predicted"]})
+        got.update({((d, alias), k): float(v) for k, v in actual.items()})
+        want.update({((d, alias), k): float(v) for k, v in expected.items()})
+    assert len(got) > 3 * 9 and set(got) == set(want)
+    assert got == pytest.approx(want, rel=1e-9, abs=1e-12)
 
 
 def test_live_performance_is_idempotent(spark, env, perf_lake):
@@ -288,7 +295,7 @@ def test_run_drift_against_the_training_rows_is_idempotent(spark, env, lake):
     assert {r["status"] for r in _drift_rows(spark, u, dates[2])} <= {"ok", "warn"}  # the test snapshot has not drifted
     assert spark.table(u.table(u.tables.drift_metrics)).count() == 10
 
-    with pytest.raises(LookupError, match="no predictions of alias champion for 2026-01-01"):
+    with pytest.raises(MissingDataError, match="no predictions of alias champion for 2026-01-01"):
         monitor.run_drift(spark, env, u, date(2026, 1, 1))
 
 
@@ -299,14 +306,12 @@ def test_monitor_run_writes_the_report_and_logs_it(spark, env, lake):
     perf = spark.table(u.table(u.tables.performance_metrics)).first()
     assert perf.model_version == ref.version and perf.n == 1000 and perf.roc_auc > 0.7
     html_path = summary["report"]
-    assert html_path == f"{env.data_dir}/reports/{dates[3]}/report.html"
+    assert html_path == f"{env.data_dir}/reports/{u.name}/{dates[3]}/report.html"
     text = open(html_path).read()
     pngs = re.findall(r'<img src="([^"]+)"', text)
     assert set(pngs) == {"psi.png", "prediction_distribution.png", "top_drift.png", "live_auc.png", "calibration.png"}
     folder = html_path.rsplit("/", 1)[0]
-    for name in pngs:
-        with open(f"{folder}/{name}", "rb") as f:
-            assert f.read(8) == b"\x89PNG\r\n\x1a\n", name
+    assert {name: open(f"{folder}/{name}", "rb").read(8) for name in pngs} == dict.fromkeys(pngs, b"\x89PNG\r\n\x1a\n")
     assert "minutes_30d" in text and "alert" in text
     client = tracking.configure(env)
     run = client.get_run(summary["mlflow_run_id"])

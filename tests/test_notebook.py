@@ -29,14 +29,19 @@ def _outputs(nb):
             yield from cell.get("outputs", [])
 
 
-def execute_notebook(monkeypatch, env_name: str, extra_env: dict[str, str]) -> None:
-    """Run the notebook headless with LAKEML_ENV=env_name; fail on any cell error and check
-    that it printed its overview and drew real plots."""
+def execute_notebook(monkeypatch, env_name: str, extra_env: dict[str, str], usecase: str | None = None) -> str:
+    """Run the notebook headless with LAKEML_ENV=env_name (and LAKEML_USECASE=usecase); fail
+    on any cell error and check that it printed its overview and drew real plots. Returns
+    what it printed."""
     # the kernel inherits this process's environment
     monkeypatch.setenv("LAKEML_ENV", env_name)
     for k, v in extra_env.items():
         monkeypatch.setenv(k, v)
     monkeypatch.setenv("LAKEML_CONF_DIR", str(ROOT / "conf"))
+    if usecase:
+        monkeypatch.setenv("LAKEML_USECASE", usecase)
+    else:
+        monkeypatch.delenv("LAKEML_USECASE", raising=False)
     monkeypatch.setenv("PYSPARK_PYTHON", sys.executable)
     monkeypatch.setenv("SPARK_LOCAL_IP", "127.0.0.1")
     # lakeml importable in the kernel as it is here (pytest's pythonpath = lib)
@@ -70,9 +75,18 @@ def execute_notebook(monkeypatch, env_name: str, extra_env: dict[str, str]) -> N
     m = re.search(r"([\d,]+) feature rows, (\d+) snapshots", text)
     assert m, f"overview line with the feature row count not printed; stdout was:\n{text[:2000]}"
     assert int(m.group(1).replace(",", "")) > 0 and int(m.group(2)) > 0, m.group(0)
-    assert "predicted to churn" in text, "predictions section printed no summary"
+    assert re.search(r"[\d,]+ rows, [\d,]+ predicted positive \(\w+ = 1\)", text), "predictions section printed no summary"
+    return text
 
 
 @pytest.mark.subprocess
-def test_explore_notebook_runs(pipeline_data_dir, monkeypatch):
-    execute_notebook(monkeypatch, "embedded", {"LAKEML_DATA_DIR": str(pipeline_data_dir)})
+def test_explore_notebook_runs_on_the_default_use_case(pipeline_data_dir, monkeypatch):
+    text = execute_notebook(monkeypatch, "embedded", {"LAKEML_DATA_DIR": str(pipeline_data_dir)})
+    assert "use case churn:" in text and "label 'churned_30d'" in text and "probability column 'churn_probability'" in text
+
+
+@pytest.mark.subprocess
+def test_explore_notebook_speaks_the_second_use_case(maintenance_data_dir, monkeypatch):
+    text = execute_notebook(monkeypatch, "embedded", {"LAKEML_DATA_DIR": str(maintenance_data_dir)}, usecase="maintenance")
+    assert "use case maintenance:" in text and "distinct machine_id" in text and "probability column 'failure_probability'" in text
+    assert "churn" not in text.lower()

@@ -15,9 +15,11 @@ from pyspark.testing import assertDataFrameEqual
 
 from conftest import ROOT
 from conftest import edit_yaml as _edit
-from lakeml import cli, quality, tables
-from lakeml.config import CheckSpec, ConfigError, QualitySpec, UsageError, load_usecase
-from lakeml.tables import MissingTableError
+from lakeml import cli
+from lakeml.core import tables
+from lakeml.core.config import CheckSpec, QualitySpec, load_usecase
+from lakeml.core.errors import ConfigError, MissingTableError, UsageError
+from lakeml.lake import quality
 
 B1, B2, B3 = date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 3)
 
@@ -342,9 +344,8 @@ def test_shipped_quality_checks_name_real_columns(uc):
     assert uc.quality.checks, "conf/churn/usecase.yaml has a quality block"
     cols = {s.table: set(s.columns) | {"_batch_date", "_source_file"} for s in uc.sources.values()}
     cols[uc.tables.features] = set(uc.model.categorical) | set(uc.model.numeric) | {uc.features.entity, "as_of_date"}
-    for table, checks in uc.quality.checks.items():
-        for c in checks:
-            assert set(c.columns) <= cols[table], (table, c.name)
+    unknown = {(table, c.name): sorted(set(c.columns) - cols[table]) for table, checks in uc.quality.checks.items() for c in checks}
+    assert unknown and {k: v for k, v in unknown.items() if v} == {}
     types = {c.type for checks in uc.quality.checks.values() for c in checks}
     assert types == {"not_null", "unique", "range", "accepted_values", "freshness", "row_count_change"}
     # the resolved conf (logged with every training run) loads again as it is

@@ -11,8 +11,9 @@ import sys
 import pytest
 
 from conftest import CONF, ROOT, run_cmd
-from lakeml import submit
-from lakeml.config import ConfigError, load_env, referenced_vars
+from lakeml.core.config import load_env, referenced_vars
+from lakeml.core.errors import ConfigError
+from lakeml.ops import submit
 
 SPARK_HOME = "/opt/spark"  # a cluster client's Spark install (never started: --dry-run)
 PY_SUBMITTER = sys.executable
@@ -147,15 +148,17 @@ def test_yarn_command(submitter, monkeypatch):
     }
     for k, val in v.items():
         monkeypatch.setenv(k, val)
-    cmd, extra, dry = submit.job_command(["--env", "yarn", "--dry-run", "jobs/pipeline.py", "--only", "score"])
+    cmd, extra, dry, env = submit.job_command(["--env", "yarn", "--dry-run", "jobs/pipeline.py", "--only", "score"])
     assert dry is True
     expected = _yarn_command(submitter, v, forwarded=YARN_VARS)
     expected += [JOB, "--env", "yarn", "--conf-dir", "conf", "--only", "score"]
     assert cmd == expected
     assert {k: extra[k] for k in ("PYSPARK_PYTHON", "SPARK_LOCAL_IP")} == {"PYSPARK_PYTHON": PY_SUBMITTER, "SPARK_LOCAL_IP": "127.0.0.1"}
+    assert env == load_env(CONF, "yarn")  # the env the command was built from
     # the env's storage and MLflow locations, as the driver will resolve them
-    env = load_env(CONF, "yarn")
     assert (env.landing_dir, env.warehouse_dir) == ("hdfs://nameservice1/data/lakeml/landing", "hdfs://nameservice1/data/lakeml/warehouse")
+    assert env.landing_zone("churn") == "hdfs://nameservice1/data/lakeml/landing/churn"  # each use case lands under its own zone
+    assert env.archive_zone("churn") == "hdfs://nameservice1/data/lakeml/archive/churn"
     assert env.tracking_uri == env.registry_uri == "https://mlflow.example.com"
     assert env.artifact_root == "https://mlflow.example.com/api/2.0/mlflow-artifacts/artifacts"
 
@@ -172,9 +175,9 @@ def test_yarn_dry_run_as_typed(submitter):
 
 def test_yarn_user_archives_and_py_files_are_merged_not_lost(submitter):
     # spark-submit keeps the last --archives / --py-files only: one flag each, all entries
-    cmd, _, _ = submit.job_command(
+    cmd = submit.job_command(
         ["--env", "yarn", "--dry-run", "--archives", "extra.tar.gz#extra", "--py-files", "helpers.zip", "jobs/pipeline.py"]
-    )
+    ).cmd
     assert cmd.count("--archives") == 1 and cmd.count("--py-files") == 1
     archives = cmd[cmd.index("--archives") + 1]
     assert archives == f"hdfs:///lakeml/envs/lakeml-venv.tar.gz#environment,{CONF_ZIP}#conf,extra.tar.gz#extra"
@@ -198,7 +201,7 @@ def test_k8s_command(submitter, monkeypatch):
     }  # LAKEML_IMAGE_PYTHON not set: the default, and not forwarded
     for k, val in v.items():
         monkeypatch.setenv(k, val)
-    cmd, extra, dry = submit.job_command(["--env", "k8s", "--dry-run", "jobs/pipeline.py", "--only", "score"])
+    cmd, extra, dry, _ = submit.job_command(["--env", "k8s", "--dry-run", "jobs/pipeline.py", "--only", "score"])
     assert dry is True
     forwarded = [k for k in K8S_VARS if k in v]
     expected = [
@@ -250,7 +253,17 @@ def test_an_envs_own_driver_env_wins_over_the_forwarded_value(submitter, monkeyp
     y = conf / "envs" / "yarn.yaml"
     y.write_text(y.read_text().replace("  conf:\n", "  conf:\n    spark.yarn.appMasterEnv.YARN_QUEUE: pinned\n", 1))
     monkeypatch.setenv("YARN_QUEUE", "analytics")
-    cmd, _, _ = submit.job_command(["--env", "yarn", "--dry-run", "jobs/pipeline.py"], conf_dir=conf)
+    cmd = submit.job_command(["--env", "yarn", "--dry-run", "jobs/pipeline.py"], conf_dir=conf).cmd
     confs = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--conf"]
     assert [c for c in confs if c.startswith("spark.yarn.appMasterEnv.YARN_QUEUE=")] == ["spark.yarn.appMasterEnv.YARN_QUEUE=pinned"]
     assert "spark.yarn.queue=analytics" in confs
+
+
+def test_cluster_mode_hands_usecase_and_the_shipped_conf_to_the_driver(submitter, conf_copy):
+    """--conf-dir and --usecase before the job: the env comes from that conf, which is what
+    ships as conf.zip; the driver gets it as ``conf`` (its container's path) and the use case."""
+    y = conf_copy / "envs" / "yarn.yaml"
+    y.write_text(y.read_text().replace("spark.sql.session.timeZone: UTC", "spark.sql.session.timeZone: Europe/Berlin"))
+    cmd = submit.job_command(["--env", "yarn", "--conf-dir", str(conf_copy), "--usecase", "churn", "--dry-run", "jobs/pipeline.py", "--only", "score"]).cmd
+    assert cmd[cmd.index(JOB) :] == [JOB, "--env", "yarn", "--conf-dir", "conf", "--usecase", "churn", "--only", "score"]
+    assert "spark.sql.session.timeZone=Europe/Berlin" in cmd

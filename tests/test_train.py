@@ -5,8 +5,9 @@ from datetime import date, timedelta
 import pytest
 from pyspark.sql import functions as F
 
-from lakeml import metrics, score, tracking, train
-from lakeml.config import ConfigError
+from lakeml.core import tracking
+from lakeml.core.errors import ConfigError
+from lakeml.ml import metrics, score, train
 
 
 def test_unknown_classifier_parameter_names_the_key(spark, uc):
@@ -49,13 +50,13 @@ def test_each_classifier_fits_and_scores_with_its_threshold(spark, uc, classifie
     model = pipe.fit(train.with_class_weights(df, "y", "balanced"))
     train.set_threshold(model, 0.7)
     ref = tracking.ModelRef("m", "3", "run", "champion")
-    out = score.score_batch(model, df, "customer_id", ref)
+    out = score.score_batch(model, df, "customer_id", ref, "p_y")  # the column names come from the caller (conf)
     assert out.count() == df.count()
-    assert out.columns == ["customer_id", "score_date", "churn_probability", "prediction", "model_name", "model_version",
+    assert out.columns == ["customer_id", "score_date", "p_y", "prediction", "model_name", "model_version",
                            "model_run_id", "model_alias", "scored_at"]
-    assert out.where((F.col("prediction") == 1) != (F.col("churn_probability") >= 0.7)).count() == 0
-    assert out.where(F.col("churn_probability").isNull()).count() == 0  # the imputer filled the gaps
-    m = metrics.evaluate(out.join(df, "customer_id"), "y", "churn_probability", 0.7)
+    assert out.where((F.col("prediction") == 1) != (F.col("p_y") >= 0.7)).count() == 0
+    assert out.where(F.col("p_y").isNull()).count() == 0  # the imputer filled the gaps
+    m = metrics.evaluate(out.join(df, "customer_id"), "y", "p_y", 0.7)
     assert m["roc_auc"] > 0.9  # the label is a function of minutes_30d
     names = [n for n, _ in train.feature_importances(model, model.transform(df))]
     assert "minutes_30d" in names[:2] or any(n.startswith("minutes_30d") for n in names[:2])

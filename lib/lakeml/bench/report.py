@@ -136,10 +136,8 @@ def growth(results: list[dict], stage: str, key: str = "seconds") -> float | Non
 
 
 def scale_name(r: dict) -> str:
-    """'30,000 entities': the entity count of a run (runs recorded before the bench took a
-    use case call them customers)."""
-    sc = r["scale"]
-    return f"{sc.get('entities', sc.get('customers')):,} entities"
+    """'30,000 entities': the entity count of a run."""
+    return f"{r['scale']['entities']:,} entities"
 
 
 def _scaling_table(results: list[dict]) -> list[str]:
@@ -264,7 +262,7 @@ def estimate(results: list[dict], events: float = 1e9, cores: int = 100) -> list
     source, biggest = max(big["rows"]["landing"].items(), key=lambda kv: kv[1])  # the event source
     f = events / biggest
     sc = big["scale"]
-    n = sc.get("entities", sc.get("customers"))
+    n = sc["entities"]
     lines = [
         f"Scaled from the largest benchmark run ({scale_name(big)} × {sc['days']} days, {biggest:,} rows of {source}, its largest source): every",
         f"stage's input rows × {f:,.0f} (≈ {n * f / 1e6:,.1f} M entities over {sc['days']} days), at the per-core rate",

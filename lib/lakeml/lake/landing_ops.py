@@ -1,5 +1,5 @@
 """Landing-zone operations an operator runs by hand or from a scheduler, without Spark:
-upload external files as a batch, list batches (pending or ingested), archive a batch
+upload external files as batches, list batches (pending or ingested), archive a batch
 once it is ingested.
 
 On HDFS they go through WebHDFS with the ``hdfs`` package (HdfsCLI), the way an upstream
@@ -11,13 +11,23 @@ Layout (the one ingest reads)::
 
 ``<archive>`` is ``storage.archive`` of the env, by default a folder ``archive`` beside
 the landing folder.
+
+An upload is planned and checked whole before the first byte moves (:func:`plan_upload`,
+:func:`conflicts`): a folder that is not a date, a source the use case does not have, a
+file that already landed (without ``overwrite``) refuse the whole upload. Then the files
+go up in parallel (:func:`put`), each written beside its target under a hidden name and
+renamed into place, so ingest never reads half a file.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+import threading
+import time
+from collections.abc import Collection, Iterable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -26,19 +36,30 @@ from lakeml.core.config import EnvConfig
 from lakeml.core.errors import UsageError
 from lakeml.lake.landing import BATCH_DIR, Batch, LandedFile, visible
 
+MAX_PROBLEMS_SHOWN = 20
+LAYOUT = "<YYYY-MM-DD>/<source>/<files>"
+
 
 class LandingError(UsageError):
     """A landing operation that cannot be done as asked; the message says why."""
 
 
+def _tmp_name(name: str) -> str:
+    # beside the target, hidden from ingest and Spark (a leading "." or "_")
+    return f"._{name}.uploading"
+
+
 class LocalStore:
     """A landing zone in a local folder."""
 
+    workers = 4  # file copies; the disk, not the thread count, is the limit
+
     def __init__(self, root: str):
         self.root = root[len("file:") :] if root.startswith("file:") else root
+        self.location = self.root  # what messages call it
 
     def uri(self, rel: str) -> str:
-        return os.path.join(self.root, rel)
+        return os.path.join(self.root, rel) if rel else self.root
 
     def list(self, rel: str = "") -> list[tuple[str, str, int]]:
         """(name, 'DIRECTORY'|'FILE', size) of the children of ``rel``; [] if it is absent."""
@@ -50,11 +71,23 @@ class LocalStore:
     def exists(self, rel: str) -> bool:
         return os.path.exists(self.uri(rel))
 
-    def upload(self, rel: str, local: str) -> None:
-        os.makedirs(os.path.dirname(self.uri(rel)), exist_ok=True)
-        tmp = self.uri(rel) + "._uploading"
+    def put(self, rel: str, local: str, overwrite: bool = False) -> None:
+        """Copy ``local`` to ``rel``: beside it under a hidden name first, then into place
+        (replacing an existing file only with ``overwrite``)."""
+        target = self.uri(rel)
+        parent, name = os.path.split(target)
+        os.makedirs(parent, exist_ok=True)
+        tmp = os.path.join(parent, _tmp_name(name))
         shutil.copyfile(local, tmp)
-        os.replace(tmp, self.uri(rel))
+        if overwrite:
+            os.replace(tmp, target)
+            return
+        try:
+            os.link(tmp, target)  # unlike a rename, refuses an existing target
+        except FileExistsError:
+            os.remove(tmp)
+            raise LandingError(f"{target} appeared while uploading; it was left as it is") from None
+        os.remove(tmp)
 
     def move(self, rel_from: str, rel_to: str) -> None:
         os.makedirs(os.path.dirname(self.uri(rel_to)), exist_ok=True)
@@ -64,31 +97,54 @@ class LocalStore:
 class WebHdfsStore:
     """A landing zone on HDFS, reached through WebHDFS with HdfsCLI."""
 
-    def __init__(self, root: str, webhdfs_url: str, user: str | None = None):
-        from hdfs import InsecureClient
+    workers = 8  # concurrent uploads: each is HTTP round trips (NameNode, DataNode, rename), not CPU
 
+    def __init__(self, root: str, webhdfs_url: str, user: str | None = None):
         self.root = urlsplit(root).path.rstrip("/") or "/"
-        self.client = InsecureClient(webhdfs_url, user=user or os.environ.get("HADOOP_USER_NAME") or os.environ.get("USER") or "lakeml")
+        self.location = root  # what messages call it (hdfs://...)
         self.webhdfs_url = webhdfs_url
+        self.user = user or os.environ.get("HADOOP_USER_NAME") or os.environ.get("USER") or "lakeml"
+        self._local = threading.local()
+        self.client = self._client()
+
+    def _client(self):
+        """One HdfsCLI client (one HTTP session) per thread."""
+        c = getattr(self._local, "client", None)
+        if c is None:
+            from hdfs import InsecureClient
+
+            c = self._local.client = InsecureClient(self.webhdfs_url, user=self.user)
+        return c
 
     def uri(self, rel: str) -> str:
-        return f"{self.root}/{rel}" if rel else self.root
+        return f"{self.root.rstrip('/')}/{rel}" if rel else self.root
 
     def list(self, rel: str = "") -> list[tuple[str, str, int]]:
-        st = self.client.status(self.uri(rel), strict=False)
+        c = self._client()
+        st = c.status(self.uri(rel), strict=False)
         if st is None or st["type"] != "DIRECTORY":
             return []
-        return [(name, s["type"], s["length"]) for name, s in self.client.list(self.uri(rel), status=True)]
+        return [(name, s["type"], s["length"]) for name, s in c.list(self.uri(rel), status=True)]
 
     def exists(self, rel: str) -> bool:
-        return self.client.status(self.uri(rel), strict=False) is not None
+        return self._client().status(self.uri(rel), strict=False) is not None
 
-    def upload(self, rel: str, local: str) -> None:
-        # write beside, then rename: ingest never sees half a file (names starting "._" are hidden)
+    def put(self, rel: str, local: str, overwrite: bool = False) -> None:
+        """Write ``local`` beside ``rel`` under a hidden name, then rename it into place: three
+        HTTP calls (CREATE on the NameNode, the bytes to the DataNode, RENAME). With
+        ``overwrite`` the rename's OVERWRITE option replaces the old file in one step."""
+        c = self._client()
         target = self.uri(rel)
-        tmp = f"{target.rsplit('/', 1)[0]}/._{target.rsplit('/', 1)[1]}.uploading"
-        self.client.upload(tmp, local, overwrite=True)
-        self.client.rename(tmp, target)
+        parent, name = target.rsplit("/", 1)
+        tmp = f"{parent}/{_tmp_name(name)}"
+        with open(local, "rb") as f:
+            c.write(tmp, data=f, overwrite=True)
+        if overwrite:
+            c._rename(tmp, destination=target, renameoptions="OVERWRITE")
+            return
+        if not c._rename(tmp, destination=target).json()["boolean"]:  # HDFS refuses an existing target
+            c.delete(tmp)
+            raise LandingError(f"{target} appeared while uploading; it was left as it is")
 
     def move(self, rel_from: str, rel_to: str) -> None:
         parent = self.uri(rel_to).rsplit("/", 1)[0]
@@ -106,6 +162,239 @@ def stores(env: EnvConfig, usecase: str):
     if "://" in root and not root.startswith("file:"):
         raise LandingError(f"landing zone {root}: only local folders and hdfs:// are supported by the landing operations")
     return LocalStore(root), LocalStore(arch)
+
+
+# upload ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One local file and where it lands."""
+
+    local: Path
+    batch_date: date
+    source: str
+    size: int
+
+    @property
+    def folder(self) -> str:
+        return f"{self.batch_date.isoformat()}/{self.source}"
+
+    @property
+    def rel(self) -> str:
+        return f"{self.folder}/{self.local.name}"
+
+
+@dataclass
+class Uploaded:
+    """What an upload did: per ``<date>/<source>`` folder its file names, and the totals."""
+
+    zone: str
+    folders: dict[str, list[str]] = field(default_factory=dict)
+    files: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    workers: int = 1
+
+    def as_dict(self) -> dict:
+        return {"zone": self.zone, "folders": len(self.folders), "files": self.files, "bytes": self.bytes, "seconds": round(self.seconds, 3)}
+
+
+def _as_date(name: str) -> date | None:
+    try:
+        return date.fromisoformat(name) if BATCH_DIR.match(name) else None
+    except ValueError:  # 2026-13-01
+        return None
+
+
+def _children(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if visible(p.name))
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _refusal(head: str, lines: list[str]) -> LandingError:
+    """One error: the head line, then the lines (the first MAX_PROBLEMS_SHOWN), indented."""
+    shown = lines[:MAX_PROBLEMS_SHOWN]
+    more = [f"... and {len(lines) - len(shown)} more"] if len(lines) > len(shown) else []
+    return LandingError("\n  ".join([head, *shown, *more]))
+
+
+def plan_upload(
+    paths: Iterable[str | Path],
+    sources: Collection[str],
+    source: str | None = None,
+    batch_date: date | None = None,
+    usecase: str = "",
+) -> list[Planned]:
+    """Every file to upload and where it lands, or a ``LandingError`` listing every problem.
+
+    With ``source``: each path is a file, or a folder whose files (it may have no
+    sub-folders) go to ``<batch_date or today>/<source>/``. Without: each path is a folder
+    laid out as the landing zone, ``<YYYY-MM-DD>/<source>/<files>``, or one ``<YYYY-MM-DD>``
+    folder of that layout. Names starting with ``.`` or ``_`` are skipped, as ingest does.
+    """
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise LandingError("nothing to upload: name files or folders")
+    if source is None and batch_date is not None:
+        raise LandingError(f"--date goes with --source: without --source a folder is uploaded as laid out ({LAYOUT}), its dates are its folder names")
+    # every reason to refuse, gathered before anything moves; unknown sources once per name
+    problems: list[str] = []
+    unknown: dict[str, list[str]] = {}
+    planned: list[Planned] = []
+
+    def add_files(folder: Path, day: date, src: str) -> None:
+        for f in _children(folder):
+            if f.is_file():
+                planned.append(Planned(f, day, src, f.stat().st_size))
+            else:
+                problems.append(f"{f}: a folder inside a source folder; ingest reads only the files directly in <YYYY-MM-DD>/<source>/")
+
+    def add_date_folder(folder: Path, day: date) -> None:
+        for child in _children(folder):
+            if not child.is_dir():
+                problems.append(f"{child}: a file directly in a date folder; files go in {folder.name}/<source>/")
+            elif child.name not in sources:
+                unknown.setdefault(child.name, []).append(str(child))
+            else:
+                add_files(child, day, child.name)
+
+    if source is not None and source not in sources:
+        unknown[source] = [f"--source {source}"]
+    for p in paths:
+        if not p.exists():
+            problems.append(f"{p}: no such file or folder")
+        elif source is not None:
+            if p.is_file():
+                planned.append(Planned(p, batch_date or date.today(), source, p.stat().st_size))
+                continue
+            subdirs = [c.name for c in _children(p) if c.is_dir()]
+            if subdirs:
+                problems.append(
+                    f"{p}: has folders ({', '.join(subdirs[:3])}{', ...' if len(subdirs) > 3 else ''}); with --source only files are "
+                    f"uploaded, to upload a folder laid out as {LAYOUT} leave out --source and --date"
+                )
+            else:
+                add_files(p, batch_date or date.today(), source)
+        elif p.is_file():
+            problems.append(f"{p}: a file; upload single files with --source S [--date D], or folders laid out as {LAYOUT}")
+        elif (day := _as_date(p.name)) is not None:
+            add_date_folder(p, day)
+        else:
+            children = _children(p)
+            if not children:
+                problems.append(f"{p}: empty folder")
+            for child in children:
+                if not child.is_dir():
+                    problems.append(f"{child}: a file outside a {LAYOUT} folder")
+                elif (day := _as_date(child.name)) is None:
+                    problems.append(f"{child}: not a date folder (YYYY-MM-DD); without --source a folder is uploaded as laid out: {LAYOUT}")
+                else:
+                    add_date_folder(child, day)
+    seen: dict[str, Path] = {}
+    for f in planned:
+        if f.rel in seen:
+            problems.append(f"{seen[f.rel]} and {f.local} would both land as {f.rel}")
+        seen.setdefault(f.rel, f.local)
+    of, known = (f"use case {usecase}" if usecase else "the use case"), ", ".join(sorted(sources))
+    more = {n: f" (and {_plural(len(w) - 1, 'more folder')})" if len(w) > 1 else "" for n, w in unknown.items()}
+    found = [f"{w[0]}{more[n]}: {n!r} is not a source of {of}; its sources: {known}" for n, w in unknown.items()] + problems
+    if found:
+        raise _refusal(f"nothing uploaded: {_plural(len(found), 'problem')} in {' '.join(str(p) for p in paths)}", found)
+    if not planned:
+        raise LandingError(f"nothing to upload: no files in {' '.join(str(p) for p in paths)}")
+    return planned
+
+
+def _pool_map(fn, items: list, workers: int) -> list:
+    if workers <= 1 or len(items) <= 1:
+        return [fn(x) for x in items]
+    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
+        return list(pool.map(fn, items))
+
+
+def conflicts(store, planned: list[Planned]) -> list[str]:
+    """The targets of ``planned`` that already exist in ``store``. Each existing ``<date>``
+    and ``<date>/<source>`` folder is listed once (not a request per file): uploading
+    new batches costs one listing of the zone."""
+    present = {n for n, kind, _ in store.list("") if kind == "DIRECTORY"}
+    days = sorted({f.batch_date.isoformat() for f in planned} & present)
+    in_day = dict(zip(days, _pool_map(store.list, days, store.workers), strict=True))
+    folders = sorted(
+        {f.folder for f in planned if any(n == f.source and kind == "DIRECTORY" for n, kind, _ in in_day.get(f.batch_date.isoformat(), []))}
+    )
+    in_folder = dict(zip(folders, _pool_map(store.list, folders, store.workers), strict=True))
+    return [store.uri(f.rel) for f in planned if any(n == f.local.name for n, _, _ in in_folder.get(f.folder, []))]
+
+
+def put(store, planned: list[Planned], overwrite: bool = False, workers: int | None = None) -> Uploaded:
+    """Upload planned files, ``workers`` at a time (default: the store's). The first failure
+    stops the rest; the error says how many had landed."""
+    workers = max(1, workers or store.workers)
+    t0 = time.monotonic()
+    done: list[Planned] = []
+    lock = threading.Lock()
+    failed = threading.Event()
+
+    def one(f: Planned) -> None:
+        if failed.is_set():
+            return  # an upload failed: start no more
+        try:
+            store.put(f.rel, str(f.local), overwrite)
+        except BaseException:
+            failed.set()
+            raise
+        with lock:
+            done.append(f)
+
+    pool = ThreadPoolExecutor(max_workers=min(workers, len(planned)))
+    try:
+        futures = [pool.submit(one, f) for f in planned]
+        wait(futures, return_when=FIRST_EXCEPTION)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    errors = [e for fut in futures if not fut.cancelled() and (e := fut.exception()) is not None]
+    if errors:
+        raise LandingError(
+            f"upload to {store.location} failed: {errors[0]}; {len(done)} of {len(planned)} files had landed "
+            "(the same command with --overwrite lands the rest, replacing those with the same files)"
+        ) from errors[0]
+    out = Uploaded(store.location, workers=min(workers, len(planned)), seconds=time.monotonic() - t0)
+    for f in sorted(done, key=lambda f: f.rel):
+        out.folders.setdefault(f.folder, []).append(f.local.name)
+        out.files += 1
+        out.bytes += f.size
+    return out
+
+
+def upload(
+    store,
+    paths: Iterable[str | Path],
+    sources: Collection[str],
+    source: str | None = None,
+    batch_date: date | None = None,
+    overwrite: bool = False,
+    usecase: str = "",
+    workers: int | None = None,
+) -> Uploaded:
+    """Plan, check, then upload (see :func:`plan_upload`): nothing moves unless every file
+    can land; a file that already landed is refused unless ``overwrite``."""
+    planned = plan_upload(paths, sources, source, batch_date, usecase)
+    if not overwrite:
+        taken = conflicts(store, planned)
+        if taken:
+            raise _refusal(
+                f"nothing uploaded: {_plural(len(taken), 'file')} already landed, and a landed file is never replaced silently "
+                "(--overwrite replaces them; ingest then reads their batches again):",
+                taken,
+            )
+    return put(store, planned, overwrite, workers)
+
+
+# list / archive ---------------------------------------------------------------------------
 
 
 @dataclass
@@ -130,32 +419,6 @@ def list_batches(store) -> list[BatchInfo]:
                 srcs[src] = sorted((f, size) for f, fkind, size in store.list(f"{name}/{src}") if fkind == "FILE" and visible(f))
         out.append(BatchInfo(date.fromisoformat(name), srcs))
     return sorted(out, key=lambda b: b.batch_date)
-
-
-def upload(store, files: list[str], source: str, batch_date: date, overwrite: bool = False) -> list[str]:
-    """Put local files (or every file of local folders) into ``<date>/<source>/``."""
-    paths: list[Path] = []
-    for f in files:
-        p = Path(f)
-        if p.is_dir():
-            paths += sorted(x for x in p.iterdir() if x.is_file() and visible(x.name))
-        elif p.is_file():
-            paths.append(p)
-        else:
-            raise LandingError(f"no such file or folder: {f}")
-    if not paths:
-        raise LandingError(f"nothing to upload from {', '.join(files)}")
-    done = []
-    for p in paths:
-        rel = f"{batch_date.isoformat()}/{source}/{p.name}"
-        if store.exists(rel) and not overwrite:
-            raise LandingError(
-                f"{store.uri(rel)} already exists: a landed file is never replaced silently "
-                "(use --overwrite to replace it; ingest then re-reads that batch)"
-            )
-        store.upload(rel, str(p))
-        done.append(store.uri(rel))
-    return done
 
 
 def archive(landing, archive_store, batch: BatchInfo, ingested: dict[tuple[str, date], str]) -> str:

@@ -2,10 +2,10 @@
 
 A job against a stack that is down would otherwise spend a minute in Spark, Hive and
 MLflow retries and end in a Java stack trace. Here each server the env names (Spark
-master, HDFS NameNode, metastore database, MLflow server, SQL endpoint) gets a TCP connect;
-the first that does not answer is reported with the conf key it came from and how to
-start it. Only servers the submitting machine must reach itself are checked (client deploy
-mode): in cluster deploy mode the driver runs elsewhere and resolves its own names.
+master, HDFS NameNode, metastore database, MLflow server; for sql.sh the SQL endpoint)
+gets a TCP connect; the first that does not answer is reported with the conf key it came
+from and how to start it. Only servers the submitting machine must reach itself are
+checked: in cluster deploy mode the driver runs elsewhere and resolves its own names.
 """
 
 from __future__ import annotations
@@ -52,14 +52,26 @@ def endpoints(env: EnvConfig) -> list[tuple[str, str, str]]:
     return out
 
 
-DEFAULT_PORTS = {"hdfs": 8020, "http": 80, "https": 443, "postgresql": 5432, "mysql": 3306, "thrift": 9083, "spark": 7077}
+DEFAULT_PORTS = {
+    "hdfs": 8020, "http": 80, "https": 443, "postgresql": 5432, "mysql": 3306, "thrift": 9083, "spark": 7077, "hive2": 10000,
+}  # fmt: skip
 
 
-def check(env: EnvConfig, timeout: float = 2.0) -> None:
-    """Raise ServiceDown naming the first server of ``env`` that does not accept a connection."""
-    if env.spark.deploy_mode == "cluster":
+def check(env: EnvConfig, timeout: float = 2.0, *, sql: bool = False) -> None:
+    """Raise ServiceDown naming the first server of ``env`` that does not accept a connection.
+
+    ``sql=False`` (a job): the servers the driver talks to, in client deploy mode only (in
+    cluster deploy mode the driver runs elsewhere and resolves its own names).
+    ``sql=True`` (``scripts/sql.sh``): the env's SQL endpoint if it has one, since beeline
+    talks to nothing else; otherwise spark-sql runs here and needs what a job needs.
+    """
+    if sql and env.sql.endpoint:
+        targets = [("SQL endpoint", env.sql.endpoint, "sql.endpoint")]
+    elif env.spark.deploy_mode == "cluster":
         return
-    for service, uri, key in endpoints(env):
+    else:
+        targets = endpoints(env)
+    for service, uri, key in targets:
         scheme = urlsplit(uri[5:] if uri.startswith("jdbc:") else uri).scheme
         hp = _host_port(uri, DEFAULT_PORTS.get(scheme))
         if hp is None:
@@ -77,18 +89,3 @@ def check(env: EnvConfig, timeout: float = 2.0) -> None:
                 f"the {service} at {hp[0]}:{hp[1]} does not answer ({e.strerror or e}); "
                 f"it comes from {key} in {env.source_file}. {hint}"
             ) from None
-
-
-def check_sql_endpoint(env: EnvConfig, timeout: float = 2.0) -> None:
-    """Raise ServiceDown when the env's SQL endpoint (``sql.endpoint``, HiveServer2) does not answer."""
-    hp = _host_port(env.sql.endpoint or "", 10000)
-    if hp is None:
-        return
-    try:
-        with socket.create_connection(hp, timeout=timeout):
-            pass
-    except OSError:
-        raise ServiceDown(
-            f"the SQL endpoint {env.sql.endpoint} (sql.endpoint in {env.source_file}) does not answer. "
-            "Start the stack with ./scripts/cluster.sh up."
-        ) from None

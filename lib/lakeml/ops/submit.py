@@ -4,7 +4,14 @@
 the one place that turns an env file into Spark flags is here, and ``--dry-run`` prints
 exactly what would run.
 
-    spark-submit.sh [--env NAME] [--dry-run] [spark-submit options ...] jobs/<job>.py [job args ...]
+    spark-submit.sh [--env NAME] [--usecase NAME] [--conf-dir DIR] [--dry-run] [spark-submit options ...] jobs/<job>.py [job args ...]
+
+Before the job path come only the wrapper's own options and spark-submit's (the table
+``SPARK_VALUE_OPTIONS`` / ``SPARK_FLAGS``, taken from ``SparkSubmitOptionParser`` of the
+installed Spark); the job path is the first argument that is not an option or an option's
+value, and everything after it is the job's. Anything else before the job is refused with
+the corrected command, so a job option put in the wrong place never reaches spark-submit.
+``--env``, ``--conf-dir`` and ``--usecase`` are handed to the job.
 
 Spark options given on the command line come after the env's, so they win
 (``--master``, ``--conf k=v``, ``--driver-memory`` ...). ``--archives`` and ``--py-files``
@@ -20,19 +27,83 @@ reads the env file again and must resolve it to the same values.
 
 from __future__ import annotations
 
+import difflib
 import os
 import shlex
 import subprocess
 import sys
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
-from lakeml.core.config import EnvConfig, load_env, referenced_vars
+from lakeml.core.config import EnvConfig, load_env, load_usecase, referenced_vars
 from lakeml.core.errors import LakemlError, UsageError
 from lakeml.core.paths import PROJECT_ROOT
 from lakeml.core.session import driver_classpath, jar_paths
 
-USAGE = "usage: spark-submit.sh [--env NAME] [--dry-run] [spark-submit options ...] jobs/<job>.py [job args ...]"
+WRAPPER = "./spark-submit.sh"
+USAGE = (
+    f"usage: {WRAPPER} [--env NAME] [--usecase NAME] [--conf-dir DIR] [--dry-run] [spark-submit options ...] "
+    "jobs/<job>.py [job args ...]"
+)
+HELP = f"""{USAGE}
+
+Runs a job with spark-submit on an env of conf/envs/ (default: $LAKEML_ENV, else embedded).
+
+Before the job:
+  --env NAME        the env: conf/envs/NAME.yaml (handed to the job)
+  --usecase NAME    the use case: conf/NAME/usecase.yaml (handed to the job)
+  --conf-dir DIR    the conf/ folder (handed to the job)
+  --dry-run         print the exact command instead of running it
+  spark-submit's own options, e.g. --master local[2], --driver-memory 8g, --conf k=v,
+  --py-files extra.py (they come after the env's and win; see spark-submit --help)
+
+After the job: the job's own options (./spark-submit.sh jobs/<job>.py --help lists them)."""
+
+# spark-submit's options, as SparkSubmitOptionParser (spark-launcher_2.13-4.1.2.jar) has them:
+# ``opts`` take a value (``--opt V`` or ``--opt=V``), ``switches`` take none.
+SPARK_VALUE_OPTIONS = frozenset(
+    {
+        "--archives", "--class", "--conf", "-c", "--deploy-mode", "--driver-class-path", "--driver-cores",
+        "--driver-default-class-path", "--driver-java-options", "--driver-library-path", "--driver-memory",
+        "--executor-cores", "--executor-memory", "--exclude-packages", "--files", "--jars", "--keytab", "--kill",
+        "--master", "--name", "--num-executors", "--packages", "--principal", "--properties-file", "--proxy-user",
+        "--py-files", "--queue", "--remote", "--repositories", "--status", "--total-executor-cores",
+    }
+)  # fmt: skip
+SPARK_FLAGS = frozenset({"--supervise", "--verbose", "-v", "--version", "--usage-error", "--load-spark-defaults"})
+# the wrapper's own options before the job; the value ones are handed to the job
+WRAPPER_VALUE_OPTIONS = frozenset({"--env", "--usecase", "--conf-dir"})
+WRAPPER_FLAGS = frozenset({"--dry-run"})
+HELP_FLAGS = frozenset({"-h", "--help"})
+# wrapper options the job must not get a second time after its path: the Spark command was
+# built from the first ones, so a later one would make the job and its Spark settings disagree
+_BEFORE_THE_JOB_ONLY = ("--env", "--conf-dir")
+
+
+class HelpRequested(Exception):
+    """``-h`` / ``--help`` before the job."""
+
+
+@dataclass
+class SubmitArgs:
+    """spark-submit.sh's command line, split."""
+
+    env: str
+    dry_run: bool = False
+    usecase: str | None = None
+    conf_dir: str | None = None
+    spark_opts: list[str] = field(default_factory=list)
+    job: str = ""
+    job_args: list[str] = field(default_factory=list)
+
+
+class Submission(NamedTuple):
+    cmd: list[str]
+    extra_env: dict[str, str]
+    dry_run: bool
+    env: EnvConfig
 
 
 def spark_bin(name: str) -> str:
@@ -127,53 +198,128 @@ def _take(args: list[str], flag: str) -> tuple[list[str], list[str]]:
     return rest, values
 
 
-def split_args(argv: list[str]) -> tuple[str, bool, list[str], str, list[str]]:
-    """(env, dry_run, spark options, job path, job args) from spark-submit.sh's argv."""
-    env_name = os.environ.get("LAKEML_ENV", "embedded")
-    dry = False
-    spark_opts: list[str] = []
+def _option_name(arg: str) -> tuple[str, str | None]:
+    """``--opt=V`` -> (``--opt``, V); anything else -> (arg, None). spark-submit splits
+    ``=`` off long options only."""
+    if arg.startswith("--") and "=" in arg:
+        name, value = arg.split("=", 1)
+        return name, value
+    return arg, None
+
+
+def _looks_like_job(arg: str) -> bool:
+    return arg.endswith(".py")
+
+
+def _misplaced_error(misplaced: list[str], names: list[str], before: list[str], job: str | None, job_args: list[str]) -> UsageError:
+    """The one-line error for options before the job that are neither spark-submit's nor the
+    wrapper's, with the command as it should have been typed."""
+    known = sorted(SPARK_VALUE_OPTIONS | SPARK_FLAGS | WRAPPER_VALUE_OPTIONS | WRAPPER_FLAGS)
+    what = f"{names[0]} is not a spark-submit option" if len(names) == 1 else f"{', '.join(names)} are not spark-submit options"
+    close = {n: m[0] for n in names if (m := difflib.get_close_matches(n, known, n=1, cutoff=0.8))}
+    if len(names) == 1 and close:
+        what += f" (did you mean {close[names[0]]}?)"
+    elif close:
+        what += f" (did you mean {', '.join(f'{m} for {n}' for n, m in close.items())}?)"
+    if job is None:
+        fixed = f"{WRAPPER} [spark options] jobs/<job>.py {shlex.join(misplaced)} ..."
+        return UsageError(f"{what}, and no job is given; a job's own options go after the job: {fixed}")
+    fixed = shlex.join([WRAPPER, *before, job, *misplaced, *job_args])
+    return UsageError(f"{what}; a job's own options go after the job: {fixed}")
+
+
+def split_args(argv: list[str]) -> SubmitArgs:
+    """spark-submit.sh's argv -> the wrapper's options, spark-submit's, the job and its args.
+
+    Raises ``UsageError`` for an option before the job that is neither the wrapper's nor
+    spark-submit's (with the corrected command), an option without its value, no job, and
+    ``--env`` / ``--conf-dir`` after the job; ``HelpRequested`` for -h / --help."""
+    out = SubmitArgs(env=os.environ.get("LAKEML_ENV", "embedded"))
+    before: list[str] = []  # the known options before the job, as typed (for the corrected command)
+    misplaced: list[str] = []  # unknown options before the job, with the values that follow them
+    misplaced_names: list[str] = []
     i = 0
     while i < len(argv):
         a = argv[i]
-        if a == "--env":
-            if i + 1 >= len(argv):
-                raise UsageError("--env needs a name\n" + USAGE)
-            env_name = argv[i + 1]
-            i += 2
-        elif a.startswith("--env="):
-            env_name = a.split("=", 1)[1]
+        name, inline = _option_name(a)
+        if name in WRAPPER_VALUE_OPTIONS or name in SPARK_VALUE_OPTIONS:
+            if inline is not None:
+                value, taken = inline, argv[i : i + 1]
+            elif i + 1 < len(argv):
+                value, taken = argv[i + 1], argv[i : i + 2]
+            else:
+                raise UsageError(f"{name} needs a value\n{USAGE}")
+            i += len(taken)
+            before += taken
+            if name == "--env":
+                out.env = value
+            elif name == "--usecase":
+                out.usecase = value
+            elif name == "--conf-dir":
+                out.conf_dir = value
+            else:
+                out.spark_opts += taken
+        elif a in WRAPPER_FLAGS or a in SPARK_FLAGS:
+            before.append(a)
+            if a == "--dry-run":
+                out.dry_run = True
+            else:
+                out.spark_opts.append(a)
             i += 1
-        elif a == "--dry-run":
-            dry = True
+        elif a in HELP_FLAGS:
+            raise HelpRequested()
+        elif a.startswith("-") and a != "-":
+            # not ours, not spark-submit's: most likely the job's, typed before the job.
+            # Its values are the arguments up to the next option or the job path.
+            misplaced_names.append(name)
+            misplaced.append(a)
             i += 1
-        elif a.endswith(".py"):
-            return env_name, dry, spark_opts, a, argv[i + 1 :]
-        elif a in ("-h", "--help"):
-            raise UsageError(USAGE)
+            while i < len(argv) and not argv[i].startswith("-") and not _looks_like_job(argv[i]):
+                misplaced.append(argv[i])
+                i += 1
         else:
-            spark_opts.append(a)
-            i += 1
-    raise UsageError("no job given\n" + USAGE)
+            out.job, out.job_args = a, argv[i + 1 :]
+            break
+    if misplaced:
+        raise _misplaced_error(misplaced, misplaced_names, before, out.job or None, out.job_args)
+    if not out.job:
+        raise UsageError("no job given\n" + USAGE)
+    for j, a in enumerate(out.job_args):
+        name, inline = _option_name(a)
+        if name in _BEFORE_THE_JOB_ONLY:
+            value = [a] if inline is not None else out.job_args[j : j + 2]
+            rest = out.job_args[:j] + out.job_args[j + len(value) :]
+            fixed = shlex.join([WRAPPER, *before, *value, out.job, *rest])
+            raise UsageError(f"{name} goes before the job (spark-submit.sh builds the Spark command from it): {fixed}")
+    return out
 
 
-def job_command(argv: list[str], conf_dir: Path | None = None, build: bool = True) -> tuple[list[str], dict[str, str], bool]:
-    """(command, extra environment, dry_run) for spark-submit.sh's arguments."""
-    env_name, dry, spark_opts, job, job_args = split_args(argv)
-    conf_dir = (conf_dir or PROJECT_ROOT / "conf").resolve()
-    env = load_env(conf_dir, env_name)
-    job_path = Path(job)
+def _conf_dir(given: str | Path | None) -> Path:
+    return Path(given or PROJECT_ROOT / "conf").expanduser().resolve()
+
+
+def job_command(argv: list[str], conf_dir: Path | None = None, build: bool = True) -> Submission:
+    """The spark-submit command, its extra environment, whether it is a dry run, and the
+    env, for spark-submit.sh's arguments. ``--conf-dir`` on the command line wins over
+    ``conf_dir``."""
+    args = split_args(argv)
+    conf_dir = _conf_dir(args.conf_dir or conf_dir)
+    env = load_env(conf_dir, args.env)
+    if args.usecase is not None:
+        load_usecase(conf_dir, args.usecase, env)  # an unknown or broken use case stops here, before any JVM
+    job_path = Path(args.job)
     if not job_path.is_absolute():
         job_path = (Path.cwd() / job_path) if (Path.cwd() / job_path).is_file() else PROJECT_ROOT / job_path
     if not job_path.is_file():
-        raise UsageError(f"no such job: {job}\n" + USAGE)
+        raise UsageError(f"no such job: {args.job}\n" + USAGE)
     dist = PROJECT_ROOT / "dist"
     lib_zip = dist / "lakeml.zip"
-    if build and not dry:
+    if build and not args.dry_run:
         build_lib_zip(lib_zip)
     # spark-submit keeps the last --py-files / --archives only: one of each, merged
     flags, env_py = _take(common_flags(env), "--py-files")
     flags, env_archives = _take(flags, "--archives")
-    spark_opts, user_py = _take(spark_opts, "--py-files")
+    spark_opts, user_py = _take(args.spark_opts, "--py-files")
     spark_opts, user_archives = _take(spark_opts, "--archives")
     py_files = [*env_py, str(lib_zip), *user_py]
     cmd = [spark_bin("spark-submit"), *flags, "--name", f"lakeml-{job_path.stem}", "--py-files", ",".join(py_files)]
@@ -181,7 +327,7 @@ def job_command(argv: list[str], conf_dir: Path | None = None, build: bool = Tru
     if env.spark.deploy_mode == "cluster":
         # the driver runs on the cluster: ship conf/ and name it relative to the container
         conf_zip = dist / "conf.zip"
-        if build and not dry:
+        if build and not args.dry_run:
             build_conf_zip(conf_zip, conf_dir)
         archives = [*archives, f"{conf_zip}#conf"]
         conf_arg = "conf"
@@ -191,17 +337,21 @@ def job_command(argv: list[str], conf_dir: Path | None = None, build: bool = Tru
     if archives:
         cmd += ["--archives", ",".join(archives)]
     cmd += spark_opts
-    cmd += [str(job_path), "--env", env_name, "--conf-dir", conf_arg, *job_args]
+    cmd += [str(job_path), "--env", args.env, "--conf-dir", conf_arg]
+    if args.usecase is not None:
+        cmd += ["--usecase", args.usecase]
+    cmd += args.job_args
     extra_env = {
         "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable),
         "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
         "LAKEML_GIT_COMMIT": _git_commit(),
     }
-    return cmd, extra_env, dry
+    return Submission(cmd, extra_env, args.dry_run, env)
 
 
-def sql_command(argv: list[str], conf_dir: Path | None = None) -> tuple[list[str], dict[str, str]]:
-    """spark-sql on the env's catalog and Delta config; remaining args go to spark-sql."""
+def sql_command(argv: list[str], conf_dir: Path | None = None) -> Submission:
+    """spark-sql on the env's catalog and Delta config (beeline on the env's SQL endpoint if
+    it has one); remaining args go to spark-sql / beeline."""
     env_name = os.environ.get("LAKEML_ENV", "embedded")
     rest = []
     i = 0
@@ -212,32 +362,21 @@ def sql_command(argv: list[str], conf_dir: Path | None = None) -> tuple[list[str
         else:
             rest.append(argv[i])
             i += 1
-    env = load_env((conf_dir or PROJECT_ROOT / "conf").resolve(), env_name)
+    env = load_env(_conf_dir(conf_dir), env_name)
     extra = {"SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1")}
     if env.sql.endpoint:
         # a shared SQL endpoint (Spark Thrift Server): beeline on it, as an analyst would
         user = os.environ.get("USER") or "lakeml"
-        return [spark_bin("beeline"), "-u", env.sql.endpoint, "-n", user, *rest], extra
+        return Submission([spark_bin("beeline"), "-u", env.sql.endpoint, "-n", user, *rest], extra, False, env)
     cmd = [spark_bin("spark-sql"), *common_flags(env), "--name", "lakeml-sql", *rest]
-    return cmd, extra
+    return Submission(cmd, extra, False, env)
 
 
-def _preflight(mode: str, argv: list[str]) -> None:
-    """The servers the env needs must answer before a JVM is started (see preflight.py)."""
+def _preflight(mode: str, env: EnvConfig) -> None:
+    """The servers the command needs must answer before a JVM is started (lakeml.ops.preflight)."""
     from lakeml.ops import preflight
 
-    env_name = os.environ.get("LAKEML_ENV", "embedded")
-    if mode == "sql":
-        for i, a in enumerate(argv[:-1]):
-            if a == "--env":
-                env_name = argv[i + 1]
-    else:
-        env_name = split_args(argv)[0]
-    env = load_env(PROJECT_ROOT / "conf", env_name)
-    if mode == "sql" and env.sql.endpoint:
-        preflight.check_sql_endpoint(env)
-        return
-    preflight.check(env)
+    preflight.check(env, sql=mode == "sql")
 
 
 def _git_commit() -> str:
@@ -254,23 +393,20 @@ def main(argv: list[str] | None = None) -> None:
     if argv and argv[0] == "sql":
         mode, argv = "sql", argv[1:]
     try:
-        if mode == "sql":
-            cmd, extra, dry = *sql_command(argv), False
-        else:
-            cmd, extra, dry = job_command(argv)
-    except LakemlError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    if dry:
-        print(" ".join(f"{k}={shlex.quote(v)}" for k, v in extra.items() if k != "LAKEML_GIT_COMMIT"), shlex.join(cmd))
+        sub = sql_command(argv) if mode == "sql" else job_command(argv)
+        if not sub.dry_run:
+            _preflight(mode, sub.env)
+    except HelpRequested:
+        print(HELP)
         return
-    try:
-        _preflight(mode, argv)
     except LakemlError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    os.environ.update(extra)
-    os.execv(cmd[0], cmd)
+    if sub.dry_run:
+        print(" ".join(f"{k}={shlex.quote(v)}" for k, v in sub.extra_env.items() if k != "LAKEML_GIT_COMMIT"), shlex.join(sub.cmd))
+        return
+    os.environ.update(sub.extra_env)
+    os.execv(sub.cmd[0], sub.cmd)
 
 
 if __name__ == "__main__":

@@ -79,7 +79,7 @@ class SnapshotSpec(Strict):
 
 
 class FeaturesSpec(Strict):
-    # the column that names what is scored (a customer, a machine ...): the key of the
+    # the column that names what is scored, one row per entity and as-of date: the key of the
     # population, the feature table, the labels and the predictions, with as_of_date
     entity: str
     population_sql: str
@@ -132,7 +132,7 @@ class DemoSpec(Strict):
     ``demo:`` never gets demo data."""
 
     maker: str
-    entities: int = Field(1000, ge=1)  # how many entities (customers, machines ...) to simulate
+    entities: int = Field(1000, ge=1)  # how many entities (features.entity) to simulate
     days: int = Field(240, ge=1)
     start_date: date = date(2026, 1, 1)
     seed: int = 42

@@ -1,4 +1,5 @@
-"""The synthetic business: deterministic, realistic enough, with the planted signal."""
+"""The churn demo's data maker (conf/churn/demo.py): deterministic, realistic enough, with
+the planted signal; and how lakeml.demo lands it."""
 
 import json
 from datetime import timedelta
@@ -7,19 +8,22 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from conftest import TINY
-from lakeml import generate, landing
+from lakeml.demo import maker
+from lakeml.lake import landing
 
 
-def test_same_arguments_same_rows_other_seed_other_rows(spark):
-    g = TINY.model_copy(update={"customers": 300})
+def test_same_arguments_same_rows_other_seed_other_rows(spark, uc):
+    generate = maker.load(uc)
+    g = TINY.model_copy(update={"entities": 300})
     a = generate.customers(spark, g)
     assertDataFrameEqual(a, generate.customers(spark.range(1).sparkSession, g))
     b = generate.customers(spark, g.model_copy(update={"seed": g.seed + 1}))
     assert a.join(b, ["customer_id", "plan", "signup_date", "churn_date"]).count() < 100
 
 
-def test_population_mix_and_churn_rate(spark):
-    g = TINY.model_copy(update={"customers": 5000})
+def test_population_mix_and_churn_rate(spark, uc):
+    generate = maker.load(uc)
+    g = TINY.model_copy(update={"entities": 5000})
     c = generate.customers(spark, g).persist()
     plans = {r.plan: r["count"] / 5000 for r in c.groupBy("plan").count().collect()}
     assert abs(plans["basic"] - 0.5) < 0.03 and abs(plans["premium"] - 0.15) < 0.03
@@ -31,8 +35,9 @@ def test_population_mix_and_churn_rate(spark):
     assert rate["invoice"] > rate["card"] * 1.3
 
 
-def test_customers_disengage_before_they_churn(spark):
-    g = TINY.model_copy(update={"customers": 3000})
+def test_customers_disengage_before_they_churn(spark, uc):
+    generate = maker.load(uc)
+    g = TINY.model_copy(update={"entities": 3000})
     cust = generate.customers(spark, g)
     ev = generate.usage_events(generate.customer_days(cust, g), g)
     c = cust.select("customer_id", "churn_date").where(F.col("churn_date").isNotNull())
@@ -42,10 +47,10 @@ def test_customers_disengage_before_they_churn(spark):
     assert last_week < 0.6 * earlier
 
 
-def test_landing_layout_formats_and_manifest(spark, tmp_path):
-    g = TINY.model_copy(update={"customers": 200, "days": 20})
+def test_landing_layout_formats_and_manifest(spark, uc, tmp_path):
+    g = TINY.model_copy(update={"entities": 200, "days": 20})
     land = str(tmp_path / "landing")
-    out = generate.run(spark, g, land)
+    out = maker.run(spark, uc, land, g)
     assert out["skipped"] is False and out["rows"]["customers"] == 200
     batches = landing.list_batches(spark, land)
     assert batches[0].batch_date == g.start_date and batches[-1].batch_date == g.start_date + timedelta(days=20)
@@ -54,7 +59,7 @@ def test_landing_layout_formats_and_manifest(spark, tmp_path):
     first = next(f.path for f in batches[1].files["usage_events"])
     assert json.loads(landing.first_line(spark, first))["customer_id"].startswith("C")
     # the same data set again: left alone; with another seed: rewritten, no stale files
-    assert generate.run(spark, g, land)["skipped"] is True
-    generate.run(spark, g.model_copy(update={"seed": 99}), land)
+    assert maker.run(spark, uc, land, g)["skipped"] is True
+    maker.run(spark, uc, land, g.model_copy(update={"seed": 99}))
     again = landing.list_batches(spark, land)
     assert all(len(b.files.get("customers", [])) <= 1 for b in again)
