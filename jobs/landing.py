@@ -33,9 +33,10 @@ def _ingested(env, uc):
 def run(args):
     from lakeml.core.errors import UsageError
     from lakeml.lake import landing_ops as ops
+    from lakeml.lake.stores import stores
 
     env, uc = cli.load(args)
-    landing, archive = ops.stores(env, uc.name)
+    landing, archive = stores(env, uc.name)
     if args.command == "upload":
         up = ops.upload(landing, args.paths, uc.sources, args.source, args.date, args.overwrite, usecase=uc.name)
         for folder, names in up.folders.items():

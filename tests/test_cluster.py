@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,14 +31,17 @@ SERVICES = ["postgres", "hdfs", "mlflow", "spark-master", "spark-worker", "thrif
 
 
 @pytest.fixture(scope="module")
-def stack_env(tmp_path_factory):
-    base = tmp_path_factory.mktemp("cluster-stack")
+def stack_env():
+    # not under pytest's basetemp: every pytest session that starts (another suite running
+    # meanwhile) makes /tmp/pytest-of-<user> private again, and PostgreSQL, which runs as
+    # the postgres user, then loses its data directory (PANIC ... Permission denied)
     busy = [p for p in (PORTS.postgres, PORTS.namenode, PORTS.mlflow, PORTS.spark_master, PORTS.thrift) if port_open(p)]
     if busy:
         pytest.fail(
             f"ports {busy} are taken: another stack (./scripts/cluster.sh status) or another server runs; "
-            "stop it before the cluster suite", pytrace=False,
+            "stop it before the cluster suite (or move the stack: LAKEML_PG_PORT, LAKEML_HDFS_PORT, ...)", pytrace=False,
         )
+    base = Path(tempfile.mkdtemp(prefix="lakeml-cluster-stack-"))
     v = {
         "LAKEML_CLUSTER_DIR": str(base),
         "LAKEML_PG_PASSWORD": os.environ.get("LAKEML_PG_PASSWORD") or secrets.token_hex(12),
@@ -58,6 +63,7 @@ def stack_env(tmp_path_factory):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = val
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -95,12 +95,12 @@ def _future(uc: UseCaseConfig, bronze: dict[str, DataFrame], d) -> dict[str, Dat
         t_day = F.to_date(F.col(t))
         # events on or after D: every other value changed, and later still
         future = F.coalesce(t_day >= F.lit(d), F.lit(False))
-        def rewritten(c: str, type_: str):
-            if c in fixed and c != t:  # keys and the entity stay: the same events, other values
-                return F.col(c)
-            return F.when(future, _other(c, type_)).otherwise(F.col(c))
-
-        moved = df.select(*[rewritten(c, cs.type).alias(c) for c, cs in spec.columns.items()], "_batch_date", "_source_file")
+        # keys and the entity stay (the same events), every other value changes
+        moved = df.select(
+            *[(F.col(c) if c in fixed and c != t else F.when(future, _other(c, cs.type)).otherwise(F.col(c))).alias(c) for c, cs in spec.columns.items()],
+            "_batch_date",
+            "_source_file",
+        )
         # copies of past events at D .. D+4 under keys that do not exist yet
         past = df.where(t_day < F.lit(d))
         shift = F.pmod(F.xxhash64(*[F.col(k) for k in spec.keys]), F.lit(5)).cast("int")

@@ -18,6 +18,11 @@ The hidden rule:
   then (a day of high vibration);
 - routine inspections every ~30 days.
 
+History: the fleet's maintenance system goes back ``history_days`` before the start date;
+the first delivery (on the start date) carries those work orders and failure reports, so
+the 90- and 180-day windows of the features are full from the first snapshot on.
+Telemetry starts on the start date.
+
 Delivery (not on the feature snapshot schedule): telemetry and failure reports come in a
 drop every ``telemetry_every_days`` days (readings of the days before it; failures are
 reported 0-2 days after they happen, so up to 5 days late); maintenance work orders come
@@ -70,6 +75,9 @@ BASE_RATE = 1 / 230.0  # failures per operating day at log-rate 0
 MAX_RATE = 1 / 20.0
 INSPECTION_EVERY = 30
 DAY = 86400
+# failures and caught degradations this many days past the last day are simulated too: their
+# warning ramps have begun inside the window (they are never reported)
+TAIL_DAYS = 30
 
 DEFAULTS = {
     "readings_per_day": 3,
@@ -78,6 +86,7 @@ DEFAULTS = {
     "cmms_offset_days": 4,
     "registry_every_days": 7,  # asset registry deltas
     "registry_offset_days": 2,
+    "history_days": 180,  # work orders and failures before the start, in the first delivery
 }
 
 
@@ -112,10 +121,11 @@ def _drift_on(g: DemoSpec, day: Column) -> Column:
     return F.lit(False) if g.drift_start is None else day >= F.lit(g.drift_start)
 
 
-def machines(spark: SparkSession, g: DemoSpec) -> DataFrame:
+def machines(spark: SparkSession, g: DemoSpec, p: dict) -> DataFrame:
     """One row per machine: public attributes and the hidden failure rate."""
     s = g.seed
     start = F.lit(g.start_date)
+    history_start = F.lit(g.start_date - timedelta(days=int(p["history_days"])))
     df = spark.range(g.entities).withColumnRenamed("id", "idx")
     k = F.col("idx")
     existing = uniform(s, "existing", k) < 0.85
@@ -128,14 +138,15 @@ def machines(spark: SparkSession, g: DemoSpec) -> DataFrame:
     df = (
         df.withColumn("machine_id", F.lit(ID_BASE) + k)
         .withColumn("installed_on", installed)
-        .withColumn("origin", F.greatest(F.col("installed_on"), start))  # first day with data
+        .withColumn("origin", F.greatest(F.col("installed_on"), history_start))  # first day simulated
+        .withColumn("online", F.greatest(F.col("installed_on"), start))  # first day with telemetry
         .withColumn("model", choice(uniform(s, "model", k), MODELS))
         .withColumn("site_idx", site_idx)
         .withColumn("site", _name(site_idx, SITES))
         .withColumn("rated_power_kw", F.round(lookup(F.col("model"), MODELS, 2) * (0.9 + 0.2 * uniform(s, "power", k)), 1))
         .withColumn("moves", uniform(s, "moves", k) < 0.12)
         .withColumn("new_site", _name(moved_idx, SITES))
-        .withColumn("move_day", F.date_add(F.col("origin"), (14 + uniform(s, "move_day", k) * g.days).cast("int")))
+        .withColumn("move_day", F.date_add(F.col("online"), (14 + uniform(s, "move_day", k) * g.days).cast("int")))
     )
     age_years = F.greatest(F.datediff(start, F.col("installed_on")), F.lit(0)) / 365.25
     log_rate = (
@@ -151,8 +162,10 @@ def machines(spark: SparkSession, g: DemoSpec) -> DataFrame:
     )
 
 
-def failures_of(mach: DataFrame, g: DemoSpec) -> DataFrame:
-    """Every failure of every machine in the window (a renewal process per machine).
+def failures_of(mach: DataFrame, g: DemoSpec, p: dict) -> DataFrame:
+    """Every failure of every machine (a renewal process per machine), from the start of
+    its history to ``TAIL_DAYS`` past the last day (those are never reported: only their
+    warning ramps, begun inside the window, show).
 
     The machine's hazard clock runs at ``rate`` per operating day (``rate * (1 +
     drift_strength)`` from drift_start on) and pauses while it is repaired; failure j
@@ -160,8 +173,8 @@ def failures_of(mach: DataFrame, g: DemoSpec) -> DataFrame:
     ``repair_days``. Window sums give every failure time without a loop."""
     s = g.seed
     strength = g.drift_strength if g.drift_start is not None else 0.0
-    cycles = int(math.ceil(g.days * MAX_RATE * (1 + strength) * 1.5)) + 8
-    end_ts = F.lit(g.start_date + timedelta(days=g.days)).cast("timestamp")
+    cycles = int(math.ceil((g.days + TAIL_DAYS + int(p["history_days"])) * MAX_RATE * (1 + strength) * 1.5)) + 8
+    end_ts = F.lit(g.start_date + timedelta(days=g.days + TAIL_DAYS)).cast("timestamp")
     k = (F.col("idx"), F.col("cycle"))
     df = mach.select("idx", "machine_id", "origin", "rate").withColumn("cycle", F.explode(F.sequence(F.lit(0), F.lit(cycles - 1))))
     df = (
@@ -198,17 +211,19 @@ def failures_of(mach: DataFrame, g: DemoSpec) -> DataFrame:
     )
 
 
-def caught_of(mach: DataFrame, g: DemoSpec) -> DataFrame:
+def caught_of(mach: DataFrame, g: DemoSpec, p: dict) -> DataFrame:
     """Degradations caught in time (false alarms of the sensors): a ramp that ends with a
-    part replacement, not a failure. Up to one per third of the window per machine."""
+    part replacement, not a failure. At most one per machine and 60 days."""
     s = g.seed
-    slots = 3
-    span = g.days / slots
+    span = 60
+    first = g.start_date - timedelta(days=int(p["history_days"]))
+    slots = -(-(g.days + TAIL_DAYS + int(p["history_days"])) // span)
     k = (F.col("idx"), F.col("slot"))
     df = mach.select("idx", "machine_id", "origin").withColumn("slot", F.explode(F.sequence(F.lit(0), F.lit(slots - 1))))
-    at_day = F.col("slot") * span + uniform(s, "caught_at", *k) * span  # days after the start
-    df = df.withColumn("fixed_at", _ts(F.lit(g.start_date), at_day * DAY)).where(uniform(s, "caught", *k) < 0.2)
-    return df.where(F.to_date("fixed_at") > F.date_add(F.col("origin"), 14)).select(
+    at_day = (F.col("slot") + uniform(s, "caught_at", *k)) * span  # days after the first simulated day
+    df = df.withColumn("fixed_at", _ts(F.lit(first), at_day * DAY)).where(uniform(s, "caught", *k) < 0.2)
+    end_ts = F.lit(g.start_date + timedelta(days=g.days + TAIL_DAYS)).cast("timestamp")
+    return df.where((F.to_date("fixed_at") > F.date_add(F.col("origin"), 14)) & (F.col("fixed_at") < end_ts)).select(
         "idx",
         "machine_id",
         "slot",
@@ -253,8 +268,8 @@ def downtime(fails: DataFrame) -> DataFrame:
 
 
 def machine_days(mach: DataFrame, fails: DataFrame, caught: DataFrame, g: DemoSpec) -> DataFrame:
-    """One row per machine and day with data (from installation or the start), with the
-    site of that day, the degradation and the downtime."""
+    """One row per machine and day simulated (from installation or the start of the
+    history), with the site of that day, the degradation and the downtime."""
     last = F.lit(g.start_date + timedelta(days=g.days - 1))
     df = mach.where(F.col("origin") <= last).withColumn("day", F.explode(F.sequence(F.col("origin"), last)))
     df = df.withColumn("site_now", F.when(F.col("moves") & (F.col("day") >= F.col("move_day")), F.col("new_site")).otherwise(F.col("site")))
@@ -269,7 +284,7 @@ def machine_days(mach: DataFrame, fails: DataFrame, caught: DataFrame, g: DemoSp
 def sensor_readings(md: DataFrame, g: DemoSpec, p: dict) -> DataFrame:
     s = g.seed
     per_day = int(p["readings_per_day"])
-    md = md.withColumn("slot", F.explode(F.sequence(F.lit(0), F.lit(per_day - 1))))
+    md = md.where(F.col("day") >= F.col("online")).withColumn("slot", F.explode(F.sequence(F.lit(0), F.lit(per_day - 1))))
     k = (F.col("idx"), F.col("dkey"), F.col("slot"))
     offset = F.col("slot") * (DAY // per_day) + (uniform(s, "jitter", *k) * 600).cast("int")
     md = md.withColumn("read_at", _ts(F.col("day"), offset))
@@ -340,7 +355,8 @@ def maintenance_logs(md: DataFrame, fails: DataFrame, caught: DataFrame, g: Demo
         .where(F.col("performed_on") < end)
         .select(
             "work_order_id", "machine_id", "performed_on", "kind", "part", "downtime_hours",
-            delivered(F.col("performed_on"), g, p["cmms_every_days"], p["cmms_offset_days"]).alias("arrival_date"),
+            # the history before the start arrives in the first delivery
+        F.greatest(F.lit(g.start_date), delivered(F.col("performed_on"), g, p["cmms_every_days"], p["cmms_offset_days"])).alias("arrival_date"),
         )
     )
 
@@ -356,7 +372,7 @@ def failure_reports(fails: DataFrame, g: DemoSpec, p: dict) -> DataFrame:
         "component",
         F.when(F.col("repair_days") >= 3, "major").otherwise("minor").alias("severity"),
         reported.alias("reported_on"),
-        delivered(reported, g, p["telemetry_every_days"]).alias("arrival_date"),
+        F.greatest(F.lit(g.start_date), delivered(reported, g, p["telemetry_every_days"])).alias("arrival_date"),
     )
 
 
@@ -382,9 +398,9 @@ def make(spark: SparkSession, g: DemoSpec) -> dict[str, DataFrame]:
     arrive after the last day have not arrived)."""
     p = params(g)
     last_export = F.lit(g.start_date + timedelta(days=g.days))
-    mach = machines(spark, g).persist()
-    fails = failures_of(mach, g).persist()
-    caught = caught_of(mach, g).persist()
+    mach = machines(spark, g, p).persist()
+    fails = failures_of(mach, g, p).persist()
+    caught = caught_of(mach, g, p).persist()
     md = machine_days(mach, fails, caught, g).persist()
     out = {
         "machines": registry(mach, g, p),

@@ -26,7 +26,8 @@ def iso_date(s: str) -> date:
 
 
 def parser(description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # no abbreviations: `--conf x` after a job must not be taken for --conf-dir
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     p.add_argument("--env", default=os.environ.get("LAKEML_ENV", "embedded"), help="env name: conf/envs/<env>.yaml (default: embedded)")
     p.add_argument("--conf-dir", default=os.environ.get("LAKEML_CONF_DIR", str(CONF_DIR)), help="the conf/ folder")
     p.add_argument(

@@ -32,7 +32,7 @@ def jar_paths(project_root: str | Path) -> list[str]:
     if not any("delta-spark" in Path(j).name for j in jars):
         raise SetupError(
             f"Delta Lake jars not found in {d}. Resolve them once with `make jars` "
-            "(runs scripts/resolve_jars.sh: Maven, then cached for offline use)."
+            "(runs scripts/resolve_jars.sh delta: Maven, then cached for offline use)."
         )
     return jars
 

@@ -65,7 +65,8 @@ def build_labels(spark: SparkSession, uc: UseCaseConfig, as_of_dates: list[date]
 
 def run(spark: SparkSession, uc: UseCaseConfig, as_of: list[date] | None = None) -> dict:
     """Compute and write features for ``as_of`` (default: every snapshot date) and the
-    labels of every snapshot date. Returns what it wrote."""
+    labels of every snapshot date and of every other as-of date the feature table holds
+    (e.g. an earlier newest batch that was scored). Returns what it wrote."""
     tables.ensure_database(spark, uc.database)
     register_source_views(spark, uc)
     first, newest = batch_range(spark, uc)
@@ -80,7 +81,12 @@ def run(spark: SparkSession, uc: UseCaseConfig, as_of: list[date] | None = None)
         partition_by=["as_of_date"], merge_schema=True,
     )
     observed_until = newest - timedelta(days=uc.label.delay_days)
-    labels = build_labels(spark, uc, snaps, observed_until)
+    # labels for every as-of date the feature table holds, not only today's schedule: a
+    # date scored when it was the newest batch (off the every_days schedule as soon as a
+    # later batch arrives) must get its label once observed, or its live performance
+    # is never measured
+    have = {r[0] for r in spark.table(ft).select("as_of_date").distinct().collect()}
+    labels = build_labels(spark, uc, sorted(set(snaps) | have), observed_until)
     tables.overwrite(labels, uc.table(uc.tables.labels))  # no coalesce(1): that ran the label join in one task
     spark.catalog.clearCache()
     log.info("features for %d as-of dates (%s .. %s) into %s", len(dates), dates[0], dates[-1], ft)

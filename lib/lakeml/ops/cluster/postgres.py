@@ -21,7 +21,7 @@ def pg_bindir() -> Path:
     exe = shutil.which("postgres")
     if exe:
         return Path(exe).parent
-    raise StackError("PostgreSQL server not installed: run `make setup-cluster` (installs the Debian package postgresql)")
+    raise StackError("PostgreSQL server not installed: run ./scripts/setup.sh --cluster (installs the Debian package postgresql)")
 
 
 def _as_pg_user(cmd: list[str]) -> list[str]:
