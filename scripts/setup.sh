@@ -27,13 +27,17 @@ command -v mvn >/dev/null || apt_install maven
 python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
 
 STAMP="$VENV/.lakeml-installed"
-WANT="$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)"
+WANT="$(cat requirements.lock pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   echo "creating the Python environment in $VENV (pinned by requirements.lock) ..."
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip
   "$VENV/bin/pip" install -q -r requirements.lock
-  "$VENV/bin/pip" install -q --no-deps -e .
+  # lakeml importable from this checkout in the venv (notebook kernels, python -m): a .pth
+  # line, like an editable install but without an egg-info folder written into lib/
+  "$VENV/bin/python" -c 'import sysconfig, sys; open(sysconfig.get_paths()["purelib"] + "/lakeml-checkout.pth", "w").write(sys.argv[1] + "\n")' "$ROOT/lib"
+  "$VENV/bin/pip" uninstall -q -y lakeml 2>/dev/null || true
+  rm -rf "$ROOT/lib/lakeml.egg-info"
   "$VENV/bin/python" -m ipykernel install --prefix "$VENV" --name python3 >/dev/null
   echo "$WANT" > "$STAMP"
 fi
