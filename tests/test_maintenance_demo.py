@@ -227,3 +227,29 @@ def test_landing_layout_formats_and_no_row_lost(spark, muc, tmp_path):
     assert sum(c[2] for c in counts.values()) > 0  # the damaged share lands in quarantine
     assert min(c[1] / c[0] for c in counts.values()) > 0.8
     assert set(schemas.values()) == {T.LongType()}
+
+
+def test_the_drift_hook_shifts_the_telemetry_and_raises_the_failure_rate(spark, muc):
+    generate = maker.load(muc)
+    g = maker.spec_of(muc, entities=1500, days=120, seed=5)
+    drifted = g.model_copy(update={"drift_start": g.start_date + timedelta(days=60), "drift_strength": 1.0})
+    p = generate.params(g)
+    mach = generate.machines(spark, g, p).persist()
+    start, mid, end = (F.lit(g.start_date + timedelta(days=d)).cast("timestamp") for d in (0, 60, 120))
+
+    def rates(spec) -> tuple[int, int]:
+        f = generate.failures_of(mach, spec, p)
+        return f.where((F.col("failed_at") >= start) & (F.col("failed_at") < mid)).count(), f.where((F.col("failed_at") >= mid) & (F.col("failed_at") < end)).count()
+
+    (calm_before, calm_after), (before, after) = rates(g), rates(drifted)
+    assert before == calm_before  # nothing changes before drift_start
+    assert after > 1.6 * calm_after, (calm_after, after)  # rate x(1 + strength)
+    mach.unpersist()
+    small = maker.spec_of(muc, entities=30, days=40, seed=5)
+    temps = {}
+    for name, spec in (("calm", small), ("drifted", small.model_copy(update={"drift_start": small.start_date + timedelta(days=20), "drift_strength": 1.0}))):
+        r = maker.frames(spark, muc, spec)["sensor_readings"].where(F.col("read_at") >= F.lit(spec.start_date + timedelta(days=20)).cast("timestamp"))
+        temps[name] = r.agg(F.avg("temperature_c"), F.avg("vibration_mm_s")).first()
+    spark.catalog.clearCache()
+    assert 2.0 < temps["drifted"][0] - temps["calm"][0] < 4.5, temps  # +3 C per unit of strength
+    assert 1.1 < temps["drifted"][1] / temps["calm"][1] < 1.5, temps  # x(1 + 0.2 * strength), more ramps

@@ -48,6 +48,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from lakeml.core.config import DemoSpec
+from lakeml.core.errors import ConfigError
 from lakeml.demo.draws import choice, lookup, normal, uniform
 
 # name, share, rated power kW, vibration mm/s, temperature C, pressure bar, rpm, failure log-rate
@@ -91,9 +92,10 @@ DEFAULTS = {
 
 
 def params(g: DemoSpec) -> dict:
+    """The delivery and history settings: ``demo.params`` of the use case over DEFAULTS."""
     unknown = set(g.params) - set(DEFAULTS)
     if unknown:
-        raise ValueError(f"demo.params: unknown {sorted(unknown)}; known: {', '.join(DEFAULTS)}")
+        raise ConfigError(f"conf/maintenance/usecase.yaml: demo.params: unknown {', '.join(sorted(unknown))}; known: {', '.join(DEFAULTS)}")
     return {**DEFAULTS, **g.params}
 
 
@@ -191,7 +193,8 @@ def failures_of(mach: DataFrame, g: DemoSpec, p: dict) -> DataFrame:
         d_rel = F.datediff(F.lit(g.drift_start), F.col("origin"))
         base_at = F.col("op") + F.col("down_before")
         repaired = F.greatest(F.least(F.col("repair_days"), d_rel - base_at), F.lit(0.0))
-        df = df.withColumn("op_drift", F.greatest(d_rel - F.sum(repaired).over(Window.partitionBy("idx")), F.lit(0.0)))
+        every = w.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)  # summed in cycle order: the same bits
+        df = df.withColumn("op_drift", F.greatest(d_rel - F.sum(repaired).over(every), F.lit(0.0)))
         op = F.when(F.col("op") < F.col("op_drift"), F.col("op")).otherwise(F.col("op_drift") + (F.col("op") - F.col("op_drift")) / (1 + strength))
     else:
         op = F.col("op")
@@ -282,6 +285,9 @@ def machine_days(mach: DataFrame, fails: DataFrame, caught: DataFrame, g: DemoSp
 
 
 def sensor_readings(md: DataFrame, g: DemoSpec, p: dict) -> DataFrame:
+    """``readings_per_day`` readings per machine and day from its first day online, none
+    while it is down; the model's normal values moved by the degradation, the site's
+    ambient temperature, a glitch now and then, noise and the drift."""
     s = g.seed
     per_day = int(p["readings_per_day"])
     md = md.where(F.col("day") >= F.col("online")).withColumn("slot", F.explode(F.sequence(F.lit(0), F.lit(per_day - 1))))
