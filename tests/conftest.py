@@ -92,6 +92,9 @@ def run_cmd(args: list[str], env_vars: dict[str, str] | None = None, timeout: in
     e = dict(os.environ)
     e.pop("PYSPARK_GATEWAY_PORT", None)
     e.pop("PYSPARK_GATEWAY_SECRET", None)
+    # the in-process tests' MLflow URIs (mlflow.set_tracking_uri exports them): a user's shell has none
+    for var in [k for k in e if k.startswith("MLFLOW_")]:
+        e.pop(var)
     e.update(env_vars or {})
     p = subprocess.run(args, cwd=ROOT, env=e, capture_output=True, text=True, timeout=timeout)
     if check and p.returncode != 0:

@@ -200,3 +200,23 @@ def test_shadow_scoring_sits_beside_the_champion(spark, env, uc, built):
     assert sh.select("model_version").distinct().first()[0] == out["model_version"]
     champ_after = spark.table(pt).where((F.col("score_date") == d) & (F.col("model_alias") == "champion")).drop("scored_at")
     assertDataFrameEqual(champ_after, champ_before, checkRowOrder=False)
+
+
+def test_a_scheduled_retrain_below_the_floor_is_recorded_and_the_champion_keeps_serving(spark, env, uc, built):
+    from lakeml.lifecycle.decisions import last_decision
+
+    client = tracking.configure(env)
+    champion = tracking.get_alias(client, uc.model.name, "champion").version
+    # a policy that fires on any drift of the last batch, and a floor no model here reaches
+    strict = uc.model_copy(update={
+        "retraining": uc.retraining.model_copy(update={"psi_threshold": 1e-9, "drift_batches": 1, "of_last": 1}),
+        "model": uc.model.model_copy(update={"auc_floor": 0.999}),
+    })
+    summary = pipeline.run_scheduled(spark, env, strict)
+    assert summary["stages"]["policy"]["result"]["retrain"] is True
+    assert "below model.auc_floor 0.999" in summary["stages"]["train"]["rejected"]
+    assert summary["champion_version"] == champion == tracking.get_alias(client, uc.model.name, "champion").version
+    last = last_decision(spark, uc)
+    assert (last.action, last.decision, last.champion_before, last.champion_after) == ("train", "rejected", champion, champion)
+    assert last.trigger.startswith("policy: drift") and "auc_floor" in last.reasons
+    assert "retraining rejected (the champion keeps serving)" in pipeline.describe(summary, uc)

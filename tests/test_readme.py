@@ -30,7 +30,7 @@ def _run_sql(blocks: list[str], data_dir, tmp_path) -> str:
 
 def test_the_sql_examples_of_the_default_use_case_run(pipeline_data_dir, tmp_path):
     blocks = _sql_blocks("churn")
-    assert len(blocks) >= 4
+    assert len(blocks) >= 3
     out = _run_sql(blocks, pipeline_data_dir, tmp_path)
     assert "Error" not in out and "Exception" not in out, out[-3000:]
 

@@ -140,8 +140,9 @@ def run(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, stages: list[str
 def run_scheduled(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig) -> dict:
     """The daily run a scheduler calls: ingest -> quality -> features -> score -> monitor,
     then the retraining policy; when it fires: train -> (shadow score) -> validate, and
-    the live batch is re-scored if the champion changed. Every trigger and decision is
-    recorded in the model_decisions table."""
+    the live batch is re-scored if the champion changed. A retrain that fails its AUC floor
+    while a champion serves is recorded (action ``train``, decision ``rejected``) and the run
+    ends normally. Every trigger and decision is recorded in the model_decisions table."""
     from lakeml.lifecycle import decisions, policy
 
     r = _Run(spark, env, uc)
@@ -160,11 +161,23 @@ def run_scheduled(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig) -> dic
         holdout_date=d["score_date"], reasons=d["reasons"], trigger="scheduled", details=d["evidence"],
     ))
     if d["retrain"]:
-        trained = r.stage("train", r.train)
+        trigger = "policy: " + "; ".join(d["reasons"])
+        try:
+            trained = r.stage("train", r.train)
+        except train.TrainingError as e:
+            if not has_champion:
+                raise  # nothing serves yet: the run cannot end well
+            # the champion keeps serving: the rejected retrain is a decision, not a crash of the daily run
+            rejected = decisions.Decision(uc.model.name, "train", "rejected", None, d["champion_version"], d["champion_version"],
+                                          holdout_date=d["score_date"], reasons=[str(e)], trigger=trigger)
+            decisions.record(spark, uc, rejected)
+            r.summary["stages"]["train"] = {"rejected": str(e)}
+            log.warning("retraining rejected, champion %s keeps serving: %s", d["champion_version"], e)
+            return _finish(r)
         champion = tracking.get_alias(client, uc.model.name, tracking.CHAMPION)
         if uc.validation.shadow and champion is not None and champion.version != trained["version"]:
             r.stage("shadow", r.score, None, tracking.CHALLENGER)
-        dec = r.stage("validate", r.validate, "policy: " + "; ".join(d["reasons"]))
+        dec = r.stage("validate", r.validate, trigger)
         if dec["decision"] == "promoted" or not has_champion:
             r.stage("score", r.score)
             r.stage("monitor", r.monitor)
@@ -222,6 +235,9 @@ def describe(summary: dict, uc: UseCaseConfig) -> str:
         if key.startswith("quality") and st.get("result"):
             for w in st["result"].get("warnings", []):
                 lines.append(f"  data quality warning: {w}")
+    rejected = summary["stages"].get("train", {}).get("rejected")
+    if rejected:
+        lines.append(f"  retraining rejected (the champion keeps serving): {rejected}")
     tr = summary["stages"].get("train", {}).get("result")
     if tr:
         m = tr["metrics"]

@@ -31,8 +31,8 @@ DECISION_SCHEMA = (
 @dataclass
 class Decision:
     model_name: str
-    action: str  # validate | rollback | force
-    decision: str  # promoted | refused | noop | rolled_back | forced
+    action: str  # policy | train | validate | rollback | force
+    decision: str  # retrain | hold | rejected | promoted | refused | noop | rolled_back | forced
     challenger_version: str | None
     champion_before: str | None
     champion_after: str | None
