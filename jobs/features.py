@@ -1,8 +1,13 @@
 """Compute the point-in-time feature table and the labels from the use case SQL.
 
-    ./spark-submit.sh jobs/features.py [--as-of YYYY-MM-DD ...]
+    ./spark-submit.sh jobs/features.py [--as-of YYYY-MM-DD ... | --backfill [FROM [TO]]]
 
-Default: every snapshot date (conf: features.snapshots). Labels are recomputed for all.
+Default: what is new since the last run (lakeml.features.plan): the scheduled snapshots
+(conf: features.snapshots) the table does not have yet, the newest batch date, and the
+snapshots rows ingested since could have changed (features.late_days); labels of every
+date whose window was still open. A change of the feature or label SQL or conf recomputes
+everything, and the log says so. --as-of computes those dates; --backfill every date of the
+table and the schedule (between FROM and TO when given).
 """
 
 from lakeml import cli
@@ -11,13 +16,23 @@ from lakeml import cli
 def run(args):
     from lakeml import features
     from lakeml.core import session
+    from lakeml.core.errors import UsageError
 
     env, uc = cli.load(args)
+    backfill = None
+    if args.backfill is not None:
+        if len(args.backfill) > 2:
+            raise UsageError("--backfill takes at most two dates: FROM and TO")
+        dates = [cli.iso_date(d) for d in args.backfill] + [None, None]
+        backfill = (dates[0], dates[1])
+        if args.as_of:
+            raise UsageError("give --as-of or --backfill, not both")
     spark = session.get_spark(env, "lakeml-features")
-    return features.run(spark, uc, as_of=args.as_of)
+    return features.run(spark, uc, as_of=args.as_of, backfill=backfill)
 
 
 if __name__ == "__main__":
     p = cli.parser(__doc__)
     p.add_argument("--as-of", type=cli.iso_date, action="append", help="snapshot date to compute; repeatable")
+    p.add_argument("--backfill", nargs="*", metavar="DATE", help="recompute every snapshot (between FROM and TO when given)")
     cli.main(run, p.parse_args())

@@ -1,12 +1,13 @@
 """Run ingest -> features -> train -> score in one Spark session and print a summary.
 
     ./spark-submit.sh jobs/pipeline.py [--from STAGE | --only STAGE[,STAGE]] [--score-date YYYY-MM-DD]
-    ./spark-submit.sh jobs/pipeline.py --scheduled
+    ./spark-submit.sh jobs/pipeline.py --scheduled [--full]
 
 Stages: ingest, quality, features, train, validate, score, monitor.
 --scheduled is the daily run a scheduler calls: ingest -> quality -> features -> score ->
 monitor, then the retraining policy; when it fires: train -> shadow score -> validate ->
 promote or refuse. Every trigger and decision lands in <db>.model_decisions.
+Features are incremental (what the new batches bring); --full recomputes every snapshot.
 """
 
 from lakeml import cli
@@ -24,9 +25,9 @@ def run(args):
     stages = pipeline.select_stages(args.from_stage, args.only.split(",") if args.only else None)
     spark = session.get_spark(env, "lakeml-pipeline")
     if args.scheduled:
-        summary = pipeline.run_scheduled(spark, env, uc)
+        summary = pipeline.run_scheduled(spark, env, uc, full=args.full)
     else:
-        summary = pipeline.run(spark, env, uc, stages, score_date=args.score_date)
+        summary = pipeline.run(spark, env, uc, stages, score_date=args.score_date, full=args.full)
     print(pipeline.describe(summary, uc))
     return None
 
@@ -37,4 +38,5 @@ if __name__ == "__main__":
     p.add_argument("--only", help="comma-separated stages to run")
     p.add_argument("--score-date", type=cli.iso_date, help="snapshot to score (default: the newest)")
     p.add_argument("--scheduled", action="store_true", help="the daily run: monitor, and retrain when the policy fires")
+    p.add_argument("--full", action="store_true", help="recompute every feature snapshot instead of what is new")
     cli.main(run, p.parse_args())

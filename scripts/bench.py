@@ -1,16 +1,20 @@
 #!/usr/bin/env python3
 """Benchmark every stage at several scales, against its peers, on this machine.
 
-    make bench [SCALE=30000,100000,1000000] [DAYS=120]
+    make bench [SCALE=30000,100000,1000000] [DAYS=120] [HISTORY=90,180,360,720] [HISTORY_ENTITIES=30000]
     .venv/bin/python scripts/bench.py --scales 30000,100000,1000000 [--days 120]
-        [--first-after-days 30] [--udf-rows 50000] [--json docs/benchmarks.json]
-        [--md docs/benchmarks.md] [--report-only]
+        [--first-after-days 30] [--udf-rows 50000] [--history 90,180,360,720]
+        [--history-entities 30000] [--json docs/benchmarks.json] [--md docs/benchmarks.md]
+        [--report-only | --history-only | --scales-only]
 
 One process (one cold Spark session) per scale, on its own fresh data folder under
-var/bench/; progress is logged as it goes. Results: docs/benchmarks.json (every number),
-docs/benchmarks.md (tables, targets, scaling; the hand-written analysis at its end is
-kept), and the 1-billion-event estimate in docs/scaling.md. --report-only rewrites the
-Markdown from the JSON without running anything.
+var/bench/; then the "history growth" run (lakeml.bench.history: one daily run after H days
+of history, incremental and full, at a fixed entity count). Progress is logged as it goes.
+Results: docs/benchmarks.json (every number), docs/benchmarks.md (tables, targets, scaling,
+history growth; the hand-written analysis at its end is kept), and the 1-billion-event
+estimate in docs/scaling.md. --report-only rewrites the Markdown from the JSON without
+running anything; --history-only runs only the history part (the scales are kept from the
+JSON); --scales-only only the scales (the history is kept).
 """
 
 from __future__ import annotations
@@ -53,19 +57,26 @@ def main() -> int:
     p.add_argument("--scaling-md", type=Path, default=ROOT / "docs" / "scaling.md")
     p.add_argument("--work-dir", type=Path, default=ROOT / "var" / "bench", help="data folders, one per scale (emptied first)")
     p.add_argument("--report-only", action="store_true", help="rewrite the Markdown from --json; run nothing")
+    p.add_argument("--history", default="90,180,360,720", help="history lengths (days) of the history-growth run, comma-separated ('' skips it)")
+    p.add_argument("--history-entities", type=int, default=30_000, help="entities of the history-growth run")
+    p.add_argument("--history-only", action="store_true", help="run only the history-growth part; keep the scales of --json")
+    p.add_argument("--scales-only", action="store_true", help="run only the scales; keep the history of --json")
     a = p.parse_args()
 
     command = "make bench SCALE=" + ",".join(str(s) for s in a.scales) + f" DAYS={a.days}" + (f" USECASE={a.usecase}" if a.usecase else "")
-    if a.report_only:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "lib"), os.environ.get("PYTHONPATH")])),
+        "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
+        "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable),
+    }
+    if a.report_only or a.history_only:
         doc = json.loads(a.json.read_text())
     else:
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "lib"), os.environ.get("PYTHONPATH")])),
-            "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
-            "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable),
-        }
+        old = json.loads(a.json.read_text()) if a.json.exists() else {}
         doc = {"command": command, "machine": harness.machine(), "results": []}
+        if a.scales_only:
+            doc["history"] = old.get("history")  # kept as measured
         t0 = time.time()
         for i, n in enumerate(a.scales, 1):
             part = a.work_dir / f"{n}_d{a.days}.json"
@@ -83,7 +94,19 @@ def main() -> int:
             a.json.write_text(json.dumps(doc, indent=2, default=str))  # after every scale: a crash keeps what was measured
         doc["total_seconds"] = round(time.time() - t0)
         a.json.write_text(json.dumps(doc, indent=2, default=str))
-    report.write_markdown(a.md, doc["results"], doc["command"], doc["machine"])
+    if a.history and not a.report_only and not a.scales_only:
+        part = a.work_dir / "history.json"
+        env["LAKEML_DATA_DIR"] = str(a.work_dir / "history")
+        cmd = [sys.executable, "-m", "lakeml.bench.history", "--entities", str(a.history_entities), "--history", a.history, "--out", str(part)]
+        cmd += ["--usecase", a.usecase] if a.usecase else []
+        print(f"== bench history growth: {a.history_entities:,} entities, H = {a.history}\n   {shlex.join(cmd)}", flush=True)
+        rc = subprocess.call(cmd, env=env, cwd=ROOT)
+        if rc != 0:
+            print(f"error: the history-growth run failed (exit {rc}); its log is above, partial results in {part}", file=sys.stderr)
+            return rc
+        doc["history"] = json.loads(part.read_text())
+        a.json.write_text(json.dumps(doc, indent=2, default=str))
+    report.write_markdown(a.md, doc["results"], doc["command"], doc["machine"], doc.get("history"))
     report.write_estimate(a.scaling_md, doc["results"])
     print("\n".join(report.target_table(doc["results"])))
     print(f"\nwrote {a.json}, {a.md}, {a.scaling_md}")

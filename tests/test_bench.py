@@ -27,6 +27,23 @@ def test_memory_sampler_sees_the_driver_grow():
     assert after - before >= 250
 
 
+def test_history_growth_section_and_its_targets():
+    def point(h, daily, full, ingest, floor):
+        return {"history_days": h, "incremental_seconds": daily, "full_seconds": full, "bronze_rows": h * 1000,
+                "incremental_stages": {"ingest": ingest, "features": daily - ingest}, "full_stages": {"ingest": ingest, "features": full - ingest},
+                "ingest_floor": {"seconds": floor, "rows": 10}, "snapshots_computed": {"incremental": 3, "full": h // 7}}
+
+    flat = {"usecase": "churn", "entities": 1000, "points": [point(90, 40.0, 100.0, 10.0, 5.0), point(360, 44.0, 400.0, 11.0, 5.0)]}
+    assert report.history_exponent(flat["points"]) == pytest.approx(0.0688, abs=1e-3)  # log(44/40) / log(4)
+    text = "\n".join(report.history_section(flat))
+    assert "| 360 | 360,000 | 44.0 | 400.0 | 9.1× | 11.0 | 5.0 | 2.2× | 3 / 51 |" in text
+    assert "| daily run flat in history: exponent b ≤ 0.15 | b = 0.07 (full: 1.00) | yes |" in text
+    assert "≥ 5× faster than the full recompute | 9.1× | yes |" in text and "within 3× of its floor (H = 360) | 2.2× | yes |" in text
+    steep = {**flat, "points": [point(90, 40.0, 100.0, 10.0, 2.0), point(360, 160.0, 400.0, 40.0, 2.0)]}
+    text = "\n".join(report.history_section(steep))
+    assert "b = 1.00 (full: 1.00) | **no** |" in text and "2.5× | **no** |" in text and "20.0× | **no** |" in text
+
+
 def test_growth_exponent():
     lin = [{"stages": {"x": {"input_rows": n, "seconds": n / 1000}}} for n in (1_000, 10_000)]
     quad = [{"stages": {"x": {"input_rows": n, "seconds": (n / 1000) ** 2}}} for n in (1_000, 10_000)]
@@ -42,7 +59,7 @@ def test_bench_runs_every_stage_and_peer(tmp_path):
     md.write_text(f"old numbers\n{report.ANALYSIS}\nhand-written analysis stays\n")
     shutil.copy(ROOT / "docs" / "scaling.md", scaling)
     p = run_cmd(
-        [sys.executable, "scripts/bench.py", "--scales", "1500", "--days", "120", "--udf-rows", "300",
+        [sys.executable, "scripts/bench.py", "--scales", "1500", "--days", "120", "--udf-rows", "300", "--history", "",
          "--work-dir", str(tmp_path / "work"), "--json", str(tmp_path / "b.json"), "--md", str(md), "--scaling-md", str(scaling)],
         timeout=1500,
     )

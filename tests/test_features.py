@@ -60,8 +60,8 @@ FUTURE_CHURN = [("C2", D + timedelta(days=5), "price", D, "f")]
 
 
 def test_features_use_only_events_strictly_before_the_as_of_date(spark, uc):
-    features.register_source_views(spark, uc, _frames(spark, PAST_CUSTOMERS, PAST_USAGE, PAST_PAYMENTS, PAST_TICKETS, PAST_CHURN))
-    before = features.build_features(spark, uc, [D]).persist()
+    past = _frames(spark, PAST_CUSTOMERS, PAST_USAGE, PAST_PAYMENTS, PAST_TICKETS, PAST_CHURN)
+    before = features.build_features(spark, uc, [D], frames=past).persist()
     assert sorted(r.customer_id for r in before.collect()) == ["C1", "C2", "C5"]
     c1 = before.where("customer_id = 'C1'").first()
     # windows are [as_of - N, as_of): days 1 and 3 in 7d; 1..20 in 30d; 1..90 in 90d
@@ -70,32 +70,26 @@ def test_features_use_only_events_strictly_before_the_as_of_date(spark, uc):
     assert c1.failed_payments_30d == 1 and c1.plan == "basic" and c1.tenure_days == 90
     assert before.where("customer_id = 'C5'").first().cancellation_tickets_90d == 1
 
-    features.register_source_views(
+    future = _frames(
         spark,
-        uc,
-        _frames(
-            spark,
-            PAST_CUSTOMERS + FUTURE_CUSTOMERS,
-            PAST_USAGE + FUTURE_USAGE,
-            PAST_PAYMENTS + FUTURE_PAYMENTS,
-            PAST_TICKETS + FUTURE_TICKETS,
-            PAST_CHURN + FUTURE_CHURN,
-        ),
+        PAST_CUSTOMERS + FUTURE_CUSTOMERS,
+        PAST_USAGE + FUTURE_USAGE,
+        PAST_PAYMENTS + FUTURE_PAYMENTS,
+        PAST_TICKETS + FUTURE_TICKETS,
+        PAST_CHURN + FUTURE_CHURN,
     )
-    after = features.build_features(spark, uc, [D])
+    after = features.build_features(spark, uc, [D], frames=future)
     assertDataFrameEqual(after, before)  # nothing from the future moved a feature
 
 
 def test_labels_look_only_forward_within_the_horizon(spark, uc):
-    features.register_source_views(
-        spark, uc, _frames(spark, PAST_CUSTOMERS, PAST_USAGE, PAST_PAYMENTS, PAST_TICKETS, PAST_CHURN + FUTURE_CHURN)
-    )
+    frames = _frames(spark, PAST_CUSTOMERS, PAST_USAGE, PAST_PAYMENTS, PAST_TICKETS, PAST_CHURN + FUTURE_CHURN)
     h = uc.label.horizon_days
-    labels = features.build_labels(spark, uc, [D], observed_until=D + timedelta(days=h))
+    labels = features.build_labels(spark, uc, [D], observed_until=D + timedelta(days=h), frames=frames)
     assertDataFrameEqual(
         labels.select("customer_id", uc.label.column), [("C1", 0), ("C2", 1), ("C5", 1)], checkRowOrder=False
     )
-    open_window = features.build_labels(spark, uc, [D], observed_until=D + timedelta(days=h - 1))
+    open_window = features.build_labels(spark, uc, [D], observed_until=D + timedelta(days=h - 1), frames=frames)
     assert open_window.where(F.col(uc.label.column).isNotNull()).count() == 0
 
 

@@ -136,14 +136,12 @@ def test_no_feature_moves_when_the_future_changes(spark, name):
     grown = {src: future[src].count() - bronze[src].count() for src in uc.sources}
     assert grown and min(grown.values()) > 0, f"the rewrite must add rows to every source: {grown}"
 
-    features.register_source_views(spark, uc, bronze)
-    before = features.build_features(spark, uc, [d]).persist()
-    before_later = features.build_features(spark, uc, [later]).persist()
+    before = features.build_features(spark, uc, [d], frames=bronze).persist()
+    before_later = features.build_features(spark, uc, [later], frames=bronze).persist()
     assert before.count() > 50
 
-    features.register_source_views(spark, uc, future)
-    assertDataFrameEqual(features.build_features(spark, uc, [d]), before, checkRowOrder=False)
-    moved_later = features.build_features(spark, uc, [later]).exceptAll(before_later).count()
+    assertDataFrameEqual(features.build_features(spark, uc, [d], frames=future), before, checkRowOrder=False)
+    moved_later = features.build_features(spark, uc, [later], frames=future).exceptAll(before_later).count()
     assert moved_later > 0, f"the rewrite did not reach the features of {later}: the test proves nothing"
     for df in [*bronze.values(), *future.values(), before, before_later]:
         df.unpersist()

@@ -176,13 +176,13 @@ def _bronze(muc, made) -> dict[str, DataFrame]:
 
 
 def test_the_label_counts_every_failure_in_the_horizon_and_waits_for_late_reports(spark, muc, small, made):
-    features.register_source_views(spark, muc, _bronze(muc, made))
+    frames = _bronze(muc, made)
     start = small.start_date
     dates = [start + timedelta(days=d) for d in (56, 63, 70, 77)]
     newest = max(d for df in made.values() for d in _dates(df))
     assert newest == start + timedelta(days=84)  # a telemetry drop
     observed = newest - timedelta(days=muc.label.delay_days)
-    labels = features.build_labels(spark, muc, dates, observed).persist()
+    labels = features.build_labels(spark, muc, dates, observed, frames=frames).persist()
     h = muc.label.horizon_days
     fail = made["failures"].select("machine_id", F.to_date("failed_at").alias("day"))
     expected = (

@@ -80,7 +80,6 @@ def _delta_confs(warehouse: str) -> list[str]:
         f"spark.sql.warehouse.dir={warehouse}",
         "spark.sql.catalogImplementation=hive",
         "spark.hadoop.hive.metastore.disallow.incompatible.col.type.changes=false",
-        "spark.databricks.delta.optimizeMetadataQuery.enabled=false",
     ]
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict
+from datetime import date
 
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from lakeml import features
 from lakeml.core import tables, tracking
@@ -58,9 +60,13 @@ def _decision(d) -> dict:
 class _Run:
     """Runs stages in one session, timing each into the summary."""
 
-    def __init__(self, spark: SparkSession, env: EnvConfig, uc: UseCaseConfig):
-        self.spark, self.env, self.uc = spark, env, uc
+    def __init__(self, spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, full: bool = False):
+        self.spark, self.env, self.uc, self.full = spark, env, uc, full
         self.summary: dict = {"usecase": uc.name, "env": env.name, "stages": {}}
+        # what this run brought: the batches it ingested and the snapshots it computed (None:
+        # the stage did not run, so quality checks each table's newest batch)
+        self.ingested: list | None = None
+        self.computed: list | None = None
 
     def stage(self, name: str, fn, *args, **kwargs):
         t0 = time.time()
@@ -77,19 +83,47 @@ class _Run:
         generated = _demo_data_if_new(self.spark, self.env, self.uc)
         if generated:
             self.summary["generated"] = generated
-        return [asdict(r) for r in ingest.ingest(self.spark, self.env, self.uc)]
+        reports = ingest.ingest(self.spark, self.env, self.uc)
+        self.ingested = sorted({d for r in reports for d in r.batch_dates})
+        if self.full:  # a full recompute starts from bronze: the silver tables too
+            from lakeml.lake import silver
+
+            for source in self.uc.sources:
+                silver.rebuild(self.spark, self.uc, source)
+        return [asdict(r) for r in reports]
 
     def quality(self, which: str):
+        """The checks of the bronze tables on every batch this run ingested, or of the feature
+        table on every snapshot it computed (a bad batch in the middle of a backfill is
+        checked too); each table's newest batch when that stage did not run."""
         from lakeml.lake import quality
 
         bronze, other = _bronze_and_feature_checks(self.uc)
         only = [t for t in (bronze if which == "bronze" else other) if tables.exists(self.spark, self.uc.table(t))]
-        return quality.run(self.spark, self.uc, only=only) if only else None
+        dates = self.ingested if which == "bronze" else self.computed
+        if not only or dates == []:
+            return None
+        return quality.run(self.spark, self.uc, batch_dates=dates, only=only)
 
     def features(self):
-        out = features.run(self.spark, self.uc)
-        out["as_of_dates"] = [str(d) for d in out["as_of_dates"]]
+        out = features.run(self.spark, self.uc, backfill=(None, None) if self.full else None)
+        self.computed = [date.fromisoformat(d) for d in out["as_of_dates"]]
         return out
+
+    def rescore(self):
+        """Score again, with the model version that scored it, every earlier score date whose
+        features this run recomputed (late rows changed them): predictions stay those of the
+        features the table holds."""
+        pt = self.uc.table(self.uc.tables.predictions)
+        newest = max(self.computed) if self.computed else None
+        redo = [d for d in (self.computed or []) if d != newest]
+        if not redo or not tables.exists(self.spark, pt):
+            return None
+        served = (self.spark.table(pt).where(F.col("score_date").isin(redo))
+                  .select("score_date", "model_alias", "model_version").distinct().collect())
+        for r in sorted(served, key=lambda r: (r.score_date, r.model_alias)):
+            score.run(self.spark, self.env, self.uc, r.score_date, alias=r.model_alias, version=r.model_version)
+        return {"rescored": sorted({str(r.score_date) for r in served})} if served else None
 
     def train(self):
         return _train_result(train.run(self.spark, self.env, self.uc))
@@ -110,10 +144,10 @@ class _Run:
         return out
 
 
-def run(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, stages: list[str], score_date=None) -> dict:
+def run(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, stages: list[str], score_date=None, full: bool = False) -> dict:
     """The stages in order: ingest -> quality (bronze) -> features -> quality (features) ->
-    train -> validate -> score -> monitor."""
-    r = _Run(spark, env, uc)
+    train -> validate -> score -> monitor. Features are incremental unless ``full``."""
+    r = _Run(spark, env, uc, full=full)
     for stage in stages:
         if stage == "ingest":
             r.stage("ingest", r.ingest)
@@ -126,6 +160,8 @@ def run(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, stages: list[str
             r.stage("features", r.features)
             if "quality" in stages:
                 r.stage("quality", r.quality, "features")
+            if "score" in stages:
+                r.stage("rescore", r.rescore)
         elif stage == "train":
             r.stage("train", r.train)
         elif stage == "validate":
@@ -137,7 +173,7 @@ def run(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, stages: list[str
     return _finish(r)
 
 
-def run_scheduled(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig) -> dict:
+def run_scheduled(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, full: bool = False) -> dict:
     """The daily run a scheduler calls: ingest -> quality -> features -> score -> monitor,
     then the retraining policy; when it fires: train -> (shadow score) -> validate, and
     the live batch is re-scored if the champion changed. A retrain that fails its AUC floor
@@ -145,11 +181,12 @@ def run_scheduled(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig) -> dic
     ends normally. Every trigger and decision is recorded in the model_decisions table."""
     from lakeml.lifecycle import decisions, policy
 
-    r = _Run(spark, env, uc)
+    r = _Run(spark, env, uc, full=full)
     r.stage("ingest", r.ingest)
     r.stage("quality", r.quality, "bronze")
     r.stage("features", r.features)
     r.stage("quality", r.quality, "features")
+    r.stage("rescore", r.rescore)
     client = tracking.configure(env)
     has_champion = tracking.get_alias(client, uc.model.name, tracking.CHAMPION) is not None
     if has_champion:
@@ -210,11 +247,11 @@ def _demo_data_if_new(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig) ->
 
 
 def table_summary(spark: SparkSession, uc: UseCaseConfig) -> dict:
-    names = [uc.table(s.table) for s in uc.sources.values()]
+    names = [uc.table(s.table) for s in uc.sources.values()] + [uc.silver(s) for s in uc.sources]
     t = uc.tables
     names += [uc.table(x) for x in (t.quarantine, t.ingest_log, t.dq_results, t.features, t.labels, t.predictions,
-                                    t.model_decisions, t.drift_metrics, t.performance_metrics)]
-    return tables.row_counts(spark, names)
+                                    t.model_decisions, t.drift_metrics, t.drift_reference, t.performance_metrics)]
+    return tables.row_counts(spark, names)  # counts from the Delta log: no table is read
 
 
 def describe(summary: dict, uc: UseCaseConfig) -> str:

@@ -184,7 +184,7 @@ def features_query(con: duckdb.DuckDBPyConnection, uc: UseCaseConfig, as_of_date
     select = [f"p.{_q(c)}" for c in key] + [f"p.{_q(c)}" for c in pop_cols if c not in key]
     joins = []
     seen = set(key)
-    for i, rel in enumerate(uc.features.sql):
+    for i, rel in enumerate(f.file for f in uc.features.sql):
         where = f"{uc.conf_dir}/{rel}"
         view = f"_feature_{i}"
         _run(con, uc.read_sql(rel), where, f"CREATE OR REPLACE TEMP VIEW {view} AS")

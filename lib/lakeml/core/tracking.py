@@ -129,3 +129,13 @@ def load_spark_model(client: MlflowClient, name: str, alias: str):
             f"{mlflow.get_registry_uri()}. Train one first: jobs/train.py (or jobs/pipeline.py)."
         )
     return mlflow.spark.load_model(f"models:/{name}@{alias}"), ref
+
+
+def load_spark_model_version(client: MlflowClient, name: str, version: str, alias: str | None = None):
+    """(PipelineModel, ModelRef) for ``models:/<name>/<version>``; ``alias`` is what the ref
+    reports (the alias that version served under)."""
+    try:
+        mv = client.get_model_version(name, str(version))
+    except MlflowException:
+        raise MissingDataError(f"{name!r} has no version {version} in the registry at {mlflow.get_registry_uri()}") from None
+    return mlflow.spark.load_model(f"models:/{name}/{version}"), ModelRef(name, str(mv.version), mv.run_id, alias)

@@ -25,20 +25,35 @@ from pyspark.sql import functions as F
 from lakeml.core import tables
 from lakeml.core.config import UseCaseConfig
 from lakeml.core.errors import ConfigError, MissingTableError
+from lakeml.features.plan import FEATURES_FINGERPRINT, LABELS_FINGERPRINT, OBSERVED_UNTIL, WATERMARK, plan, set_properties
 from lakeml.features.sql import render, run_sql
-from lakeml.features.views import batch_range, population, register_source_views, snapshot_dates
+from lakeml.features.views import EventWindow, population, register_source_views
 
 log = logging.getLogger(__name__)
 
-def build_features(spark: SparkSession, uc: UseCaseConfig, as_of_dates: list[date]) -> DataFrame:
+def _window(as_of_dates: list[date], lookback_days: int | None) -> EventWindow:
+    """Events a feature file may read: strictly before the newest as-of date, and from
+    ``lookback_days`` before the oldest one (open when the file does not say)."""
+    lo = min(as_of_dates) - timedelta(days=lookback_days) if lookback_days is not None else None
+    return lo, max(as_of_dates)
+
+
+def build_features(spark: SparkSession, uc: UseCaseConfig, as_of_dates: list[date], frames: dict[str, DataFrame] | None = None,
+                   prune: bool = True) -> DataFrame:
     """One row per population member and as-of date, one column per feature.
 
-    Needs the source views (``register_source_views``)."""
+    The source views come from the lake, or from ``frames`` (bronze-shaped DataFrames by
+    source name: how tests feed the SQL). With ``prune`` each feature file sees only the
+    events of its window (``lookback_days``); without, all of them (the same result when the
+    lookbacks are right: ``tests/test_incremental.py`` checks it for every use case)."""
     key = [uc.features.entity, "as_of_date"]
+    register_source_views(spark, uc, frames)
     pop = population(spark, uc, as_of_dates).persist()
     out = pop
     seen = set(key)
-    for rel in uc.features.sql:
+    for spec in uc.features.sql:
+        rel = spec.file
+        register_source_views(spark, uc, frames, _window(as_of_dates, spec.lookback_days) if prune else None)
         df = run_sql(spark, uc.read_sql(rel), f"{uc.conf_dir}/{rel}")
         missing = [k for k in key if k not in df.columns]
         if missing:
@@ -48,11 +63,19 @@ def build_features(spark: SparkSession, uc: UseCaseConfig, as_of_dates: list[dat
             raise ConfigError(f"{uc.conf_dir}/{rel}: columns {sorted(dup)} are already produced by another feature file")
         seen |= set(df.columns)
         out = out.join(df, key, "left")
+    register_source_views(spark, uc, frames)  # leave the full views, as a caller would expect
     return out
 
 
-def build_labels(spark: SparkSession, uc: UseCaseConfig, as_of_dates: list[date], observed_until: date) -> DataFrame:
+def build_labels(spark: SparkSession, uc: UseCaseConfig, as_of_dates: list[date], observed_until: date,
+                 frames: dict[str, DataFrame] | None = None, prune: bool = True) -> DataFrame:
+    """The label of every population member at ``as_of_dates``; NULL while its window is
+    not observed (it ends after ``observed_until``). The label SQL sees only the events of
+    ``[min(as_of), max(as_of) + horizon)`` with ``prune``."""
+    register_source_views(spark, uc, frames)
     population(spark, uc, as_of_dates)
+    if prune:
+        register_source_views(spark, uc, frames, (min(as_of_dates), max(as_of_dates) + timedelta(days=uc.label.horizon_days)))
     params = {
         "horizon_days": uc.label.horizon_days,
         "observed_until": tables.sql_literal(observed_until),
@@ -60,37 +83,67 @@ def build_labels(spark: SparkSession, uc: UseCaseConfig, as_of_dates: list[date]
     }
     where = f"{uc.conf_dir}/{uc.label.sql}"
     sql = render(uc.read_sql(uc.label.sql), params, where)
-    return run_sql(spark, sql, where).withColumn(uc.label.column, F.col(uc.label.column).cast("int"))
+    out = run_sql(spark, sql, where).withColumn(uc.label.column, F.col(uc.label.column).cast("int"))
+    register_source_views(spark, uc, frames)
+    return out
 
 
-def run(spark: SparkSession, uc: UseCaseConfig, as_of: list[date] | None = None) -> dict:
-    """Compute and write features for ``as_of`` (default: every snapshot date) and the
-    labels of every snapshot date and of every other as-of date the feature table holds
-    (e.g. an earlier newest batch that was scored). Returns what it wrote."""
+def run(spark: SparkSession, uc: UseCaseConfig, as_of: list[date] | None = None,
+        backfill: tuple[date | None, date | None] | None = None) -> dict:
+    """Compute the snapshots the plan names (``lakeml.features.plan``: by default the new
+    ones and those late rows may have changed; ``as_of`` or ``backfill`` by hand) into the
+    feature table, and merge the labels of every date whose window was still open. Returns
+    what it did and why."""
     tables.ensure_database(spark, uc.database)
-    register_source_views(spark, uc)
-    first, newest = batch_range(spark, uc)
-    snaps = snapshot_dates(first, newest, uc.features.snapshots.every_days, uc.features.snapshots.first_after_days)
-    dates = sorted(set(as_of or snaps))
-    feats = build_features(spark, uc, dates)
-    ft = uc.table(uc.tables.features)
-    # hashed on (as_of_date, entity), not on as_of_date alone: that put each snapshot in
-    # one task and one file, so scoring a snapshot ran on one core
-    tables.replace_where(
-        feats.repartition("as_of_date", uc.features.entity), ft, tables.in_predicate("as_of_date", dates),
-        partition_by=["as_of_date"], merge_schema=True,
-    )
-    observed_until = newest - timedelta(days=uc.label.delay_days)
-    # labels for every as-of date the feature table holds, not only today's schedule: a
-    # date scored when it was the newest batch (off the every_days schedule as soon as a
-    # later batch arrives) must get its label once observed, or its live performance
-    # is never measured
-    have = {r[0] for r in spark.table(ft).select("as_of_date").distinct().collect()}
-    labels = build_labels(spark, uc, sorted(set(snaps) | have), observed_until)
-    tables.overwrite(labels, uc.table(uc.tables.labels))  # no coalesce(1): that ran the label join in one task
+    p = plan(spark, uc, as_of, backfill)
+    ft, lt = uc.table(uc.tables.features), uc.table(uc.tables.labels)
+    log.info("features of %s: %s", uc.name, p.reason)
+    if p.compute:
+        feats = build_features(spark, uc, p.compute)
+        # hashed on (as_of_date, entity), not on as_of_date alone: that put each snapshot in
+        # one task and one file, so scoring a snapshot ran on one core
+        tables.replace_where(
+            feats.repartition("as_of_date", uc.features.entity), ft, tables.in_predicate("as_of_date", p.compute),
+            partition_by=["as_of_date"], merge_schema=True,
+        )
+    props = {FEATURES_FINGERPRINT: p.fingerprints[FEATURES_FINGERPRINT]}
+    if p.watermark is not None and not as_of and backfill is None:
+        props[WATERMARK] = p.watermark  # a run by hand covers its dates only: the daily plan still owes the rest
+    if tables.exists(spark, ft):
+        set_properties(spark, ft, props)
+    if p.labels:
+        labels = build_labels(spark, uc, p.labels, p.observed_until)
+        if p.labels_full:
+            tables.overwrite(labels, lt, partition_by=["as_of_date"])  # no coalesce(1): that ran the label join in one task
+        else:
+            merge_labels(spark, uc, labels, p.labels)
+        set_properties(spark, lt, {LABELS_FINGERPRINT: p.fingerprints[LABELS_FINGERPRINT], OBSERVED_UNTIL: p.observed_until.isoformat()})
     spark.catalog.clearCache()
-    log.info("features for %d as-of dates (%s .. %s) into %s", len(dates), dates[0], dates[-1], ft)
-    return {"as_of_dates": dates, "observed_until": observed_until, "newest_batch": newest}
+    dates = [str(d) for d in p.compute]
+    log.info("features for %d as-of dates into %s, labels for %d dates into %s", len(dates), ft, len(p.labels), lt)
+    return {"as_of_dates": dates, "label_dates": [str(d) for d in p.labels], "reason": p.reason,
+            "observed_until": p.observed_until, "newest_batch": p.newest}
+
+
+def merge_labels(spark: SparkSession, uc: UseCaseConfig, labels: DataFrame, dates: list[date]) -> None:
+    """Labels of ``dates`` into the labels table: a label that is known (not NULL) is final
+    and never changes; an open one (NULL) takes the new value; rows the population no longer
+    has are removed while open."""
+    from delta.tables import DeltaTable
+
+    lt, e, y = uc.table(uc.tables.labels), uc.entity, uc.label.column
+    if not tables.exists(spark, lt):
+        labels.write.format("delta").partitionBy("as_of_date").saveAsTable(lt)
+        return
+    scope = tables.in_predicate("as_of_date", dates)
+    (
+        DeltaTable.forName(spark, lt).alias("t")
+        .merge(labels.alias("s"), f"t.`{e}` = s.`{e}` AND t.as_of_date = s.as_of_date AND t.{scope}")
+        .whenMatchedUpdateAll(condition=f"t.`{y}` IS NULL")
+        .whenNotMatchedInsertAll()
+        .whenNotMatchedBySourceDelete(condition=f"t.{scope} AND t.`{y}` IS NULL")
+        .execute()
+    )
 
 
 def newest_snapshot(spark: SparkSession, uc: UseCaseConfig) -> date:

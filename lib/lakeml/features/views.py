@@ -1,57 +1,77 @@
 """The temporary views the feature and label SQL sees.
 
-- one view per source, named as the source, holding the latest row per key of its bronze
-  table (a key re-sent in a later batch replaces the earlier one), and
-  ``<source>_history`` with every version of every row and its ``_batch_date`` (arrival);
+- one view per source, named as the source: the latest row per key (the silver table; a key
+  re-sent in a later batch replaces the earlier one, a tombstone hides it), and
+  ``<source>_history``: every version of every row and its ``_batch_date`` (bronze);
 - ``snapshots(as_of_date)``: the as-of dates being computed;
 - ``population(<entity>, as_of_date)``: who is scored at each date (the population SQL).
+
+A *window* ``[lo, hi)`` on event time prunes both views of every source that declares an
+``event_time`` (attribute sources are never pruned): a feature file that looks back
+``lookback_days`` gets the events of ``[min(as_of) - lookback, max(as_of))`` only, and the
+tables are laid out by time so that Delta skips the files outside it.
 """
 
 from __future__ import annotations
 
 from datetime import date, timedelta
 
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakeml.core import tables
-from lakeml.core.config import UseCaseConfig
+from lakeml.core.config import SourceSpec, UseCaseConfig
 from lakeml.core.errors import MissingTableError
 from lakeml.features.sql import run_sql
+from lakeml.lake import silver
+from lakeml.lake.silver import latest_per_key
+
+EventWindow = tuple[date | None, date | None]  # [lo, hi) on event time; None: open on that side
 
 
-def latest_per_key(df: DataFrame, keys: list[str]) -> DataFrame:
-    """The newest row per key, newest meaning the latest arrival batch.
+def _in_window(df: DataFrame, spec: SourceSpec, window: EventWindow | None) -> DataFrame:
+    if window is None or spec.event_time is None:
+        return df
+    t, lo, hi = spec.event_time, window[0], window[1]
+    kind = spec.columns[t].type  # literals of the column's type: the filter reaches the file statistics
+    cond = F.lit(True)
+    if lo is not None:
+        cond = cond & (F.col(t) >= F.lit(lo).cast(kind))
+    if hi is not None:
+        cond = cond & (F.col(t) < F.lit(hi).cast(kind))
+    return df.where(cond)
 
-    One window over every row. (Counting the re-sent keys first and broadcasting them, so
-    that keys sent once skip the shuffle, measured slower at 100 000 entities: the extra
-    aggregate per source cost more than the window it saved; see docs/benchmarks.md.)"""
-    w = Window.partitionBy(*keys).orderBy(F.col("_batch_date").desc(), F.col("_source_file").desc())
-    return df.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
 
-
-def register_source_views(spark: SparkSession, uc: UseCaseConfig, frames: dict[str, DataFrame] | None = None) -> None:
-    """Register the source views from the bronze tables (or from ``frames``, bronze-shaped
-    DataFrames by source name, which is how tests feed the SQL)."""
+def register_source_views(
+    spark: SparkSession, uc: UseCaseConfig, frames: dict[str, DataFrame] | None = None, window: EventWindow | None = None
+) -> None:
+    """Register the source views from the lake (bronze and silver tables; a silver table
+    missing from a lake made before them is built from bronze), or from ``frames``,
+    bronze-shaped DataFrames by source name, which is how tests feed the SQL. ``window``
+    prunes the event sources."""
     for name, spec in uc.sources.items():
-        bronze = frames[name] if frames is not None else tables.read(spark, uc.table(spec.table), made_by=tables.INGEST_JOB)
-        bronze.createOrReplaceTempView(f"{name}_history")
-        latest_per_key(bronze, spec.keys).createOrReplaceTempView(name)
+        if frames is not None:
+            history = frames[name]
+            current = latest_per_key(history, spec.keys)
+            if spec.delete_flag:
+                current = current.where(~F.coalesce(F.col(spec.delete_flag), F.lit(False)))
+        else:
+            history = tables.read(spark, uc.table(spec.table), made_by=tables.INGEST_JOB)
+            if not tables.exists(spark, uc.silver(name)):
+                silver.rebuild(spark, uc, name)
+            current = silver.current(spark, uc, name)
+        _in_window(history, spec, window).createOrReplaceTempView(f"{name}_history")
+        _in_window(current, spec, window).createOrReplaceTempView(name)
 
 
 def batch_range(spark: SparkSession, uc: UseCaseConfig) -> tuple[date, date]:
-    """The first and newest arrival batch over all bronze tables."""
-    lo, hi = None, None
-    for spec in uc.sources.values():
-        r = tables.read(spark, uc.table(spec.table), made_by=tables.INGEST_JOB).agg(
-            F.min("_batch_date").alias("lo"), F.max("_batch_date").alias("hi")
-        ).first()
-        if r.lo is not None:
-            lo = r.lo if lo is None else min(lo, r.lo)
-            hi = r.hi if hi is None else max(hi, r.hi)
-    if lo is None:
-        raise MissingTableError(f"The bronze tables of {uc.name} are empty. Run {tables.INGEST_JOB} first.")
-    return lo, hi
+    """The first and newest arrival batch of the use case, from the ingest log (one row per
+    source and batch: no scan of the data)."""
+    name = uc.table(uc.tables.ingest_log)
+    r = tables.read(spark, name, made_by=tables.INGEST_JOB).agg(F.min("batch_date").alias("lo"), F.max("batch_date").alias("hi")).first()
+    if r.lo is None:
+        raise MissingTableError(f"Nothing of {uc.name} was ingested yet ({name} is empty). Run {tables.INGEST_JOB} first.")
+    return r.lo, r.hi
 
 
 def snapshot_dates(first_batch: date, newest_batch: date, every_days: int, first_after_days: int) -> list[date]:

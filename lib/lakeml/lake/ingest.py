@@ -16,7 +16,7 @@ repaired by the next run.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from functools import reduce
 
@@ -26,7 +26,7 @@ from pyspark.sql import functions as F
 from lakeml.core import tables
 from lakeml.core.config import ColumnSpec, EnvConfig, SourceSpec, UseCaseConfig
 from lakeml.core.errors import MissingDataError
-from lakeml.lake import landing
+from lakeml.lake import landing, silver
 from lakeml.lake.readers import CORRUPT, META, read_raw
 
 log = logging.getLogger(__name__)
@@ -93,15 +93,21 @@ class SourceReport:
     rows_read: int
     rows_accepted: int
     rows_quarantined: int
+    batch_dates: list[date] = field(default_factory=list)  # the batches this run ingested
 
 
-def pending(spark: SparkSession, uc: UseCaseConfig, batches: list[landing.Batch], force: bool) -> dict[str, list[landing.Batch]]:
-    """Per source, the batches whose files are new or changed since they were logged."""
-    done: dict[tuple[str, date], str] = {}
+def logged(spark: SparkSession, uc: UseCaseConfig) -> dict[tuple[str, date], str]:
+    """(source, batch date) -> fingerprint of every batch in the ingest log."""
     log_table = uc.table(uc.tables.ingest_log)
-    if not force and tables.exists(spark, log_table):
-        for r in spark.table(log_table).select("source", "batch_date", "fingerprint").collect():
-            done[(r.source, r.batch_date)] = r.fingerprint
+    if not tables.exists(spark, log_table):
+        return {}
+    return {(r.source, r.batch_date): r.fingerprint for r in spark.table(log_table).select("source", "batch_date", "fingerprint").collect()}
+
+
+def pending(spark: SparkSession, uc: UseCaseConfig, batches: list[landing.Batch], force: bool,
+            done: dict[tuple[str, date], str] | None = None) -> dict[str, list[landing.Batch]]:
+    """Per source, the batches whose files are new or changed since they were logged."""
+    done = {} if force else (logged(spark, uc) if done is None else done)
     out: dict[str, list[landing.Batch]] = {}
     for source in uc.sources:
         out[source] = [
@@ -132,33 +138,46 @@ def ingest(
         if not tables.exists(spark, uc.table(uc.tables.ingest_log)):
             raise MissingDataError(empty_zone_message(uc, zone))
         log.warning("landing zone %s has no batches (all archived?): nothing to ingest", zone)
+    done = logged(spark, uc)
     reports = []
-    for source, todo in pending(spark, uc, batches, force).items():
+    for source, todo in pending(spark, uc, batches, force, done).items():
         if not todo:
             log.info("%s: nothing new", source)
             continue
-        reports.append(ingest_source(spark, uc, source, todo))
+        # a batch ingested before, now with other files, may take versions away: silver is
+        # then rebuilt from bronze; new batches are merged
+        again = force or any((source, b.batch_date) in done for b in todo)
+        reports.append(ingest_source(spark, uc, source, todo, rebuild_silver=again))
     return reports
 
 
-def ingest_source(spark: SparkSession, uc: UseCaseConfig, source: str, batches: list[landing.Batch]) -> SourceReport:
+def ingest_source(spark: SparkSession, uc: UseCaseConfig, source: str, batches: list[landing.Batch], rebuild_silver: bool = False) -> SourceReport:
+    """One source's batches: bronze slices replaced, silver merged (or rebuilt), quarantine
+    slices replaced, and the ingest log written last (what makes the batches done)."""
     spec = uc.sources[source]
     files = [f.path for b in batches for f in b.files[source]]
     validated = validate(read_raw(spark, spec, files), spec).persist()
     try:
         dates = [b.batch_date for b in batches]
         bronze = uc.table(spec.table)
-        # not partitioned: a partition per arrival day makes many small files; the
-        # replaceWhere on _batch_date still touches only files holding those batches
-        tables.replace_where(accepted_rows(validated, spec), bronze, tables.in_predicate("_batch_date", dates))
-        slice_pred = f"source = {tables.sql_literal(source)} AND {tables.in_predicate('batch_date', dates)}"
-        tables.replace_where(quarantined_rows(validated, source).coalesce(1), uc.table(uc.tables.quarantine), slice_pred)
         stats = {
             r["_batch_date"]: (r["read"], r["bad"])
             for r in validated.groupBy("_batch_date")
             .agg(F.count(F.lit(1)).alias("read"), F.count("_reason").alias("bad"))
             .collect()
         }
+        accepted = sum(read - bad for read, bad in stats.values())
+        # not partitioned (a partition per arrival day makes many small files): the files are
+        # range-partitioned on the source's time, so a time filter skips the rest by their
+        # min/max statistics, and the replaceWhere on _batch_date touches only these batches
+        good = silver.laid_out(accepted_rows(validated, spec), spec, accepted)
+        tables.replace_where(good, bronze, tables.in_predicate("_batch_date", dates))
+        if rebuild_silver:
+            silver.rebuild(spark, uc, source)
+        else:
+            silver.merge(spark, uc, source, accepted_rows(validated, spec))
+        slice_pred = f"source = {tables.sql_literal(source)} AND {tables.in_predicate('batch_date', dates)}"
+        tables.replace_where(quarantined_rows(validated, source).coalesce(1), uc.table(uc.tables.quarantine), slice_pred)
         log_rows = []
         for b in batches:
             read, bad = stats.get(b.batch_date, (0, 0))
@@ -176,8 +195,9 @@ def ingest_source(spark: SparkSession, uc: UseCaseConfig, source: str, batches: 
         sum(r[4] for r in log_rows),
         sum(r[5] for r in log_rows),
         sum(r[6] for r in log_rows),
+        sorted(dates),
     )
-    log.info("ingested %s: %d batches, %d read, %d accepted, %d quarantined", *vars(rep).values())
+    log.info("ingested %s: %d batches, %d read, %d accepted, %d quarantined", source, rep.batches, rep.rows_read, rep.rows_accepted, rep.rows_quarantined)
     return rep
 
 

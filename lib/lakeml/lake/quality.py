@@ -83,6 +83,17 @@ def _made_by(uc: UseCaseConfig, table_key: str) -> str:
     return tables.INGEST_JOB
 
 
+def _batches(spark: SparkSession, uc: UseCaseConfig, table_key: str, df: DataFrame, batch_col: str) -> list[date]:
+    """The batches a table holds, oldest first, read from where it is cheap: the ingest log
+    for a bronze table (one row per source and batch), the partition values for a table
+    partitioned by its batch column, a scan of that one column otherwise (small tables)."""
+    source = next((n for n, s in uc.sources.items() if s.table == table_key), None)
+    if source is not None and tables.exists(spark, uc.table(uc.tables.ingest_log)):
+        log_df = spark.table(uc.table(uc.tables.ingest_log)).where((F.col("source") == source) & (F.col("rows_accepted") > 0))
+        return sorted(r[0] for r in log_df.select("batch_date").distinct().collect())
+    return sorted(r[0] for r in df.select(batch_col).distinct().collect())
+
+
 def _key(uc: UseCaseConfig, table_key: str, i: int, field: str) -> str:
     return f"{uc.source_file}: quality.checks.{table_key}.{i}.{field}"
 
@@ -171,21 +182,25 @@ def run_checks(spark: SparkSession, uc: UseCaseConfig, table_key: str, batch_dat
     _check_against_table(uc, table_key, df, checks)
     types = {f.name: f.dataType for f in df.schema.fields}
 
-    # pass 1: rows per batch over the whole table (and per `where` of row_count_change)
-    rcc = [(i, c) for i, c in enumerate(checks) if c.type == "row_count_change"]
-    counts_aggs = [F.count(F.lit(1)).alias("_rows")] + [F.count_if(_where(c)).alias(f"_n{i}") for i, c in rcc if c.where]
-    counts = {r[batch_col]: r for r in df.groupBy(batch_col).agg(*counts_aggs).collect()}
-    present = sorted(counts)
+    # pass 1: which batches the table has (without reading it), then rows per batch of the
+    # batches checked and the ones before them (for row_count_change), not of the history
+    present = _batches(spark, uc, table_key, df, batch_col)
     if batch_dates is None:
         todo = present[-1:]
     else:
-        todo = sorted(set(batch_dates) & set(counts))
-        absent = sorted(set(batch_dates) - set(counts))
+        todo = sorted(set(batch_dates) & set(present))
+        absent = sorted(set(batch_dates) - set(present))
         if absent:
             log.info("%s has no rows for %d of the requested batches (%s .. %s): not checked", name, len(absent), absent[0], absent[-1])
     if not todo:
         log.info("%s: no batch to check", name)
         return []
+    previous = {b: max((p for p in present if p < b), default=None) for b in todo}
+    counted = sorted(set(todo) | {p for p in previous.values() if p is not None})
+    rcc = [(i, c) for i, c in enumerate(checks) if c.type == "row_count_change"]
+    counts_aggs = [F.count(F.lit(1)).alias("_rows")] + [F.count_if(_where(c)).alias(f"_n{i}") for i, c in rcc if c.where]
+    counts = {r[batch_col]: r for r in df.where(F.col(batch_col).isin(counted)).groupBy(batch_col).agg(*counts_aggs).collect()}
+    todo = [b for b in todo if b in counts]
     scoped = df.where(F.col(batch_col).isin(todo))
 
     # pass 2: one aggregation for the counting checks and freshness
@@ -223,7 +238,7 @@ def run_checks(spark: SparkSession, uc: UseCaseConfig, table_key: str, batch_dat
     now = datetime.now(UTC)
     results = []
     for b in todo:
-        prev_batch = max((p for p in present if p < b), default=None)
+        prev_batch = previous[b] if previous[b] in counts else None
         for i, c in enumerate(checks):
             prev = None
             if c.type == "row_count_change":

@@ -40,10 +40,17 @@ def score_batch(model: PipelineModel, rows: DataFrame, entity: str, ref: trackin
     )
 
 
-def run(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, score_date: date | None = None, alias: str = tracking.CHAMPION) -> dict:
+def run(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, score_date: date | None = None, alias: str = tracking.CHAMPION,
+        version: str | None = None) -> dict:
+    """Score ``score_date`` (default: the newest snapshot) with the model the alias names
+    (or, with ``version``, that version, recorded under ``alias``: how a date whose features
+    late rows changed is scored again by the model that scored it first)."""
     t0 = time.perf_counter()
     client = tracking.configure(env)
-    model, ref = tracking.load_spark_model(client, uc.model.name, alias)
+    if version is None:
+        model, ref = tracking.load_spark_model(client, uc.model.name, alias)
+    else:
+        model, ref = tracking.load_spark_model_version(client, uc.model.name, version, alias)
     loaded = time.perf_counter()
     d = score_date or features.newest_snapshot(spark, uc)
     ft = tables.read(spark, uc.table(uc.tables.features), made_by=tables.FEATURES_JOB)
@@ -62,6 +69,9 @@ def run(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, score_date: date
         f"score_date = {tables.sql_literal(d)} AND model_alias = {tables.sql_literal(alias)}",
         partition_by=["score_date"],
     )
+    perf = uc.table(uc.tables.performance_metrics)
+    if tables.exists(spark, perf):  # measured on the earlier predictions of this date: measure again
+        spark.sql(f"DELETE FROM {perf} WHERE score_date = {tables.sql_literal(d)}")
     n = spark.table(pt).where((F.col("score_date") == F.lit(d)) & (F.col("model_alias") == alias)).count()
     log.info("scored %d rows (one per %s) for %s with %s version %s into %s", n, uc.entity, d, ref.name, ref.version, pt)
     return {"score_date": d, "rows": n, "model_version": ref.version, "model_run_id": ref.run_id, "table": pt,

@@ -219,7 +219,7 @@ def run(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig) -> TrainResult:
         tracking.mlflow.log_metrics({f"test_{k}": v for k, v in m.items()})
         for i, s in enumerate(r["tuning_scores"]):
             tracking.mlflow.log_metric(f"tuning_{uc.model.tuning.metric}", s, step=i)
-        sql_files = {rel: uc.read_sql(rel) for rel in [uc.features.population_sql, uc.label.sql, *uc.features.sql]}
+        sql_files = {rel: uc.read_sql(rel) for rel in [uc.features.population_sql, uc.label.sql, *(f.file for f in uc.features.sql)]}
         tracking.log_text_artifacts({"usecase.yaml": to_yaml(uc), "env.yaml": to_yaml(env), **sql_files}, "conf")
         tracking.mlflow.log_artifacts(plots.training_plots(r["curves"], r["importances"]), "plots")
         if m["roc_auc"] < uc.model.auc_floor:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
@@ -114,6 +115,120 @@ def _edges(values: list[float]) -> list[float]:
     return sorted({float(v) for v in values if v is not None and math.isfinite(v)})
 
 
+@dataclass
+class Profile:
+    """What drift needs of the reference, computed once per model version and stored
+    (``lakeml.monitor.reference``): the bin edges of every numeric feature and of the
+    probability, and the reference's count in every bin and category."""
+
+    kinds: dict[str, str]  # feature -> numeric | categorical | prediction
+    fine: dict[str, list[float]]  # KS bins (numeric features)
+    coarse: dict[str, list[float]]  # PSI / JS / chi-square bins (numeric features)
+    counts: dict[tuple[str, str | None], int]  # (feature, bin key or category; None: nulls) -> rows
+    description: str = ""
+
+    @property
+    def numeric(self) -> list[str]:
+        return [c for c, k in self.kinds.items() if k != "categorical"]
+
+    @property
+    def categorical(self) -> list[str]:
+        return [c for c, k in self.kinds.items() if k == "categorical"]
+
+
+def _prepared(df: DataFrame, kinds: dict[str, str], prob: str | None) -> DataFrame:
+    """Numbers as doubles (NaN as null), categories as strings; the probability column
+    ``prob`` of ``df`` under the name the profile gives it."""
+    cols = []
+    for c, kind in kinds.items():
+        src = prob if kind == "prediction" else c
+        if kind == "categorical":
+            cols.append(F.col(src).cast("string").alias(c))
+        else:
+            x = F.col(src).cast("double")
+            cols.append(F.when(F.isnan(x), F.lit(None)).otherwise(x).alias(c))
+    return df.select(*cols)
+
+
+def _counts(df: DataFrame, prof_fine: dict[str, list[float]], numeric: list[str], categorical: list[str]) -> dict[tuple[str, str | None], int]:
+    """(feature, bin key) -> rows, in ONE aggregation over all features."""
+    df, idx = _bucketed(df, {c: prof_fine[c] for c in numeric})
+    cells = [F.struct(F.lit(c).alias("feature"), idx[c].cast("string").alias("key")) for c in numeric]
+    cells += [F.struct(F.lit(c).alias("feature"), F.col(c).alias("key")) for c in categorical]
+    if not cells:
+        return {}
+    rows = df.select(F.inline(F.array(*cells))).groupBy("feature", "key").count().collect()
+    return {(r["feature"], r["key"]): int(r["count"]) for r in rows}
+
+
+def profile(
+    uc: UseCaseConfig,
+    reference_df: DataFrame,
+    features_numeric: list[str],
+    features_categorical: list[str],
+    prob_ref: str | None = None,
+    prob_name: str | None = None,
+    description: str = "",
+) -> Profile:
+    """The reference side of drift: quantile edges (``approxQuantile``) and counts, from
+    ``reference_df``. ``prob_ref`` is its probability column, named ``prob_name`` (default
+    the same) in the profile."""
+    mon = uc.monitoring
+    pred = (prob_name or prob_ref) if prob_ref is not None else None
+    if pred is not None and (pred in features_numeric or pred in features_categorical):
+        raise ValueError(f"the probability column {pred!r} is also listed as a feature")
+    kinds = {**{c: "numeric" for c in features_numeric}, **{c: "categorical" for c in features_categorical}}
+    if pred:
+        kinds[pred] = "prediction"
+    numeric = [c for c, k in kinds.items() if k != "categorical"]
+    ref = _prepared(reference_df, kinds, prob_ref).persist()
+    try:
+        coarse_p, all_p = _quantile_probs(mon.bins, mon.ks_bins)
+        quantiles = ref.approxQuantile(numeric, all_p, mon.quantile_error) if numeric else []
+        fine: dict[str, list[float]] = {}
+        coarse: dict[str, list[float]] = {}
+        for c, q in zip(numeric, quantiles, strict=True):
+            by_p = dict(zip(all_p, q, strict=False))
+            fine[c] = _edges(q)
+            coarse[c] = _edges([by_p[p] for p in coarse_p if p in by_p])
+        counts = _counts(ref, fine, numeric, list(features_categorical))
+    finally:
+        ref.unpersist()
+    return Profile(kinds, fine, coarse, counts, description)
+
+
+def compare(spark: SparkSession, uc: UseCaseConfig, prof: Profile, current_df: DataFrame, prob_cur: str | None = None) -> DataFrame:
+    """Drift of ``current_df`` against a reference profile: one row per feature (and the
+    ``prediction`` row when the profile has one; ``prob_cur`` is the probability column of
+    ``current_df``): psi, ks, js, chi2_p, counts and status. See the module docstring."""
+    mon = uc.monitoring
+    numeric, categorical = prof.numeric, prof.categorical
+    cur = _prepared(current_df, prof.kinds, prob_cur or next((c for c, k in prof.kinds.items() if k == "prediction"), None))
+    cr, cc = prof.counts, _counts(cur, prof.fine, numeric, categorical)
+    fine, coarse = prof.fine, prof.coarse
+    out = []
+    for c in numeric:
+        k = len(fine[c])
+        rf = np.array([cr.get((c, str(i)), 0) for i in range(k + 1)], dtype=np.int64)
+        cf = np.array([cc.get((c, str(i)), 0) for i in range(k + 1)], dtype=np.int64)
+        # fine bin i = (f_{i-1}, f_i] lies inside coarse bin searchsorted(coarse, f_i)
+        uppers = np.array([*fine[c], np.inf])
+        to_coarse = np.searchsorted(np.array(coarse[c], dtype=float), uppers, side="left")
+        m = len(coarse[c]) + 1
+        rc = np.bincount(to_coarse, weights=rf, minlength=m).astype(np.int64)
+        ccn = np.bincount(to_coarse, weights=cf, minlength=m).astype(np.int64)
+        nr, nc = cr.get((c, None), 0), cc.get((c, None), 0)
+        out.append(_row(c, prof.kinds[c], mon, _bin_labels(coarse[c]), coarse[c], [*rc, nr], [*ccn, nc], nr, nc, ks_binned(rf, cf)))
+    for c in categorical:
+        values = {key for (f, key) in cr if f == c and key is not None} | {key for (f, key) in cc if f == c and key is not None}
+        order = sorted(values, key=lambda v: (-cr.get((c, v), 0), v))
+        nr, nc = cr.get((c, None), 0), cc.get((c, None), 0)
+        rc = [cr.get((c, v), 0) for v in order] + [nr]
+        ccn = [cc.get((c, v), 0) for v in order] + [nc]
+        out.append(_row(c, "categorical", mon, [*order, NULL_BIN], None, rc, ccn, nr, nc, None))
+    return spark.createDataFrame(out, DRIFT_SCHEMA)
+
+
 def drift(
     spark: SparkSession,
     uc: UseCaseConfig,
@@ -127,78 +242,8 @@ def drift(
     """One row per feature (and one ``prediction`` row when ``prob_ref``, the probability
     column of ``reference_df``, is given; ``prob_cur`` names it in ``current_df``, default
     the same name): psi, ks, js, chi2_p, counts and status. See the module docstring."""
-    mon = uc.monitoring
-    pred = None
-    if prob_ref is not None:
-        pred = prob_cur or prob_ref
-        if pred in features_numeric or pred in features_categorical:
-            raise ValueError(f"the probability column {pred!r} is also listed as a feature")
-    numeric = list(features_numeric) + ([pred] if pred else [])
-    kinds = {**{c: "numeric" for c in features_numeric}, **{c: "categorical" for c in features_categorical}}
-    if pred:
-        kinds[pred] = "prediction"
-
-    def prepared(df: DataFrame, prob: str | None) -> DataFrame:
-        cols = []
-        for c in features_numeric:
-            x = F.col(c).cast("double")
-            cols.append(F.when(F.isnan(x), F.lit(None)).otherwise(x).alias(c))
-        cols += [F.col(c).cast("string").alias(c) for c in features_categorical]
-        if pred:
-            x = F.col(prob).cast("double")
-            cols.append(F.when(F.isnan(x), F.lit(None)).otherwise(x).alias(pred))
-        return df.select(*cols)
-
-    ref = prepared(reference_df, prob_ref).persist()
-    cur = prepared(current_df, prob_cur or prob_ref).persist()
-    try:
-        coarse_p, all_p = _quantile_probs(mon.bins, mon.ks_bins)
-        quantiles = ref.approxQuantile(numeric, all_p, mon.quantile_error) if numeric else []
-        fine: dict[str, list[float]] = {}
-        coarse: dict[str, list[float]] = {}
-        for c, q in zip(numeric, quantiles, strict=True):
-            by_p = dict(zip(all_p, q, strict=False))
-            fine[c] = _edges(q)
-            coarse[c] = _edges([by_p[p] for p in coarse_p if p in by_p])
-
-        def counts(df: DataFrame) -> dict[tuple[str, str | None], int]:
-            """(feature, bin key) -> rows, in ONE aggregation over all features."""
-            df, idx = _bucketed(df, fine)
-            cells = []
-            for c in numeric:
-                cells.append(F.struct(F.lit(c).alias("feature"), idx[c].cast("string").alias("key")))
-            for c in features_categorical:
-                cells.append(F.struct(F.lit(c).alias("feature"), F.col(c).alias("key")))
-            if not cells:
-                return {}
-            rows = df.select(F.inline(F.array(*cells))).groupBy("feature", "key").count().collect()
-            return {(r["feature"], r["key"]): int(r["count"]) for r in rows}
-
-        cr, cc = counts(ref), counts(cur)
-        out = []
-        for c in numeric:
-            k = len(fine[c])
-            rf = np.array([cr.get((c, str(i)), 0) for i in range(k + 1)], dtype=np.int64)
-            cf = np.array([cc.get((c, str(i)), 0) for i in range(k + 1)], dtype=np.int64)
-            # fine bin i = (f_{i-1}, f_i] lies inside coarse bin searchsorted(coarse, f_i)
-            uppers = np.array([*fine[c], np.inf])
-            to_coarse = np.searchsorted(np.array(coarse[c], dtype=float), uppers, side="left")
-            m = len(coarse[c]) + 1
-            rc = np.bincount(to_coarse, weights=rf, minlength=m).astype(np.int64)
-            ccn = np.bincount(to_coarse, weights=cf, minlength=m).astype(np.int64)
-            nr, nc = cr.get((c, None), 0), cc.get((c, None), 0)
-            out.append(_row(c, kinds[c], mon, _bin_labels(coarse[c]), coarse[c], [*rc, nr], [*ccn, nc], nr, nc, ks_binned(rf, cf)))
-        for c in features_categorical:
-            values = {key for (f, key) in cr if f == c and key is not None} | {key for (f, key) in cc if f == c and key is not None}
-            order = sorted(values, key=lambda v: (-cr.get((c, v), 0), v))
-            nr, nc = cr.get((c, None), 0), cc.get((c, None), 0)
-            rc = [cr.get((c, v), 0) for v in order] + [nr]
-            ccn = [cc.get((c, v), 0) for v in order] + [nc]
-            out.append(_row(c, "categorical", mon, [*order, NULL_BIN], None, rc, ccn, nr, nc, None))
-    finally:
-        ref.unpersist()
-        cur.unpersist()
-    return spark.createDataFrame(out, DRIFT_SCHEMA)
+    prof = profile(uc, reference_df, features_numeric, features_categorical, prob_ref, prob_cur or prob_ref)
+    return compare(spark, uc, prof, current_df, prob_cur or prob_ref)
 
 
 def _row(feature, kind, mon, labels, edges, rc, cc, nulls_r, nulls_c, ks_v) -> tuple:
@@ -280,18 +325,25 @@ def run_drift(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, score_date
     if len(versions) > 1:
         raise MissingDataError(f"{uc.table(uc.tables.predictions)}: {d} was scored by several versions of alias {alias}: {versions}")
     name, version = versions[0]["model_name"], versions[0]["model_version"]
-    client = tracking.configure(env)
-    ref_rows, ref_desc = reference_rows(spark, client, uc, name, version)
-    model = tracking.mlflow.spark.load_model(f"models:/{name}/{version}")
     cols = [uc.features.entity, *uc.model.numeric, *uc.model.categorical]
     p1 = uc.probability
-    ref_scored = model.transform(ref_rows.select(*cols, "as_of_date")).select(*cols, metrics.positive_probability().alias(p1))
     entity = uc.features.entity
     ft = tables.read(spark, uc.table(uc.tables.features), made_by=tables.FEATURES_JOB)
     cur = ft.where(F.col("as_of_date") == F.lit(d)).select(*cols).join(day.select(entity, p1), entity, "left")
     if cur.isEmpty():
         raise MissingDataError(f"{uc.table(uc.tables.features)} has no rows for {d}. Compute that date with: jobs/features.py --as-of {d}")
-    res = drift(spark, uc, ref_scored, cur, uc.model.numeric, uc.model.categorical, prob_ref=p1, prob_cur=p1)
+    from lakeml.monitor import reference
+
+    prof = reference.load(spark, uc, name, version)
+    if prof is None:  # the first time this version is monitored: read and score its training rows once
+        client = tracking.configure(env)
+        ref_rows, ref_desc = reference_rows(spark, client, uc, name, version)
+        model = tracking.mlflow.spark.load_model(f"models:/{name}/{version}")
+        ref_scored = model.transform(ref_rows.select(*cols, "as_of_date")).select(*cols, metrics.positive_probability().alias(p1))
+        prof = profile(uc, ref_scored, uc.model.numeric, uc.model.categorical, prob_ref=p1, description=ref_desc)
+        reference.save(spark, uc, name, version, prof)
+    ref_desc = prof.description
+    res = compare(spark, uc, prof, cur, prob_cur=p1)
     out = res.select(
         F.lit(d).alias("score_date"),
         F.lit(name).alias("model_name"),

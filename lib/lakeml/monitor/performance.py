@@ -100,36 +100,51 @@ def performance(df: DataFrame, keys: list[str], p: str = "p", y: str = "y", cali
     return out
 
 
+def _dates(spark: SparkSession, name: str, column: str) -> set:
+    """The distinct values of a (partition) column of a table; none when it does not exist."""
+    if not tables.exists(spark, name):
+        return set()
+    return {r[0] for r in spark.table(name).select(column).distinct().collect()}
+
+
 def run_performance(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig) -> dict:
-    """Live metrics of every score date whose labels are observed, into
-    ``<db>.performance_metrics``; the score dates computed replace their rows."""
-    preds = tables.read(spark, uc.table(uc.tables.predictions), made_by=tables.SCORE_JOB)
-    labels = tables.read(spark, uc.table(uc.tables.labels), made_by=tables.FEATURES_JOB)
-    entity, label, p1 = uc.entity, uc.label.column, uc.probability
-    keys = ["score_date", "model_name", "model_version"] + (["model_alias"] if "model_alias" in preds.columns else [])
-    joined = preds.select(entity, *keys, p1).join(
-        labels.select(entity, F.col("as_of_date").alias("score_date"), F.col(label).alias("y")), [entity, "score_date"]
-    ).where(F.col("y").isNotNull())
-    rows = performance(joined, keys, p1, "y", uc.monitoring.calibration_bins)
+    """Live metrics of every score date whose labels are observed and that has none yet,
+    into ``<db>.performance_metrics``. Only those dates are read (the predictions and labels
+    tables are partitioned by date), so a day costs its new dates, not the history; a date
+    scored again loses its rows (``lakeml.ml.score``) and is measured again."""
     pt = uc.table(uc.tables.performance_metrics)
-    dates = sorted({r["score_date"] for r in rows})
-    if not rows:
-        if not tables.exists(spark, pt):
-            # created empty, so the table is there to query before ground truth arrives
-            tables.ensure_database(spark, uc.database)
-            empty = spark.createDataFrame([], PERF_SCHEMA).withColumn("computed_at", F.current_timestamp())
-            empty.write.format("delta").saveAsTable(pt)
-        log.info("no score date has observed labels yet; %s unchanged", pt)
-        return {"score_dates": [], "table": pt, "latest": None}
-    data = [tuple(r.get(f.name) for f in PERF_SCHEMA.fields) for r in rows]
-    df = spark.createDataFrame(data, PERF_SCHEMA).withColumn("computed_at", F.current_timestamp())
+    tables.read(spark, uc.table(uc.tables.predictions), made_by=tables.SCORE_JOB)
+    tables.read(spark, uc.table(uc.tables.labels), made_by=tables.FEATURES_JOB)
+    entity, label, p1 = uc.entity, uc.label.column, uc.probability
+    candidates = sorted(_dates(spark, uc.table(uc.tables.predictions), "score_date") - _dates(spark, pt, "score_date"))
+    labels = spark.table(uc.table(uc.tables.labels)).where(F.col("as_of_date").isin(candidates) & F.col(label).isNotNull())
+    todo = sorted(r[0] for r in labels.select("as_of_date").distinct().collect()) if candidates else []
+    rows = []
+    if todo:
+        preds = spark.table(uc.table(uc.tables.predictions)).where(F.col("score_date").isin(todo))
+        keys = ["score_date", "model_name", "model_version"] + (["model_alias"] if "model_alias" in preds.columns else [])
+        joined = preds.select(entity, *keys, p1).join(
+            labels.where(F.col("as_of_date").isin(todo)).select(entity, F.col("as_of_date").alias("score_date"), F.col(label).alias("y")),
+            [entity, "score_date"],
+        )
+        rows = performance(joined, keys, p1, "y", uc.monitoring.calibration_bins)
     tables.ensure_database(spark, uc.database)
-    tables.replace_where(df.coalesce(1), pt, tables.in_predicate("score_date", dates))
+    if rows:
+        data = [tuple(r.get(f.name) for f in PERF_SCHEMA.fields) for r in rows]
+        df = spark.createDataFrame(data, PERF_SCHEMA).withColumn("computed_at", F.current_timestamp())
+        tables.replace_where(df.coalesce(1), pt, tables.in_predicate("score_date", todo))
+        log.info("live performance for %d new score dates (%s .. %s) into %s", len(todo), todo[0], todo[-1], pt)
+    elif not tables.exists(spark, pt):
+        # created empty, so the table is there to query before ground truth arrives
+        empty = spark.createDataFrame([], PERF_SCHEMA).withColumn("computed_at", F.current_timestamp())
+        empty.write.format("delta").saveAsTable(pt)
+    else:
+        log.info("no new score date with observed labels; %s unchanged", pt)
     # the newest date, the champion's row when several aliases were scored
-    latest = max(rows, key=lambda r: (r["score_date"], r.get("model_alias") in (None, tracking.CHAMPION)))
-    log.info("live performance for %d score dates (%s .. %s) into %s", len(dates), dates[0], dates[-1], pt)
+    newest = spark.table(pt).orderBy(F.col("score_date").desc(), (F.coalesce(F.col("model_alias"), F.lit(tracking.CHAMPION)) == tracking.CHAMPION).desc()).first()
     return {
-        "score_dates": dates,
+        "score_dates": sorted(_dates(spark, pt, "score_date")),
+        "computed": todo,
         "table": pt,
-        "latest": {k: latest[k] for k in ("score_date", "model_version", "n", "base_rate", "roc_auc", "precision_top_decile", "ece")},
+        "latest": None if newest is None else {k: newest[k] for k in ("score_date", "model_version", "n", "base_rate", "roc_auc", "precision_top_decile", "ece")},
     }

@@ -368,7 +368,11 @@ def sql_command(argv: list[str], conf_dir: Path | None = None) -> Submission:
         # a shared SQL endpoint (Spark Thrift Server): beeline on it, as an analyst would
         user = os.environ.get("USER") or "lakeml"
         return Submission([spark_bin("beeline"), "-u", env.sql.endpoint, "-n", user, *rest], extra, False, env)
-    cmd = [spark_bin("spark-sql"), *common_flags(env), "--name", "lakeml-sql", *rest]
+    # spark-sql (like HiveServer2) uses java.time dates, and Delta's metadata-only answer to
+    # min/max(date) still builds java.sql.Date (ClassCastException): compute it there. Jobs
+    # keep the metadata-only answers (count(*), min/max from the Delta log: no data read).
+    no_metadata_answers = ["--conf", "spark.databricks.delta.optimizeMetadataQuery.enabled=false"]
+    cmd = [spark_bin("spark-sql"), *common_flags(env), *no_metadata_answers, "--name", "lakeml-sql", *rest]
     return Submission(cmd, extra, False, env)
 
 

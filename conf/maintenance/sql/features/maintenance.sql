@@ -9,7 +9,8 @@ SELECT p.machine_id,
        count(CASE WHEN w.kind = 'repair' AND w.performed_on >= date_sub(p.as_of_date, 90) THEN 1 END) AS repairs_90d,
        count(CASE WHEN w.kind = 'part_replacement' AND w.performed_on >= date_sub(p.as_of_date, 90) THEN 1 END) AS part_replacements_90d,
        count(CASE WHEN w.kind = 'inspection' AND w.performed_on >= date_sub(p.as_of_date, 90) THEN 1 END) AS inspections_90d,
-       coalesce(sum(CASE WHEN w.performed_on >= date_sub(p.as_of_date, 90) THEN w.downtime_hours END), 0D) AS downtime_hours_90d
+       -- an exact (DECIMAL) sum: the same whatever the order of the rows
+       CAST(coalesce(sum(CASE WHEN w.performed_on >= date_sub(p.as_of_date, 90) THEN CAST(w.downtime_hours AS DECIMAL(18, 6)) END), 0) AS DOUBLE) AS downtime_hours_90d
 FROM population p
 LEFT JOIN maintenance_logs w
   ON w.machine_id = p.machine_id

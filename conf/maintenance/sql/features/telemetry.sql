@@ -6,18 +6,20 @@
 -- delivery lag, which the whole fleet shares at an as-of date), days_silent how long the
 -- machine has been silent while the fleet reported (down, or a sensor out). The 30-day
 -- window is the machine's own baseline.
+-- Sums of measurements are DECIMAL (exact, so independent of the order Spark adds rows in:
+-- the same features whatever the partitioning, and an incremental run equals a full one).
 WITH daily AS (
   SELECT machine_id,
          to_date(read_at) AS day,
          _batch_date,
          count(*) AS readings,
-         sum(temperature_c) AS temp_sum,
+         sum(CAST(temperature_c AS DECIMAL(18, 6))) AS temp_sum,
          count(temperature_c) AS temp_n,
-         sum(vibration_mm_s) AS vib_sum,
+         sum(CAST(vibration_mm_s AS DECIMAL(18, 6))) AS vib_sum,
          count(vibration_mm_s) AS vib_n,
          max(vibration_mm_s) AS vib_max,
-         sum(pressure_bar) AS press_sum,
-         sum(pressure_bar * pressure_bar) AS press_sq,
+         sum(CAST(pressure_bar AS DECIMAL(18, 6))) AS press_sum,
+         sum(CAST(pressure_bar AS DECIMAL(18, 6)) * CAST(pressure_bar AS DECIMAL(18, 6))) AS press_sq,
          count(pressure_bar) AS press_n,
          sum(rpm) AS rpm_sum,
          count(rpm) AS rpm_n
@@ -44,24 +46,25 @@ windowed AS (
          max(last_day) AS last_day,
          sum(CASE WHEN day > date_sub(last_day, 3) THEN readings ELSE 0 END) AS readings_3d,
          sum(CASE WHEN day > date_sub(last_day, 14) THEN readings ELSE 0 END) AS readings_14d,
-         try_divide(sum(CASE WHEN day > date_sub(last_day, 3) THEN temp_sum END), sum(CASE WHEN day > date_sub(last_day, 3) THEN temp_n END)) AS temperature_mean_3d,
-         try_divide(sum(CASE WHEN day > date_sub(last_day, 14) THEN temp_sum END), sum(CASE WHEN day > date_sub(last_day, 14) THEN temp_n END)) AS temperature_mean_14d,
-         try_divide(sum(temp_sum), sum(temp_n)) AS temperature_mean_30d,
-         try_divide(sum(CASE WHEN day > date_sub(last_day, 3) THEN vib_sum END), sum(CASE WHEN day > date_sub(last_day, 3) THEN vib_n END)) AS vibration_mean_3d,
+         CAST(try_divide(sum(CASE WHEN day > date_sub(last_day, 3) THEN temp_sum END), sum(CASE WHEN day > date_sub(last_day, 3) THEN temp_n END)) AS DOUBLE) AS temperature_mean_3d,
+         CAST(try_divide(sum(CASE WHEN day > date_sub(last_day, 14) THEN temp_sum END), sum(CASE WHEN day > date_sub(last_day, 14) THEN temp_n END)) AS DOUBLE) AS temperature_mean_14d,
+         CAST(try_divide(sum(temp_sum), sum(temp_n)) AS DOUBLE) AS temperature_mean_30d,
+         CAST(try_divide(sum(CASE WHEN day > date_sub(last_day, 3) THEN vib_sum END), sum(CASE WHEN day > date_sub(last_day, 3) THEN vib_n END)) AS DOUBLE) AS vibration_mean_3d,
          max(CASE WHEN day > date_sub(last_day, 3) THEN vib_max END) AS vibration_max_3d,
-         try_divide(sum(CASE WHEN day > date_sub(last_day, 14) THEN vib_sum END), sum(CASE WHEN day > date_sub(last_day, 14) THEN vib_n END)) AS vibration_mean_14d,
-         try_divide(sum(vib_sum), sum(vib_n)) AS vibration_mean_30d,
+         CAST(try_divide(sum(CASE WHEN day > date_sub(last_day, 14) THEN vib_sum END), sum(CASE WHEN day > date_sub(last_day, 14) THEN vib_n END)) AS DOUBLE) AS vibration_mean_14d,
+         CAST(try_divide(sum(vib_sum), sum(vib_n)) AS DOUBLE) AS vibration_mean_30d,
          -- mm/s per day: least-squares slope of the daily mean over the 14-day window
-         regr_slope(CASE WHEN day > date_sub(last_day, 14) THEN vib_sum / vib_n END,
-                    CASE WHEN day > date_sub(last_day, 14) THEN datediff(day, last_day) END) AS vibration_slope_14d,
-         sum(CASE WHEN day > date_sub(last_day, 3) THEN press_sum END) AS press_sum_3d,
-         sum(CASE WHEN day > date_sub(last_day, 3) THEN press_sq END) AS press_sq_3d,
+         -- (rounded: a regression's double arithmetic depends on the order of the rows in its last bits)
+         round(regr_slope(CAST(CASE WHEN day > date_sub(last_day, 14) THEN vib_sum / vib_n END AS DOUBLE),
+                          CASE WHEN day > date_sub(last_day, 14) THEN datediff(day, last_day) END), 9) AS vibration_slope_14d,
+         CAST(sum(CASE WHEN day > date_sub(last_day, 3) THEN press_sum END) AS DOUBLE) AS press_sum_3d,
+         CAST(sum(CASE WHEN day > date_sub(last_day, 3) THEN press_sq END) AS DOUBLE) AS press_sq_3d,
          sum(CASE WHEN day > date_sub(last_day, 3) THEN press_n END) AS press_n_3d,
-         sum(press_sum) AS press_sum_30d,
-         sum(press_sq) AS press_sq_30d,
+         CAST(sum(press_sum) AS DOUBLE) AS press_sum_30d,
+         CAST(sum(press_sq) AS DOUBLE) AS press_sq_30d,
          sum(press_n) AS press_n_30d,
-         try_divide(sum(CASE WHEN day > date_sub(last_day, 3) THEN rpm_sum END), sum(CASE WHEN day > date_sub(last_day, 3) THEN rpm_n END)) AS rpm_mean_3d,
-         try_divide(sum(rpm_sum), sum(rpm_n)) AS rpm_mean_30d
+         CAST(try_divide(sum(CASE WHEN day > date_sub(last_day, 3) THEN rpm_sum END), sum(CASE WHEN day > date_sub(last_day, 3) THEN rpm_n END)) AS DOUBLE) AS rpm_mean_3d,
+         CAST(try_divide(sum(rpm_sum), sum(rpm_n)) AS DOUBLE) AS rpm_mean_30d
   FROM arrived
   GROUP BY machine_id, as_of_date
 )

@@ -126,9 +126,6 @@ class EnvConfig(Strict):
             # Delta keeps its schema in the Delta log; Spark's schema sync on overwrite
             # would otherwise be refused by the Hive metastore's column-type check
             "spark.hadoop.hive.metastore.disallow.incompatible.col.type.changes": "false",
-            # spark-sql and HiveServer2 use java.time dates; Delta's metadata-only answer to
-            # min/max(date) still builds java.sql.Date (ClassCastException): compute it
-            "spark.databricks.delta.optimizeMetadataQuery.enabled": "false",
         }
         if self.storage.metastore == "derby":
             db = f"{self.data_dir}/metastore_db"

@@ -140,7 +140,7 @@ def load_usecase(conf_dir: str | Path, name: str | None, env: EnvConfig | None =
     uc.source_file = str(path)
     uc.conf_dir = str(uc_dir)
     refs = [("features.population_sql", uc.features.population_sql), ("label.sql", uc.label.sql)]
-    refs += [(f"features.sql.{i}", s) for i, s in enumerate(uc.features.sql)]
+    refs += [(f"features.sql.{i}", s.file) for i, s in enumerate(uc.features.sql)]
     for key, rel in refs:
         if not (uc_dir / rel).is_file():
             raise ConfigError(f"{path}: {key}: SQL file {rel!r} not found under {uc_dir}")

@@ -42,6 +42,11 @@ class SourceSpec(Strict):
     # without one (entity attributes) are versioned by their arrival batch instead. Used
     # by the generic no-leakage test and by anything that needs event time.
     event_time: str | None = None
+    # the silver table of the latest row per key (default silver_<source>)
+    silver_table: str | None = None
+    # a boolean column that marks a row as the deletion of its key: the key's newest
+    # version is then a tombstone and the <source> view leaves the key out
+    delete_flag: str | None = None
     description: str = ""
 
     @model_validator(mode="after")
@@ -56,6 +61,8 @@ class SourceSpec(Strict):
                 raise ValueError(f"event_time {self.event_time!r} is not declared in columns")
             if self.columns[self.event_time].type not in ("date", "timestamp"):
                 raise ValueError(f"event_time {self.event_time!r} must be a date or timestamp column, not {self.columns[self.event_time].type}")
+        if self.delete_flag is not None and (self.delete_flag not in self.columns or self.columns[self.delete_flag].type != "boolean"):
+            raise ValueError(f"delete_flag {self.delete_flag!r} must be a declared boolean column")
         return self
 
 
@@ -67,6 +74,7 @@ class TablesSpec(Strict):
     predictions: str = "predictions"
     dq_results: str = "dq_results"
     drift_metrics: str = "drift_metrics"
+    drift_reference: str = "drift_reference"
     performance_metrics: str = "performance_metrics"
     model_decisions: str = "model_decisions"
 
@@ -78,13 +86,35 @@ class SnapshotSpec(Strict):
     first_after_days: int = Field(90, ge=0)
 
 
+class FeatureSql(Strict):
+    """One feature SQL file and how far back it looks.
+
+    ``lookback_days``: the file reads events (rows of sources with an ``event_time``) from at
+    most this many days before the as-of date; the job hands it only the events of
+    ``[min(as_of) - lookback_days, max(as_of))``, so a daily run reads the window, not the
+    history. Left out: the file sees every event ever ingested."""
+
+    file: str
+    lookback_days: int | None = Field(None, ge=0)
+
+
 class FeaturesSpec(Strict):
     # the column that names what is scored, one row per entity and as-of date: the key of the
     # population, the feature table, the labels and the predictions, with as_of_date
     entity: str
     population_sql: str
-    sql: list[str]
+    # feature SQL files: a path, or {file: path, lookback_days: N}
+    sql: list[FeatureSql]
     snapshots: SnapshotSpec = Field(default_factory=SnapshotSpec)
+    # rows that arrive up to late_days after their event still change the snapshots they
+    # fall in: a daily run recomputes the snapshots of the last late_days as well as the new
+    # ones (later rows reach features only through a backfill)
+    late_days: int = Field(3, ge=0)
+
+    @field_validator("sql", mode="before")
+    @classmethod
+    def _paths_or_specs(cls, v: Any) -> Any:
+        return [{"file": x} if isinstance(x, str) else x for x in v] if isinstance(v, list) else v
 
 
 class LabelSpec(Strict):
@@ -257,6 +287,10 @@ class UseCaseConfig(Strict):
 
     def read_sql(self, rel: str) -> str:
         return (Path(self.conf_dir) / rel).read_text()
+
+    def silver(self, source: str) -> str:
+        """Qualified name of a source's silver table (the latest row per key)."""
+        return self.table(self.sources[source].silver_table or f"silver_{source}")
 
     @property
     def entity(self) -> str:

@@ -1,0 +1,151 @@
+"""The "history growth" benchmark: what one daily run costs as the lake grows.
+
+    python -m lakeml.bench.history --entities N --history 90,180,360,720 [--usecase NAME] --out history.json
+
+One process, one Spark session, a fresh data folder. The use case's demo maker writes
+``max(H) + 1`` days into an upstream folder once; then, for each history length H in turn:
+batches up to day H are moved into the landing zone and caught up with one scheduled run
+(not measured), day H + 1 is landed, and
+
+- ``incremental``: the scheduled run (``pipeline.run_scheduled``) is timed per stage;
+- ``full``: the same day again with ``full=True`` (every snapshot, every label, every scored
+  date recomputed), timed per stage;
+- ``ingest_floor``: the same day's files read with a plain ``spark.read`` and appended to a
+  Delta table, per source: the floor of the ingest stage.
+
+The growth exponent of the daily run's time against H (b in time ~ H^b, between the smallest
+and the largest H) says whether a day costs the day or the history.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from lakeml.core.paths import CONF_DIR, PROJECT_ROOT
+
+log = logging.getLogger("lakeml.bench")
+
+
+def _move(upstream: Path, zone: Path, upto) -> int:
+    zone.mkdir(parents=True, exist_ok=True)
+    moved = 0
+    for d in sorted(os.listdir(upstream)):
+        if len(d) == 10 and d[4] == "-" and d <= str(upto):
+            shutil.move(str(upstream / d), str(zone / d))
+            moved += 1
+    return moved
+
+
+def _stage_seconds(summary: dict) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, st in summary["stages"].items():
+        name = key.split("#")[0]
+        out[name] = round(out.get(name, 0.0) + st.get("seconds", 0.0), 1)
+    return out
+
+
+def ingest_floor(spark, uc, zone: Path, day) -> dict:
+    """A plain read of one batch's files and a Delta append per source: the same I/O as the
+    ingest stage without its work (typing, quarantine, silver, log)."""
+    t0 = time.perf_counter()
+    rows = 0
+    for name, spec in uc.sources.items():
+        folder = zone / str(day) / name
+        files = [str(p) for p in folder.iterdir() if p.is_file() and not p.name.startswith((".", "_"))] if folder.is_dir() else []
+        if not files:
+            continue
+        reader = spark.read
+        if spec.format == "csv":
+            df = reader.option("header", True).csv(files)
+        elif spec.format == "json":
+            df = reader.json(files)
+        else:
+            df = reader.parquet(*files)
+        df.write.format("delta").mode("append").saveAsTable(uc.table(f"bench_floor_{name}"))
+        rows += spark.table(uc.table(f"bench_floor_{name}")).count()
+    return {"seconds": round(time.perf_counter() - t0, 2), "rows": rows}
+
+
+def run(entities: int, histories: list[int], out: Path, usecase: str | None = None) -> dict:
+    from lakeml.core.config import load_env, load_usecase
+
+    env = load_env(CONF_DIR, os.environ.get("LAKEML_ENV", "embedded"))
+    uc = load_usecase(CONF_DIR, usecase, env)
+    data_dir = Path(os.environ.get("LAKEML_DATA_DIR") or PROJECT_ROOT / "var" / "bench" / f"history_{uc.name}_{entities}")
+    if data_dir.exists():
+        shutil.rmtree(data_dir)
+    os.environ["LAKEML_DATA_DIR"] = str(data_dir)
+    env = load_env(CONF_DIR, env.name)
+    from lakeml import pipeline
+    from lakeml.core import session, tables
+    from lakeml.demo import maker
+
+    histories = sorted(histories)
+    spark = session.get_spark(env, f"lakeml-bench-history-{entities}")
+    # measure, do not gate: a small model may miss the demo's floor; one champion throughout
+    uc = uc.model_copy(update={
+        "model": uc.model.model_copy(update={"auc_floor": 0.0}),
+        "retraining": uc.retraining.model_copy(update={"psi_threshold": 1e9, "min_live_auc": 0.0}),
+    })
+    spec = maker.spec_of(uc, entities=entities, days=max(histories) + 2)
+    upstream = data_dir / "upstream"
+    result: dict = {"usecase": uc.name, "entities": entities, "histories": histories, "points": []}
+    t0 = time.perf_counter()
+    g = maker.run(spark, uc, str(upstream), spec)
+    result["generate_seconds"] = round(time.perf_counter() - t0, 1)
+    result["landing_rows"] = g["rows"]
+    zone = Path(env.landing_zone(uc.name))
+    for h in histories:
+        t = time.perf_counter()
+        _move(upstream, zone, spec.start_date + timedelta(days=h))
+        pipeline.run_scheduled(spark, env, uc)  # catch up to day H (not measured)
+        catch_up = round(time.perf_counter() - t, 1)
+        day = spec.start_date + timedelta(days=h + 1)
+        _move(upstream, zone, day)
+        t = time.perf_counter()
+        inc = pipeline.run_scheduled(spark, env, uc)
+        inc_s = round(time.perf_counter() - t, 1)
+        floor = ingest_floor(spark, uc, zone, day)
+        t = time.perf_counter()
+        full = pipeline.run_scheduled(spark, env, uc, full=True)
+        full_s = round(time.perf_counter() - t, 1)
+        counts = tables.row_counts(spark, [uc.table(s.table) for s in uc.sources.values()])
+        point = {
+            "history_days": h, "catch_up_seconds": catch_up,
+            "incremental_seconds": inc_s, "incremental_stages": _stage_seconds(inc),
+            "full_seconds": full_s, "full_stages": _stage_seconds(full),
+            "ingest_floor": floor, "bronze_rows": sum(v or 0 for v in counts.values()),
+            "snapshots_computed": {"incremental": len(inc["stages"]["features"]["result"]["as_of_dates"]),
+                                   "full": len(full["stages"]["features"]["result"]["as_of_dates"])},
+        }
+        result["points"].append(point)
+        log.info("[bench history] H=%d: daily run %.1f s (full %.1f s), ingest %.1f s vs floor %.1f s", h, inc_s, full_s,
+                 point["incremental_stages"].get("ingest", 0), floor["seconds"])
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2, default=str))
+    spark.stop()
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--entities", type=int, required=True)
+    p.add_argument("--history", required=True, help="history lengths in days, comma-separated")
+    p.add_argument("--usecase")
+    p.add_argument("--out", type=Path, required=True)
+    a = p.parse_args(argv)
+    from lakeml import cli
+
+    cli.setup_logging()
+    run(a.entities, [int(x) for x in a.history.split(",")], a.out, a.usecase)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""Silver "current" tables: per source, the latest row per key, kept by MERGE.
+
+Bronze is the append-only history (every version of every row, with ``_batch_date`` and
+``_source_file``); silver holds, per key, the version a full ``latest_per_key`` over all of
+bronze would pick: the newest ``_batch_date``, then the greatest ``_source_file``. A run
+merges only the rows it ingested (deduplicated the same way), so its cost follows the new
+batches, not the history:
+
+- a key not in silver is inserted;
+- a key in silver is replaced when the new version is at least as new (a re-sent key, a
+  correction), and left alone when it is older (a late batch of an earlier date);
+- a row whose ``delete_flag`` (if the source declares one) is true is kept as a tombstone:
+  it is the key's newest version, and the ``<source>`` view leaves it out.
+
+A batch that is ingested again with other files (a correction of a batch, ``--all``) can
+take versions away, which a merge cannot know: that source's silver table is then rebuilt
+from bronze in full. Both ways give the same table (``tests/test_incremental.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from lakeml.core import tables
+from lakeml.core.config import SourceSpec, UseCaseConfig
+
+log = logging.getLogger(__name__)
+
+ROWS_PER_FILE = 2_000_000  # rows per file when a table is written in full (range-partitioned by time)
+
+
+def latest_per_key(df: DataFrame, keys: list[str]) -> DataFrame:
+    """The newest row per key, newest meaning the latest arrival batch, then the greatest
+    source file name.
+
+    One window over every row. (Counting the re-sent keys first and broadcasting them, so
+    that keys sent once skip the shuffle, measured slower at 100 000 entities: the extra
+    aggregate per source cost more than the window it saved; see docs/benchmarks.md.)"""
+    w = Window.partitionBy(*keys).orderBy(F.col("_batch_date").desc(), F.col("_source_file").desc())
+    return df.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
+
+
+def time_column(spec: SourceSpec) -> str:
+    """What a source's rows are ordered by on disk: its event time, else its arrival batch."""
+    return spec.event_time or "_batch_date"
+
+
+def laid_out(df: DataFrame, spec: SourceSpec, rows: int) -> DataFrame:
+    """``df`` range-partitioned on the source's time column, so that each file holds a
+    stretch of time and Delta's min/max statistics let a time filter skip the rest."""
+    n = max(1, -(-rows // ROWS_PER_FILE))
+    return df.repartitionByRange(n, F.col(time_column(spec)))
+
+
+def _newer(s: str = "s", t: str = "t") -> Column:
+    return (F.col(f"{s}._batch_date") > F.col(f"{t}._batch_date")) | (
+        (F.col(f"{s}._batch_date") == F.col(f"{t}._batch_date")) & (F.col(f"{s}._source_file") >= F.col(f"{t}._source_file"))
+    )
+
+
+def rebuild(spark: SparkSession, uc: UseCaseConfig, source: str) -> None:
+    """Silver of ``source`` recomputed from all of bronze (a full recompute)."""
+    spec = uc.sources[source]
+    bronze = spark.table(uc.table(spec.table))
+    current = latest_per_key(bronze, spec.keys).persist()
+    try:
+        rows = current.count()
+        tables.overwrite(laid_out(current, spec, rows), uc.silver(source))
+    finally:
+        current.unpersist()
+    log.info("silver %s rebuilt from %s: %d rows", uc.silver(source), uc.table(spec.table), rows)
+
+
+def merge(spark: SparkSession, uc: UseCaseConfig, source: str, new_rows: DataFrame) -> None:
+    """Merge the bronze rows one run ingested (``new_rows``: bronze-shaped) into silver."""
+    from delta.tables import DeltaTable
+
+    spec = uc.sources[source]
+    name = uc.silver(source)
+    latest = latest_per_key(new_rows, spec.keys)
+    if not tables.exists(spark, name):
+        rebuild(spark, uc, source)  # the first run, or a lake from before silver tables: all of bronze
+        return
+    on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in spec.keys)  # keys are required: never null
+    (
+        DeltaTable.forName(spark, name).alias("t")
+        .merge(latest.alias("s"), on)
+        .whenMatchedUpdateAll(condition=_newer())
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
+
+
+def current(spark: SparkSession, uc: UseCaseConfig, source: str) -> DataFrame:
+    """The ``<source>`` view: silver without tombstones."""
+    spec = uc.sources[source]
+    df = tables.read(spark, uc.silver(source), made_by=tables.INGEST_JOB)
+    if spec.delete_flag:
+        df = df.where(~F.coalesce(F.col(spec.delete_flag), F.lit(False)))
+    return df
