@@ -34,7 +34,7 @@ def test_a_job_on_an_empty_warehouse_says_what_to_run(tmp_path):
     p = run_cmd(["./spark-submit.sh", "jobs/features.py"], {"LAKEML_DATA_DIR": str(tmp_path)}, check=False)
     assert p.returncode == 2
     # spark-submit's PythonRunner merges the driver's stderr into its stdout
-    assert "error: Table churn.bronze_customers does not exist. Create it by running jobs/ingest.py" in p.stdout + p.stderr
+    assert "error: Table churn.ingest_log does not exist. Create it by running jobs/ingest.py" in p.stdout + p.stderr
     assert "Traceback" not in p.stdout + p.stderr
 
 

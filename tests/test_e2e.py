@@ -133,7 +133,7 @@ def test_retraining_makes_a_challenger_and_keeps_the_champion(spark, env, uc, bu
 
 def test_a_missing_table_says_which_and_how_to_make_it(spark, uc):
     empty = uc.model_copy(update={"database": "nowhere"})
-    with pytest.raises(MissingTableError, match=r"Table nowhere.bronze_customers does not exist. Create it by running jobs/ingest.py"):
+    with pytest.raises(MissingTableError, match=r"Table nowhere.ingest_log does not exist. Create it by running jobs/ingest.py"):
         features.run(spark, empty)
 
 

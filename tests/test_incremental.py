@@ -94,7 +94,8 @@ def test_silver_by_merge_is_the_latest_row_per_key_of_bronze(spark, uc):
 
 # --------------------------------------------------------------------------- daily runs = a full recompute
 
-INITIAL, DAILY = 105, (106, 107, 108, 109, 110)  # days after the start landed before the first run, then one a day
+INITIAL, DAILY = 105, (106, 107, 108, 109)  # days after the start landed before the first run, then one a day
+FEEDBACK = 146  # landed last: the label windows (30 days, 3 days' delay) of every daily score date have closed
 
 
 def _land(upstream: Path, zone: Path, upto: date) -> None:
@@ -134,7 +135,7 @@ def daily(spark, env, uc, tmp_path_factory):
         # one champion for the whole test: the policy never retrains
         "retraining": uc.retraining.model_copy(update={"psi_threshold": 1e6, "min_live_auc": 0.0}),
     })
-    spec = maker.spec_of(uc, entities=700, days=max(DAILY), seed=5, bad_row_rate=0.002)
+    spec = maker.spec_of(uc, entities=700, days=FEEDBACK, seed=5, bad_row_rate=0.002)
     upstream = root / "upstream"
     maker.run(spark, inc, str(upstream), spec)
     injected = _inject(upstream, spec.start_date)
@@ -144,7 +145,7 @@ def daily(spark, env, uc, tmp_path_factory):
     for day in (INITIAL, *DAILY):
         _land(upstream, zone, spec.start_date + timedelta(days=day))
         runs.append(pipeline.run_scheduled(spark, lenv, inc))
-    return {"env": lenv, "uc": inc, "runs": runs, "injected": injected}
+    return {"env": lenv, "uc": inc, "runs": runs, "injected": injected, "upstream": upstream, "zone": zone, "start": spec.start_date}
 
 
 def test_daily_runs_cost_the_day(spark, daily):
@@ -152,10 +153,10 @@ def test_daily_runs_cost_the_day(spark, daily):
     first, later = daily["runs"][0]["stages"], [r["stages"] for r in daily["runs"][1:]]
     assert len(first["features"]["result"]["as_of_dates"]) == 7  # six scheduled snapshots (days 30, 44, .., 100) and the newest batch
     # each day: its own snapshot and the earlier ones its rows can touch (late_days 3 before the new batch)
-    assert [len(s["features"]["result"]["as_of_dates"]) for s in later] == [2, 3, 3, 3, 3]
+    assert [len(s["features"]["result"]["as_of_dates"]) for s in later] == [2, 3, 3, 3]
     assert {r["batches"] for s in later for r in s["ingest"]["result"]} == {1}
     # the earlier score dates among them are scored again by the version that scored them
-    assert [len(s["rescore"]["result"]["rescored"]) for s in later] == [1, 2, 2, 2, 2]
+    assert [len(s["rescore"]["result"]["rescored"]) for s in later] == [1, 2, 2, 2]
     # the drift reference of the champion was computed once, then read every day
     ref = spark.table(inc.table(inc.tables.drift_reference))
     assert ref.select("model_version").distinct().count() == 1 and ref.select("computed_at").distinct().count() == 1
@@ -183,3 +184,60 @@ def test_daily_runs_equal_a_full_recompute_from_scratch(spark, daily):
     assert {r.source for r in q.collect()} >= {"payments", "support_tickets"}
     late = spark.table(inc.table("bronze_usage_events")).where(F.col("event_id").startswith("LATE-"))
     assert late.count() == 25
+
+
+def _files_read(df) -> int:
+    """Run ``df`` (a filtered scan of one Delta table) and return the scan's "number of files
+    read" (after Delta's data skipping) and the files of the table."""
+    qe = df._jdf.queryExecution()
+    qe.toRdd().count()  # executes this very plan, so its metrics are the ones read below
+    leaves = qe.executedPlan().collectLeaves()
+    scans = [leaves.apply(i) for i in range(leaves.size()) if leaves.apply(i).metrics().contains("numFiles")]
+    assert len(scans) == 1, [leaves.apply(i).nodeName() for i in range(leaves.size())]
+    return int(scans[0].metrics().apply("numFiles").value())
+
+
+def test_a_daily_run_reads_only_the_files_of_its_event_window(spark, daily):
+    """The history view of a daily run (window [newest - 90 days, newest)) scans only the bronze
+    files whose event times meet the window: Delta skips the rest on their min/max statistics."""
+    inc = daily["uc"]
+    bronze = inc.table(inc.sources["usage_events"].table)
+    newest = max(r[0] for r in spark.table(inc.table(inc.tables.features)).select("as_of_date").distinct().collect())
+    lo, hi = newest - timedelta(days=90), newest
+    features.register_source_views(spark, inc, window=(lo, hi))
+    read = _files_read(spark.table("usage_events_history"))
+    features.register_source_views(spark, inc)
+    total = spark.sql(f"DESCRIBE DETAIL {bronze}").first().numFiles
+    # the files that hold an event of the window, from the data itself
+    per_file = (spark.table(bronze).groupBy(F.input_file_name().alias("f"))
+                .agg(F.min("event_ts").alias("lo"), F.max("event_ts").alias("hi")))
+    meeting = per_file.where((F.col("hi") >= F.lit(lo).cast("timestamp")) & (F.col("lo") < F.lit(hi).cast("timestamp"))).count()
+    assert per_file.count() == total and 0 < meeting < total
+    assert read == meeting, f"{read} files read for the window, {meeting} of {total} hold events of it"
+
+
+def test_every_scored_date_gets_live_performance_and_a_live_auc_under_the_floor_retrains(spark, daily):
+    """The feedback loop on score dates off the snapshot schedule: once their label windows
+    close, performance_metrics has every one of them, and a champion whose live ROC AUC is
+    under min_live_auc is retrained. (Runs last: it lands more days into the daily lake.)"""
+    inc, env = daily["uc"], daily["env"]
+    pt, perf_t = inc.table(inc.tables.predictions), inc.table(inc.tables.performance_metrics)
+    scored = sorted(r[0] for r in spark.table(pt).select("score_date").distinct().collect())
+    snaps = inc.features.snapshots
+    schedule = set(features.snapshot_dates(daily["start"], max(scored), snaps.every_days, snaps.first_after_days)[:-1])
+    assert len(scored) == 1 + len(DAILY) and not set(scored) & schedule  # every score date is off the 14-day schedule
+    before = spark.table(perf_t).count() if tables.exists(spark, perf_t) else 0
+    assert before == 0  # no label window had closed yet
+
+    _land(daily["upstream"], daily["zone"], daily["start"] + timedelta(days=FEEDBACK))
+    strict = inc.model_copy(update={"retraining": inc.retraining.model_copy(update={"min_live_auc": 0.99})})
+    out = pipeline.run_scheduled(spark, env, strict)
+
+    perf = spark.table(perf_t).where((F.col("model_alias") == "champion") & (F.col("model_version") == "1"))
+    measured = sorted(r.score_date for r in perf.where(F.col("roc_auc").isNotNull()).collect())
+    assert set(scored) <= set(measured), f"scored {scored}, measured {measured}"
+    assert min(r.n for r in perf.collect()) > 300
+    reasons = out["stages"]["policy"]["result"]["reasons"]
+    assert [r for r in reasons if r.startswith("live ROC AUC")] and "train" in out["stages"], reasons
+    dec = spark.table(inc.table(inc.tables.model_decisions)).where("action = 'policy' AND decision = 'retrain'").collect()
+    assert [d for d in dec if "live ROC AUC" in d.reasons]  # reasons: "; "-joined

@@ -19,6 +19,7 @@ import shutil
 import sys
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
 
 from lakeml.core.paths import CONF_DIR, PROJECT_ROOT
@@ -168,7 +169,8 @@ def _peers(spark, uc, udf_rows: int, rec, done: dict) -> None:
     # features: the same SQL files in DuckDB over the bronze tables' Parquet files
     files = duckdb_features.source_files(spark, uc)
     with tempfile.TemporaryDirectory(dir=os.environ["LAKEML_DATA_DIR"]) as tmp, rec.stage("peer:features_duckdb", done["bronze_rows"]) as r:
-        d = duckdb_features.build_features(uc, files, done["as_of_dates"], out_path=f"{tmp}/features.parquet", threads=cores,
+        as_of = [date.fromisoformat(x) for x in done["as_of_dates"]]
+        d = duckdb_features.build_features(uc, files, as_of, out_path=f"{tmp}/features.parquet", threads=cores,
                                            time_zone=spark.conf.get("spark.sql.session.timeZone"))
         r["output_rows"] = d["rows"]
         r["note"] = "the use case's SQL transpiled with sqlglot, features written to one Parquet file"

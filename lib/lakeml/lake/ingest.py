@@ -170,7 +170,8 @@ def ingest_source(spark: SparkSession, uc: UseCaseConfig, source: str, batches: 
         # not partitioned (a partition per arrival day makes many small files): the files are
         # range-partitioned on the source's time, so a time filter skips the rest by their
         # min/max statistics, and the replaceWhere on _batch_date touches only these batches
-        good = silver.laid_out(accepted_rows(validated, spec), spec, accepted)
+        _, span = silver.layout(accepted_rows(validated, spec), spec) if accepted else (0, 0)
+        good = silver.laid_out(accepted_rows(validated, spec), spec, accepted, span)
         tables.replace_where(good, bronze, tables.in_predicate("_batch_date", dates))
         if rebuild_silver:
             silver.rebuild(spark, uc, source)

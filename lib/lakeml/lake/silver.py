@@ -29,7 +29,9 @@ from lakeml.core.config import SourceSpec, UseCaseConfig
 
 log = logging.getLogger(__name__)
 
-ROWS_PER_FILE = 2_000_000  # rows per file when a table is written in full (range-partitioned by time)
+ROWS_PER_FILE = 2_000_000  # at most, per file written by a load (range-partitioned by time)
+FILE_DAYS = 7  # a load spanning more event time is cut into files of about a week each ...
+MIN_ROWS_PER_FILE = 2_000  # ... unless that makes files smaller than this
 
 
 def latest_per_key(df: DataFrame, keys: list[str]) -> DataFrame:
@@ -48,11 +50,25 @@ def time_column(spec: SourceSpec) -> str:
     return spec.event_time or "_batch_date"
 
 
-def laid_out(df: DataFrame, spec: SourceSpec, rows: int) -> DataFrame:
+def layout(df: DataFrame, spec: SourceSpec) -> tuple[int, int]:
+    """Rows of ``df`` and the days its time column spans (one pass; ``df`` is cached by callers)."""
+    t = time_column(spec)
+    r = df.agg(F.count(F.lit(1)).alias("n"), F.min(t).alias("lo"), F.max(t).alias("hi")).first()
+    if r.lo is None:
+        return r.n, 0
+    lo, hi = (x.date() if hasattr(x, "date") else x for x in (r.lo, r.hi))
+    return r.n, (hi - lo).days + 1
+
+
+def laid_out(df: DataFrame, spec: SourceSpec, rows: int, span_days: int = 0) -> DataFrame:
     """``df`` range-partitioned on the source's time column, so that each file holds a
-    stretch of time and Delta's min/max statistics let a time filter skip the rest."""
-    n = max(1, -(-rows // ROWS_PER_FILE))
-    return df.repartitionByRange(n, F.col(time_column(spec)))
+    stretch of time and Delta's min/max statistics let a time filter skip the rest: at most
+    ``ROWS_PER_FILE`` rows and, for a load spanning many days (a first load, a backfill),
+    about ``FILE_DAYS`` of event time per file (not below ``MIN_ROWS_PER_FILE`` rows). A
+    daily batch is one file."""
+    by_rows = -(-rows // ROWS_PER_FILE)
+    by_time = min(-(-span_days // FILE_DAYS), rows // MIN_ROWS_PER_FILE)
+    return df.repartitionByRange(max(1, by_rows, by_time), F.col(time_column(spec)))
 
 
 def _newer(s: str = "s", t: str = "t") -> Column:
@@ -67,8 +83,8 @@ def rebuild(spark: SparkSession, uc: UseCaseConfig, source: str) -> None:
     bronze = spark.table(uc.table(spec.table))
     current = latest_per_key(bronze, spec.keys).persist()
     try:
-        rows = current.count()
-        tables.overwrite(laid_out(current, spec, rows), uc.silver(source))
+        rows, span = layout(current, spec)
+        tables.overwrite(laid_out(current, spec, rows, span), uc.silver(source))
     finally:
         current.unpersist()
     log.info("silver %s rebuilt from %s: %d rows", uc.silver(source), uc.table(spec.table), rows)
