@@ -71,7 +71,7 @@ def ran_pipeline(stack_env):
     """generate (small) + the whole pipeline, on the standalone cluster."""
     t0 = time.time()
     try:
-        run_cmd(["./spark-submit.sh", "--env", "cluster", "jobs/generate.py", "--entities", "1500", "--days", "180", "--seed", "7"])
+        run_cmd(["./spark-submit.sh", "--env", "cluster", "jobs/generate.py", "--entities", "2500", "--days", "180", "--seed", "7"])
         p = run_cmd(["./spark-submit.sh", "--env", "cluster", "jobs/pipeline.py"])
     except AssertionError as e:
         logs = run_cmd(["./scripts/cluster.sh", "logs"], check=False).stdout
