@@ -90,9 +90,10 @@ def run(entities: int, histories: list[int], out: Path, usecase: str | None = No
     histories = sorted(histories)
     spark = session.get_spark(env, f"lakeml-bench-history-{entities}")
     # measure, do not gate: a small model may miss the demo's floor; one champion throughout
-    # snapshots from day 30 (as the scales do): the shortest history still has a labelled
-    # train and test snapshot, so the catch-up run trains the champion
-    snaps = uc.features.snapshots.model_copy(update={"first_after_days": min(uc.features.snapshots.first_after_days, 30)})
+    # snapshots from day 14: the shortest history (90 days, the newest 33 of them not yet
+    # labelled) still has a labelled train and test snapshot 30 days apart, so the catch-up
+    # run trains the champion
+    snaps = uc.features.snapshots.model_copy(update={"first_after_days": min(uc.features.snapshots.first_after_days, 14)})
     uc = uc.model_copy(update={
         "features": uc.features.model_copy(update={"snapshots": snaps}),
         "model": uc.model.model_copy(update={"auc_floor": 0.0}),
