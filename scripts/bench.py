@@ -44,6 +44,15 @@ def _scales(s: str) -> list[int]:
     return sorted(out)
 
 
+def _run_part(title: str, what: str, cmd: list[str], env: dict, part: Path) -> int:
+    """One measured part in its own process; its exit code (a failure says where the partial results are)."""
+    print(f"== bench {title}\n   {shlex.join(cmd)}", flush=True)
+    rc = subprocess.call(cmd, env=env, cwd=ROOT)
+    if rc != 0:
+        print(f"error: {what} failed (exit {rc}); its log is above, partial results in {part}", file=sys.stderr)
+    return rc
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scales", type=_scales, default=_scales("30000,100000,1000000"), help="entities (features.entity of the use case) per scale, comma-separated")
@@ -84,10 +93,8 @@ def main() -> int:
             cmd = [sys.executable, "-m", "lakeml.bench.run", "--entities", str(n), "--days", str(a.days),
                    "--first-after-days", str(a.first_after_days), "--udf-rows", str(a.udf_rows), "--out", str(part)]
             cmd += ["--usecase", a.usecase] if a.usecase else []
-            print(f"== bench scale {i}/{len(a.scales)}: {n:,} entities × {a.days} days  (+{time.time() - t0:.0f}s)\n   {shlex.join(cmd)}", flush=True)
-            rc = subprocess.call(cmd, env=env, cwd=ROOT)
+            rc = _run_part(f"scale {i}/{len(a.scales)}: {n:,} entities × {a.days} days  (+{time.time() - t0:.0f}s)", f"scale {n:,}", cmd, env, part)
             if rc != 0:
-                print(f"error: scale {n:,} failed (exit {rc}); its log is above, partial results in {part}", file=sys.stderr)
                 return rc
             doc["results"].append(json.loads(part.read_text()))
             a.json.parent.mkdir(parents=True, exist_ok=True)
@@ -99,10 +106,8 @@ def main() -> int:
         env["LAKEML_DATA_DIR"] = str(a.work_dir / "history")
         cmd = [sys.executable, "-m", "lakeml.bench.history", "--entities", str(a.history_entities), "--history", a.history, "--out", str(part)]
         cmd += ["--usecase", a.usecase] if a.usecase else []
-        print(f"== bench history growth: {a.history_entities:,} entities, H = {a.history}\n   {shlex.join(cmd)}", flush=True)
-        rc = subprocess.call(cmd, env=env, cwd=ROOT)
+        rc = _run_part(f"history growth: {a.history_entities:,} entities, H = {a.history}", "the history-growth run", cmd, env, part)
         if rc != 0:
-            print(f"error: the history-growth run failed (exit {rc}); its log is above, partial results in {part}", file=sys.stderr)
             return rc
         doc["history"] = json.loads(part.read_text())
         a.json.write_text(json.dumps(doc, indent=2, default=str))

@@ -31,15 +31,14 @@ from lakeml.core.config import load_usecase
 from lakeml.demo import maker
 from lakeml.lake import ingest, silver
 from lakeml.ml import score
-from test_leakage import _bronze
+from test_leakage import demo_bronze
 
 
 @pytest.mark.parametrize("name", usecases())
 def test_the_declared_lookbacks_give_the_features_of_all_history(spark, name):
     uc = load_usecase(CONF, name)
     snaps = uc.features.snapshots
-    spec = maker.spec_of(uc, entities=200, days=snaps.first_after_days + 4 * snaps.every_days + 5, bad_row_rate=0.0)
-    frames = {k: v.persist() for k, v in _bronze(uc, maker.frames(spark, uc, spec)).items()}
+    spec, frames = demo_bronze(spark, uc, 200, snaps.first_after_days + 4 * snaps.every_days + 5)
     first = spec.start_date
     dates = features.snapshot_dates(first, first + timedelta(days=spec.days), snaps.every_days, snaps.first_after_days)[-3:]
     pruned = features.build_features(spark, uc, dates, frames=frames, prune=True)

@@ -121,12 +121,17 @@ def _future(uc: UseCaseConfig, bronze: dict[str, DataFrame], d) -> dict[str, Dat
     return out
 
 
+def demo_bronze(spark, uc: UseCaseConfig, entities: int, days: int):
+    """The use case's demo data (no damage) as cached bronze-shaped frames: (spec, frames)."""
+    spec = maker.spec_of(uc, entities=entities, days=days, bad_row_rate=0.0)
+    return spec, {k: v.persist() for k, v in _bronze(uc, maker.frames(spark, uc, spec)).items()}
+
+
 @pytest.mark.parametrize("name", usecases())
 def test_no_feature_moves_when_the_future_changes(spark, name):
     uc = load_usecase(CONF, name)
     snaps = uc.features.snapshots
-    spec = maker.spec_of(uc, entities=250, days=snaps.first_after_days + 3 * snaps.every_days + 10, bad_row_rate=0.0)
-    bronze = {k: v.persist() for k, v in _bronze(uc, maker.frames(spark, uc, spec)).items()}
+    _, bronze = demo_bronze(spark, uc, 250, snaps.first_after_days + 3 * snaps.every_days + 10)
     first = min(r[0] for r in [df.agg(F.min("_batch_date")).first() for df in bronze.values()] if r[0] is not None)
     newest = max(r[0] for r in [df.agg(F.max("_batch_date")).first() for df in bronze.values()] if r[0] is not None)
     dates = features.snapshot_dates(first, newest, snaps.every_days, snaps.first_after_days)

@@ -52,9 +52,7 @@ def register_source_views(
     for name, spec in uc.sources.items():
         if frames is not None:
             history = frames[name]
-            current = latest_per_key(history, spec.keys)
-            if spec.delete_flag:
-                current = current.where(~F.coalesce(F.col(spec.delete_flag), F.lit(False)))
+            current = silver.without_tombstones(latest_per_key(history, spec.keys), spec)
         else:
             history = tables.read(spark, uc.table(spec.table), made_by=tables.INGEST_JOB)
             if not tables.exists(spark, uc.silver(name)):

@@ -112,8 +112,11 @@ def merge(spark: SparkSession, uc: UseCaseConfig, source: str, new_rows: DataFra
 
 def current(spark: SparkSession, uc: UseCaseConfig, source: str) -> DataFrame:
     """The ``<source>`` view: silver without tombstones."""
-    spec = uc.sources[source]
-    df = tables.read(spark, uc.silver(source), made_by=tables.INGEST_JOB)
+    return without_tombstones(tables.read(spark, uc.silver(source), made_by=tables.INGEST_JOB), uc.sources[source])
+
+
+def without_tombstones(df: DataFrame, spec: SourceSpec) -> DataFrame:
+    """The rows of ``df`` whose ``delete_flag`` (if the source declares one) is not true."""
     if spec.delete_flag:
         df = df.where(~F.coalesce(F.col(spec.delete_flag), F.lit(False)))
     return df
