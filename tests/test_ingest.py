@@ -2,6 +2,7 @@
 
 import itertools
 from datetime import date
+from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
@@ -156,3 +157,36 @@ def test_an_empty_landing_zone_says_what_to_do(spark, env, uc, tmp_path):
     assert "churn has no demo data maker (no demo: in" in msg
     with pytest.raises(MissingDataError, match=r"or write the demo data with ./spark-submit.sh --usecase churn jobs/generate.py"):
         ingest.ingest(spark, e, uc.model_copy(update={"database": f"t_ingest_{next(_db)}"}))
+
+
+def test_a_crash_before_the_log_is_repaired_by_the_next_run(spark, bad_landing, monkeypatch):
+    """New batches are appended, not replaced: the run after a crash (bronze and silver
+    written, quarantine and log not) must still replace what the crashed run left, even when
+    the batch's files changed in between, and end with the tables of a clean ingest."""
+    env, uc = bad_landing
+    b2 = next(p for p in (Path(env.landing_zone(uc.name))).iterdir() if p.name == "2026-03-02")
+    aside = b2.with_name("aside")
+    b2.rename(aside)
+    ingest.ingest(spark, env, uc)  # the first batch, cleanly
+    aside.rename(b2)
+
+    def crash(*a, **k):
+        raise RuntimeError("killed before the quarantine and the log were written")
+
+    with monkeypatch.context() as m:
+        m.setattr(ingest, "_finish", crash)
+        with pytest.raises(RuntimeError, match="killed"):
+            ingest.ingest(spark, env, uc)
+    assert spark.table(uc.table("bronze_customers")).where(F.col("_batch_date") == date(2026, 3, 2)).count() == 1
+    _write(b2 / "customers" / "ok.csv", "customer_id,signup_date,plan,monthly_fee,region,payment_method,channel,age\n"
+           "C11,2026-02-01,basic,9.99,west,card,ads,41\nC12,2026-02-02,basic,bad,west,card,ads,42\n")
+    reports = {r.source: r for r in ingest.ingest(spark, env, uc)}
+    assert set(reports) == {"customers", "usage_events"}  # the crashed batch again, the first one not
+
+    clean = uc.model_copy(update={"database": f"t_ingest_{next(_db)}"})
+    ingest.ingest(spark, env, clean)
+    for t in ("bronze_customers", "bronze_usage_events", "quarantine", "silver_customers", "silver_usage_events"):
+        assertDataFrameEqual(spark.table(uc.table(t)), spark.table(clean.table(t)), checkRowOrder=False)
+    cols = ["source", "batch_date", "fingerprint", "files", "rows_read", "rows_accepted", "rows_quarantined"]
+    assertDataFrameEqual(spark.table(uc.table("ingest_log")).select(cols), spark.table(clean.table("ingest_log")).select(cols), checkRowOrder=False)
+    assert spark.table(uc.table("bronze_customers")).where(F.col("customer_id").isin("C10", "C11")).select("customer_id").collect() == [("C11",)]

@@ -83,14 +83,26 @@ def _made_by(uc: UseCaseConfig, table_key: str) -> str:
     return tables.INGEST_JOB
 
 
-def _batches(spark: SparkSession, uc: UseCaseConfig, table_key: str, df: DataFrame, batch_col: str) -> list[date]:
+def logged_batches(spark: SparkSession, uc: UseCaseConfig) -> dict[str, list[date]]:
+    """Per source, the batches with accepted rows, from the ingest log (one row per source and
+    batch): what each bronze table holds, without reading it."""
+    if not tables.exists(spark, uc.table(uc.tables.ingest_log)):
+        return {}
+    out: dict[str, list[date]] = {}
+    for r in spark.table(uc.table(uc.tables.ingest_log)).where(F.col("rows_accepted") > 0).select("source", "batch_date").distinct().collect():
+        out.setdefault(r.source, []).append(r.batch_date)
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def _batches(spark: SparkSession, uc: UseCaseConfig, table_key: str, df: DataFrame, batch_col: str,
+             logged: dict[str, list[date]] | None = None) -> list[date]:
     """The batches a table holds, oldest first, read from where it is cheap: the ingest log
-    for a bronze table (one row per source and batch), the partition values for a table
-    partitioned by its batch column, a scan of that one column otherwise (small tables)."""
+    for a bronze table (``logged``, read once per run), a scan of that one column otherwise."""
     source = next((n for n, s in uc.sources.items() if s.table == table_key), None)
-    if source is not None and tables.exists(spark, uc.table(uc.tables.ingest_log)):
-        log_df = spark.table(uc.table(uc.tables.ingest_log)).where((F.col("source") == source) & (F.col("rows_accepted") > 0))
-        return sorted(r[0] for r in log_df.select("batch_date").distinct().collect())
+    if source is not None:
+        logged = logged_batches(spark, uc) if logged is None else logged
+        if logged:
+            return logged.get(source, [])
     return sorted(r[0] for r in df.select(batch_col).distinct().collect())
 
 
@@ -173,6 +185,14 @@ def run_checks(spark: SparkSession, uc: UseCaseConfig, table_key: str, batch_dat
     batch; dates the table has no rows for are left out), record the results in
     ``dq_results`` (replacing this table's earlier results for those batches) and return
     them. Does not raise on a failed check: see ``gate``."""
+    results = check(spark, uc, table_key, batch_dates)
+    write(spark, uc, results)
+    return results
+
+
+def check(spark: SparkSession, uc: UseCaseConfig, table_key: str, batch_dates: list[date] | None = None,
+          logged: dict[str, list[date]] | None = None) -> list[CheckResult]:
+    """The results of ``table_key``'s checks on ``batch_dates`` (see ``run_checks``), not recorded."""
     checks = uc.quality.checks.get(table_key)
     if not checks:
         return []
@@ -182,9 +202,9 @@ def run_checks(spark: SparkSession, uc: UseCaseConfig, table_key: str, batch_dat
     _check_against_table(uc, table_key, df, checks)
     types = {f.name: f.dataType for f in df.schema.fields}
 
-    # pass 1: which batches the table has (without reading it), then rows per batch of the
-    # batches checked and the ones before them (for row_count_change), not of the history
-    present = _batches(spark, uc, table_key, df, batch_col)
+    # which batches the table has (without reading it); the batches checked and the ones
+    # before them (for row_count_change) are read, not the history
+    present = _batches(spark, uc, table_key, df, batch_col, logged)
     if batch_dates is None:
         todo = present[-1:]
     else:
@@ -197,14 +217,11 @@ def run_checks(spark: SparkSession, uc: UseCaseConfig, table_key: str, batch_dat
         return []
     previous = {b: max((p for p in present if p < b), default=None) for b in todo}
     counted = sorted(set(todo) | {p for p in previous.values() if p is not None})
-    rcc = [(i, c) for i, c in enumerate(checks) if c.type == "row_count_change"]
-    counts_aggs = [F.count(F.lit(1)).alias("_rows")] + [F.count_if(_where(c)).alias(f"_n{i}") for i, c in rcc if c.where]
-    counts = {r[batch_col]: r for r in df.where(F.col(batch_col).isin(counted)).groupBy(batch_col).agg(*counts_aggs).collect()}
-    todo = [b for b in todo if b in counts]
-    scoped = df.where(F.col(batch_col).isin(todo))
 
-    # pass 2: one aggregation for the counting checks and freshness
-    aggs = []
+    # pass 1, one aggregation per batch read: rows (and rows matching a row_count_change's
+    # where), the counting checks and freshness (for a previous batch only its counts are used)
+    rcc = [(i, c) for i, c in enumerate(checks) if c.type == "row_count_change"]
+    aggs = [F.count(F.lit(1)).alias("_rows")] + [F.count_if(_where(c)).alias(f"_n{i}") for i, c in rcc if c.where]
     for i, c in enumerate(checks):
         if c.type in ("not_null", "range", "accepted_values"):
             aggs.append(_violations(c, types).alias(f"_c{i}"))
@@ -212,16 +229,16 @@ def run_checks(spark: SparkSession, uc: UseCaseConfig, table_key: str, batch_dat
             target = F.to_date(F.col(c.columns[0] if c.columns else batch_col))
             ref = F.col(batch_col) if c.reference != "today" else F.current_date()
             aggs.append(F.datediff(ref, F.max(F.when(_where(c), target))).alias(f"_c{i}"))
-    observed: dict[tuple[date, int], float | None] = {}
-    if aggs:
-        for r in scoped.groupBy(batch_col).agg(*aggs).collect():
-            row = r.asDict()
-            b = row.pop(batch_col)
-            observed.update({(b, int(k[2:])): v for k, v in row.items()})
+    counts = {r[batch_col]: r for r in df.where(F.col(batch_col).isin(counted)).groupBy(batch_col).agg(*aggs).collect()}
+    todo = [b for b in todo if b in counts]
+    observed: dict[tuple[date, int], float | None] = {
+        (b, int(k[2:])): v for b in todo for k, v in counts[b].asDict().items() if k.startswith("_c")
+    }
 
-    # pass 3: duplicates per batch, every unique check in one job
+    # pass 2: duplicates per batch, every unique check in one job
     uniq = [(i, c) for i, c in enumerate(checks) if c.type == "unique"]
-    if uniq:
+    if uniq and todo:
+        scoped = df.where(F.col(batch_col).isin(todo))
         frames = [
             scoped.where(_where(c) & ~_any([F.col(x).isNull() for x in c.columns]))
             .groupBy(batch_col, *c.columns)
@@ -250,24 +267,28 @@ def run_checks(spark: SparkSession, uc: UseCaseConfig, table_key: str, batch_dat
             elif c.type == "freshness":
                 value = observed.get((b, i))
                 bad = value is None or value > c.max_age_days  # no value at all is not fresh
-            else:  # counts of violating rows; a batch without any is absent from pass 3
+            else:  # counts of violating rows; a batch without any is absent from pass 2
                 value = observed.get((b, i)) or 0
                 bad = value > 0
             status = ("fail" if c.severity == "error" else "warn") if bad else "pass"
             results.append(
                 CheckResult(table_key, b, c.name, c.type, c.severity, None if value is None else float(value), _threshold(c, batch_col, prev), status, now)
             )
-    write(spark, uc, table_key, todo, results)
     n = {s: sum(r.status == s for r in results) for s in ("pass", "warn", "fail")}
     log.info("quality %s: %d batch(es), %d pass, %d warn, %d fail", name, len(todo), n["pass"], n["warn"], n["fail"])
     return results
 
 
-def write(spark: SparkSession, uc: UseCaseConfig, table_key: str, batches: list[date], results: list[CheckResult]) -> None:
-    """Replace ``table_key``'s results for ``batches`` in dq_results, in one transaction."""
+def write(spark: SparkSession, uc: UseCaseConfig, results: list[CheckResult]) -> None:
+    """Replace, in dq_results, the results of each (table, batch) in ``results``, in one transaction."""
+    if not results:
+        return
+    slices: dict[str, set[date]] = {}
+    for r in results:
+        slices.setdefault(r.table, set()).add(r.batch)
     df = spark.createDataFrame([astuple(r) for r in results], RESULT_SCHEMA)
     tables.ensure_database(spark, uc.database)
-    pred = f"`table` = {tables.sql_literal(table_key)} AND {tables.in_predicate('batch', batches)}"
+    pred = " OR ".join(f"(`table` = {tables.sql_literal(t)} AND {tables.in_predicate('batch', sorted(bs))})" for t, bs in sorted(slices.items()))
     tables.replace_where(df.coalesce(1), uc.table(uc.tables.dq_results), pred)
 
 
@@ -301,11 +322,12 @@ def run(
             raise UsageError(f"no quality checks configured for {', '.join(unknown)}; tables with checks: {', '.join(configured) or 'none'}")
     summary: dict = {"tables": {}, "skipped": [], "warnings": [], "failures": []}
     results: list[CheckResult] = []
+    logged = logged_batches(spark, uc)
     for t in only or configured:
         if not only and not tables.exists(spark, uc.table(t)):
             summary["skipped"].append(t)
             continue
-        res = run_checks(spark, uc, t, batch_dates)
+        res = check(spark, uc, t, batch_dates, logged)
         results += res
         batches = sorted({r.batch for r in res})
         summary["tables"][t] = {
@@ -314,6 +336,7 @@ def run(
             "last": str(batches[-1]) if batches else None,
             **{s: sum(r.status == s for r in res) for s in ("pass", "warn", "fail")},
         }
+    write(spark, uc, results)  # every table's results in one commit
     summary["warnings"] = [r.describe() for r in results if r.status == "warn"]
     summary["failures"] = [r.describe() for r in results if r.status == "fail"]
     if fail_on_error:

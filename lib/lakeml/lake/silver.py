@@ -54,10 +54,13 @@ def layout(df: DataFrame, spec: SourceSpec) -> tuple[int, int]:
     """Rows of ``df`` and the days its time column spans (one pass; ``df`` is cached by callers)."""
     t = time_column(spec)
     r = df.agg(F.count(F.lit(1)).alias("n"), F.min(t).alias("lo"), F.max(t).alias("hi")).first()
-    if r.lo is None:
-        return r.n, 0
-    lo, hi = (x.date() if hasattr(x, "date") else x for x in (r.lo, r.hi))
-    return r.n, (hi - lo).days + 1
+    return r.n, (span_days(r.lo, r.hi) if r.lo is not None else 0)
+
+
+def span_days(lo, hi) -> int:
+    """Days from ``lo`` to ``hi`` (dates or timestamps), both counted."""
+    lo, hi = (x.date() if hasattr(x, "date") else x for x in (lo, hi))
+    return (hi - lo).days + 1
 
 
 def laid_out(df: DataFrame, spec: SourceSpec, rows: int, span_days: int = 0) -> DataFrame:
@@ -90,15 +93,23 @@ def rebuild(spark: SparkSession, uc: UseCaseConfig, source: str) -> None:
     log.info("silver %s rebuilt from %s: %d rows", uc.silver(source), uc.table(spec.table), rows)
 
 
-def merge(spark: SparkSession, uc: UseCaseConfig, source: str, new_rows: DataFrame) -> None:
-    """Merge the bronze rows one run ingested (``new_rows``: bronze-shaped) into silver."""
+def merge(spark: SparkSession, uc: UseCaseConfig, source: str, new_rows: DataFrame, one_batch: bool = False,
+          rows: int = 0, span_days: int = 0) -> None:
+    """Merge the bronze rows one run ingested (``new_rows``: bronze-shaped; ``rows`` of them
+    spanning ``span_days``) into silver. Rows of ``one_batch`` have one row per key already
+    (ingest quarantines a key's duplicates within a batch). When no key of them is in silver
+    yet (new events, new entities) they are appended: the same result as the MERGE, without
+    its copy of the source and its rewrite."""
     from delta.tables import DeltaTable
 
     spec = uc.sources[source]
     name = uc.silver(source)
-    latest = latest_per_key(new_rows, spec.keys)
+    latest = new_rows if one_batch else latest_per_key(new_rows, spec.keys)
     if not tables.exists(spark, name):
         rebuild(spark, uc, source)  # the first run, or a lake from before silver tables: all of bronze
+        return
+    if latest.join(spark.table(name).select(*spec.keys), spec.keys, "left_semi").isEmpty():
+        laid_out(latest, spec, rows, span_days).write.format("delta").mode("append").saveAsTable(name)
         return
     on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in spec.keys)  # keys are required: never null
     (
