@@ -70,7 +70,8 @@ def ingest_floor(spark, uc, zone: Path, day) -> dict:
             df = reader.json(files)
         else:
             df = reader.parquet(*files)
-        df.write.format("delta").mode("append").saveAsTable(uc.table(f"bench_floor_{name}"))
+        # a day's JSON may lack a field the first day had (inferred schemas differ): merged
+        df.write.format("delta").mode("append").option("mergeSchema", "true").saveAsTable(uc.table(f"bench_floor_{name}"))
         rows += int(spark.sql(f"DESCRIBE HISTORY {uc.table(f'bench_floor_{name}')} LIMIT 1").first()["operationMetrics"]["numOutputRows"])
     return {"seconds": round(time.perf_counter() - t0, 2), "rows": rows}
 
