@@ -91,6 +91,45 @@ def test_silver_by_merge_is_the_latest_row_per_key_of_bronze(spark, uc):
     assert sorted(r.id for r in silver.current(spark, u, "things").collect()) == ["a", "b", "e"]
 
 
+def test_keys_that_keep_their_event_time_are_looked_for_in_their_time_only(spark, uc):
+    """With ``key_keeps_event_time``, the silver MERGE skips the files of other times (Delta's
+    merge metrics), and the table is still the latest row per key of bronze."""
+    from lakeml.core.config import SourceSpec
+
+    spec = SourceSpec.model_validate({
+        "format": "json", "table": "bronze_events", "keys": ["id"], "event_time": "at", "key_keeps_event_time": True,
+        "columns": {"id": {"type": "string"}, "at": {"type": "date"}, "v": {"type": "int"}},
+    })
+    u = uc.model_copy(update={"database": "t_silver_time", "sources": {"events": spec}})
+    tables.ensure_database(spark, u.database)
+    start = date(2026, 1, 1)
+
+    def batch(b: date, rows: list[tuple]):
+        df = spark.createDataFrame([(*r, b, f"/landing/{b}/events/e.jsonl") for r in rows],
+                                   "id string, at date, v int, _batch_date date, _source_file string")
+        tables.replace_where(df, u.table("bronze_events"), tables.in_predicate("_batch_date", [b]))
+        return df
+
+    # 10 weeks of events, laid out a week per file by the first load
+    first = [(f"e{i}", start + timedelta(days=i % 70), 1) for i in range(70 * 200)]  # 7 files of 2 000 rows or more
+    silver.merge(spark, u, "events", batch(date(2026, 3, 12), first))
+    files = spark.sql(f"DESCRIBE DETAIL {u.silver('events')}").first().numFiles
+    assert files >= 5
+    # a day later: new events of the last two days and one re-sent (same event time)
+    resent = next(r for r in first if r[1] == start + timedelta(days=69))
+    new = [(f"n{i}", start + timedelta(days=68 + i % 2), 2) for i in range(30)] + [(resent[0], resent[1], 9)]
+    rows = batch(date(2026, 3, 13), new)
+    lo, hi = min(r[1] for r in new), max(r[1] for r in new)
+    silver.merge(spark, u, "events", rows, one_batch=True, rows=len(new), span_days=2, time_range=(lo, hi))
+    m = spark.sql(f"DESCRIBE HISTORY {u.silver('events')} LIMIT 1").first()
+    assert (m.operation, m.operationMetrics["numTargetRowsUpdated"], m.operationMetrics["numTargetRowsInserted"]) == ("MERGE", "1", "30")
+    # the keys were looked for in the files of the new rows' two days, not in all ten weeks
+    assert _files_read(silver.key_lookup(spark, u, "events", (lo, hi))) < files == _files_read(silver.key_lookup(spark, u, "events"))
+    assertDataFrameEqual(spark.table(u.silver("events")), silver.latest_per_key(spark.table(u.table("bronze_events")), ["id"]),
+                         checkRowOrder=False)
+    assert spark.table(u.silver("events")).where(F.col("id") == resent[0]).first().v == 9
+
+
 # --------------------------------------------------------------------------- daily runs = a full recompute
 
 INITIAL, DAILY = 105, (106, 107, 108, 109)  # days after the start landed before the first run, then one a day

@@ -324,7 +324,8 @@ def ingest_source(spark: SparkSession, uc: UseCaseConfig, source: str, batches: 
         if rebuild_silver:
             silver.rebuild(spark, uc, source)
         else:
-            silver.merge(spark, uc, source, accepted_rows(validated, spec), one_batch=len(batches) == 1, rows=accepted, span_days=span)
+            silver.merge(spark, uc, source, accepted_rows(validated, spec), one_batch=len(batches) == 1, rows=accepted, span_days=span,
+                         time_range=(min(los), max(his)) if los else None)
         phase()
         q = None
         if bad:  # kept (they are few) for the one quarantine write of the run

@@ -20,6 +20,7 @@ from bronze in full. Both ways give the same table (``tests/test_incremental.py`
 from __future__ import annotations
 
 import logging
+from functools import reduce
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -94,12 +95,14 @@ def rebuild(spark: SparkSession, uc: UseCaseConfig, source: str) -> None:
 
 
 def merge(spark: SparkSession, uc: UseCaseConfig, source: str, new_rows: DataFrame, one_batch: bool = False,
-          rows: int = 0, span_days: int = 0) -> None:
+          rows: int = 0, span_days: int = 0, time_range: tuple | None = None) -> None:
     """Merge the bronze rows one run ingested (``new_rows``: bronze-shaped; ``rows`` of them
-    spanning ``span_days``) into silver. Rows of ``one_batch`` have one row per key already
-    (ingest quarantines a key's duplicates within a batch). When no key of them is in silver
-    yet (new events, new entities) they are appended: the same result as the MERGE, without
-    its copy of the source and its rewrite."""
+    spanning ``span_days``, their event times within ``time_range``) into silver. Rows of
+    ``one_batch`` have one row per key already (ingest quarantines a key's duplicates within
+    a batch). When no key of them is in silver yet (new events, new entities) they are
+    appended: the same result as the MERGE, without its copy of the source and its rewrite.
+    For a source whose keys keep their event time, the keys are looked for only among the
+    rows of ``time_range``: Delta skips the other files by their statistics."""
     from delta.tables import DeltaTable
 
     spec = uc.sources[source]
@@ -108,10 +111,13 @@ def merge(spark: SparkSession, uc: UseCaseConfig, source: str, new_rows: DataFra
     if not tables.exists(spark, name):
         rebuild(spark, uc, source)  # the first run, or a lake from before silver tables: all of bronze
         return
-    if latest.join(spark.table(name).select(*spec.keys), spec.keys, "left_semi").isEmpty():
+    on = reduce(lambda a, b: a & b, [F.col(f"t.`{k}`") == F.col(f"s.`{k}`") for k in spec.keys])  # keys are never null
+    bound = _time_bound(spec, time_range)
+    if bound is not None:
+        on = on & bound("t.")
+    if latest.join(key_lookup(spark, uc, source, time_range).select(*spec.keys), spec.keys, "left_semi").isEmpty():
         laid_out(latest, spec, rows, span_days).write.format("delta").mode("append").saveAsTable(name)
         return
-    on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in spec.keys)  # keys are required: never null
     (
         DeltaTable.forName(spark, name).alias("t")
         .merge(latest.alias("s"), on)
@@ -119,6 +125,24 @@ def merge(spark: SparkSession, uc: UseCaseConfig, source: str, new_rows: DataFra
         .whenNotMatchedInsertAll()
         .execute()
     )
+
+
+def _time_bound(spec: SourceSpec, time_range: tuple | None):
+    """For keys that keep their event time: the condition that a row's event time is in
+    ``time_range`` (a function of the column prefix), else None."""
+    if not spec.time_bound_keys or time_range is None or time_range[0] is None:
+        return None
+    lo, hi = time_range
+    return lambda prefix="": F.col(f"{prefix}`{spec.event_time}`").between(F.lit(lo), F.lit(hi))
+
+
+def key_lookup(spark: SparkSession, uc: UseCaseConfig, source: str, time_range: tuple | None = None) -> DataFrame:
+    """The silver rows among which new rows of event times ``time_range`` can find their
+    keys: all of silver, or for keys that keep their event time only the rows of that range
+    (Delta skips the other files)."""
+    target = spark.table(uc.silver(source))
+    bound = _time_bound(uc.sources[source], time_range)
+    return target if bound is None else target.where(bound())
 
 
 def current(spark: SparkSession, uc: UseCaseConfig, source: str) -> DataFrame:

@@ -47,7 +47,18 @@ class SourceSpec(Strict):
     # a boolean column that marks a row as the deletion of its key: the key's newest
     # version is then a tombstone and the <source> view leaves the key out
     delete_flag: str | None = None
+    # a key keeps its event time: a row sent again for a key (a correction) carries the
+    # event time it had. Silver then looks for the keys of new rows only among rows of the
+    # new rows' event-time range (the files of other times are skipped), instead of in all
+    # of silver. True by itself when event_time is one of the keys. A row that breaks it
+    # leaves its key twice in silver until a rebuild (jobs/ingest.py --all, --full).
+    key_keeps_event_time: bool = False
     description: str = ""
+
+    @property
+    def time_bound_keys(self) -> bool:
+        """Whether a key's versions all have the same event time."""
+        return self.event_time is not None and (self.key_keeps_event_time or self.event_time in self.keys)
 
     @model_validator(mode="after")
     def _keys_are_columns(self) -> SourceSpec:
@@ -61,6 +72,8 @@ class SourceSpec(Strict):
                 raise ValueError(f"event_time {self.event_time!r} is not declared in columns")
             if self.columns[self.event_time].type not in ("date", "timestamp"):
                 raise ValueError(f"event_time {self.event_time!r} must be a date or timestamp column, not {self.columns[self.event_time].type}")
+        if self.key_keeps_event_time and self.event_time is None:
+            raise ValueError("key_keeps_event_time needs an event_time")
         if self.delete_flag is not None and (self.delete_flag not in self.columns or self.columns[self.delete_flag].type != "boolean"):
             raise ValueError(f"delete_flag {self.delete_flag!r} must be a declared boolean column")
         return self
