@@ -59,6 +59,12 @@ def in_predicate(column: str, values: Iterable) -> str:
     return f"`{column}` IN ({', '.join(sql_literal(v) for v in vals)})"
 
 
+def slices_predicate(key_column: str, values_column: str, slices: dict) -> str:
+    """Rows of several slices: ``key = k AND values_column IN (...)`` for each key ``k`` of
+    ``slices`` (key -> values), joined by OR."""
+    return " OR ".join(f"(`{key_column}` = {sql_literal(k)} AND {in_predicate(values_column, vs)})" for k, vs in sorted(slices.items()))
+
+
 def ensure_database(spark: SparkSession, database: str) -> None:
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {database}")
 

@@ -178,12 +178,6 @@ def _write_slices(df: DataFrame, name: str, predicate: str, absent: bool, merge_
         tables.replace_where(df, name, predicate, merge_schema=merge_schema)
 
 
-def _slices(slices: dict[str, list[date]], source_col: str = "source", date_col: str = "batch_date") -> str:
-    return " OR ".join(
-        f"({source_col} = {tables.sql_literal(s)} AND {tables.in_predicate(date_col, ds)})" for s, ds in sorted(slices.items())
-    )
-
-
 def ingest(
     spark: SparkSession,
     env: EnvConfig,
@@ -271,10 +265,10 @@ def _finish(spark: SparkSession, uc: UseCaseConfig, state: LogState, done: dict,
     if quarantined or not absent or not tables.exists(spark, q_table):
         frames = quarantined or [quarantined_rows(spark.createDataFrame([], QUARANTINE_SCHEMA), "")]
         q = reduce(DataFrame.unionByName, frames) if len(frames) > 1 else frames[0]
-        _write_slices(q.coalesce(1), q_table, _slices(slices), absent)
+        _write_slices(q.coalesce(1), q_table, tables.slices_predicate("source", "batch_date", slices), absent)
     q_version = _version(spark, q_table)
     log_df = spark.createDataFrame([(*r, q_version) for r in log_rows], LOG_SCHEMA).withColumn("ingested_at", F.current_timestamp())
-    _write_slices(log_df.coalesce(1), uc.table(uc.tables.ingest_log), _slices(slices), new, merge_schema=True)
+    _write_slices(log_df.coalesce(1), uc.table(uc.tables.ingest_log), tables.slices_predicate("source", "batch_date", slices), new, merge_schema=True)
 
 
 QUARANTINE_SCHEMA = "_batch_date date, _source_file string, _raw string, _reason string"

@@ -288,8 +288,7 @@ def write(spark: SparkSession, uc: UseCaseConfig, results: list[CheckResult]) ->
         slices.setdefault(r.table, set()).add(r.batch)
     df = spark.createDataFrame([astuple(r) for r in results], RESULT_SCHEMA)
     tables.ensure_database(spark, uc.database)
-    pred = " OR ".join(f"(`table` = {tables.sql_literal(t)} AND {tables.in_predicate('batch', sorted(bs))})" for t, bs in sorted(slices.items()))
-    tables.replace_where(df.coalesce(1), uc.table(uc.tables.dq_results), pred)
+    tables.replace_where(df.coalesce(1), uc.table(uc.tables.dq_results), tables.slices_predicate("table", "batch", slices))
 
 
 def gate(results: list[CheckResult]) -> list[CheckResult]:
