@@ -121,8 +121,9 @@ class _Run:
             return None
         served = (self.spark.table(pt).where(F.col("score_date").isin(redo))
                   .select("score_date", "model_alias", "model_version").distinct().collect())
-        for r in sorted(served, key=lambda r: (r.score_date, r.model_alias)):
-            score.run(self.spark, self.env, self.uc, r.score_date, alias=r.model_alias, version=r.model_version)
+        if served:  # one write for them all
+            score.run_many(self.spark, self.env, self.uc,
+                           [(r.score_date, r.model_alias, r.model_version) for r in sorted(served, key=lambda r: (r.score_date, r.model_alias))])
         return {"rescored": sorted({str(r.score_date) for r in served})} if served else None
 
     def train(self):

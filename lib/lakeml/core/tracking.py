@@ -128,7 +128,22 @@ def load_spark_model(client: MlflowClient, name: str, alias: str):
             f"No model version of {name!r} has the alias {alias!r} in the registry at "
             f"{mlflow.get_registry_uri()}. Train one first: jobs/train.py (or jobs/pipeline.py)."
         )
-    return mlflow.spark.load_model(f"models:/{name}@{alias}"), ref
+    return _load(ref), ref
+
+
+# loaded pipelines by (registry, name, version, run): a registered version never changes, and
+# one daily run loads the same version several times (re-scores, the live score, the monitor)
+_LOADED: dict[tuple, object] = {}
+_KEEP = 4
+
+
+def _load(ref: ModelRef):
+    key = (mlflow.get_registry_uri(), ref.name, ref.version, ref.run_id)
+    if key not in _LOADED:
+        if len(_LOADED) >= _KEEP:
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[key] = mlflow.spark.load_model(f"models:/{ref.name}/{ref.version}")
+    return _LOADED[key]
 
 
 def load_spark_model_version(client: MlflowClient, name: str, version: str, alias: str | None = None):
@@ -138,4 +153,5 @@ def load_spark_model_version(client: MlflowClient, name: str, version: str, alia
         mv = client.get_model_version(name, str(version))
     except MlflowException:
         raise MissingDataError(f"{name!r} has no version {version} in the registry at {mlflow.get_registry_uri()}") from None
-    return mlflow.spark.load_model(f"models:/{name}/{version}"), ModelRef(name, str(mv.version), mv.run_id, alias)
+    ref = ModelRef(name, str(mv.version), mv.run_id, alias)
+    return _load(ref), ref

@@ -47,13 +47,13 @@ def build_features(spark: SparkSession, uc: UseCaseConfig, as_of_dates: list[dat
     events of its window (``lookback_days``); without, all of them (the same result when the
     lookbacks are right: ``tests/test_incremental.py`` checks it for every use case)."""
     key = [uc.features.entity, "as_of_date"]
-    register_source_views(spark, uc, frames)
+    sources = register_source_views(spark, uc, frames)
     pop = population(spark, uc, as_of_dates).persist()
     out = pop
     seen = set(key)
     for spec in uc.features.sql:
         rel = spec.file
-        register_source_views(spark, uc, frames, _window(as_of_dates, spec.lookback_days) if prune else None)
+        register_source_views(spark, uc, window=_window(as_of_dates, spec.lookback_days) if prune else None, sources=sources)
         df = run_sql(spark, uc.read_sql(rel), f"{uc.conf_dir}/{rel}")
         missing = [k for k in key if k not in df.columns]
         if missing:
@@ -63,7 +63,7 @@ def build_features(spark: SparkSession, uc: UseCaseConfig, as_of_dates: list[dat
             raise ConfigError(f"{uc.conf_dir}/{rel}: columns {sorted(dup)} are already produced by another feature file")
         seen |= set(df.columns)
         out = out.join(df, key, "left")
-    register_source_views(spark, uc, frames)  # leave the full views, as a caller would expect
+    register_source_views(spark, uc, sources=sources)  # leave the full views, as a caller would expect
     return out
 
 
@@ -72,10 +72,10 @@ def build_labels(spark: SparkSession, uc: UseCaseConfig, as_of_dates: list[date]
     """The label of every population member at ``as_of_dates``; NULL while its window is
     not observed (it ends after ``observed_until``). The label SQL sees only the events of
     ``[min(as_of), max(as_of) + horizon)`` with ``prune``."""
-    register_source_views(spark, uc, frames)
+    sources = register_source_views(spark, uc, frames)
     population(spark, uc, as_of_dates)
     if prune:
-        register_source_views(spark, uc, frames, (min(as_of_dates), max(as_of_dates) + timedelta(days=uc.label.horizon_days)))
+        register_source_views(spark, uc, window=(min(as_of_dates), max(as_of_dates) + timedelta(days=uc.label.horizon_days)), sources=sources)
     params = {
         "horizon_days": uc.label.horizon_days,
         "observed_until": tables.sql_literal(observed_until),
@@ -84,7 +84,7 @@ def build_labels(spark: SparkSession, uc: UseCaseConfig, as_of_dates: list[date]
     where = f"{uc.conf_dir}/{uc.label.sql}"
     sql = render(uc.read_sql(uc.label.sql), params, where)
     out = run_sql(spark, sql, where).withColumn(uc.label.column, F.col(uc.label.column).cast("int"))
-    register_source_views(spark, uc, frames)
+    register_source_views(spark, uc, sources=sources)
     return out
 
 

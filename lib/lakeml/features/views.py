@@ -42,13 +42,14 @@ def _in_window(df: DataFrame, spec: SourceSpec, window: EventWindow | None) -> D
     return df.where(cond)
 
 
-def register_source_views(
-    spark: SparkSession, uc: UseCaseConfig, frames: dict[str, DataFrame] | None = None, window: EventWindow | None = None
-) -> None:
-    """Register the source views from the lake (bronze and silver tables; a silver table
-    missing from a lake made before them is built from bronze), or from ``frames``,
-    bronze-shaped DataFrames by source name, which is how tests feed the SQL. ``window``
-    prunes the event sources."""
+Sources = dict[str, tuple[DataFrame, DataFrame]]  # source -> (history, current), before any window
+
+
+def source_frames(spark: SparkSession, uc: UseCaseConfig, frames: dict[str, DataFrame] | None = None) -> Sources:
+    """Per source, its history (bronze) and current (silver without tombstones) frames, from
+    the lake (a silver table missing from a lake made before them is built from bronze) or
+    from ``frames``, bronze-shaped DataFrames by source name (how tests feed the SQL)."""
+    out: Sources = {}
     for name, spec in uc.sources.items():
         if frames is not None:
             history = frames[name]
@@ -58,8 +59,23 @@ def register_source_views(
             if not tables.exists(spark, uc.silver(name)):
                 silver.rebuild(spark, uc, name)
             current = silver.current(spark, uc, name)
+        out[name] = (history, current)
+    return out
+
+
+def register_source_views(
+    spark: SparkSession, uc: UseCaseConfig, frames: dict[str, DataFrame] | None = None, window: EventWindow | None = None,
+    sources: Sources | None = None,
+) -> Sources:
+    """Register the source views (see ``source_frames``; or ``sources``, frames it returned
+    before, so that one build reads the catalog once). ``window`` prunes the event sources.
+    Returns the unpruned frames."""
+    sources = sources if sources is not None else source_frames(spark, uc, frames)
+    for name, spec in uc.sources.items():
+        history, current = sources[name]
         _in_window(history, spec, window).createOrReplaceTempView(f"{name}_history")
         _in_window(current, spec, window).createOrReplaceTempView(name)
+    return sources
 
 
 def batch_range(spark: SparkSession, uc: UseCaseConfig) -> tuple[date, date]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from functools import reduce
@@ -27,7 +26,7 @@ from functools import reduce
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from lakeml.core import tables
+from lakeml.core import parallel, tables
 from lakeml.core.config import ColumnSpec, EnvConfig, SourceSpec, UseCaseConfig
 from lakeml.core.errors import MissingDataError
 from lakeml.lake import landing, silver
@@ -226,10 +225,9 @@ def ingest(
             log.info("%s: nothing new", source)
     # the sources are independent tables: loaded side by side, so that one source's Delta
     # commits overlap another's reading and typing (a daily batch is mostly commit latency)
-    with ThreadPoolExecutor(max_workers=max(1, min(PARALLEL_SOURCES, len(work)))) as pool:
-        futures = {s: pool.submit(one, s, todo) for s, todo in work.items()}
+    futures = parallel.submit_all(spark, lambda st: one(*st), work.items(), PARALLEL_SOURCES)
     reports, log_rows, quarantined, errors = [], [], [], []
-    for f in futures.values():
+    for f in futures:
         if f.exception() is not None:
             errors.append(f.exception())
             continue

@@ -29,7 +29,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, NumericType, TimestampNTZType, TimestampType
 
-from lakeml.core import tables
+from lakeml.core import parallel, tables
 from lakeml.core.config import CheckSpec, QualitySpec, UseCaseConfig
 from lakeml.core.errors import ConfigError, LakemlError, UsageError
 
@@ -322,11 +322,14 @@ def run(
     summary: dict = {"tables": {}, "skipped": [], "warnings": [], "failures": []}
     results: list[CheckResult] = []
     logged = logged_batches(spark, uc)
+    todo = []
     for t in only or configured:
         if not only and not tables.exists(spark, uc.table(t)):
             summary["skipped"].append(t)
             continue
-        res = check(spark, uc, t, batch_dates, logged)
+        todo.append(t)
+    # the tables side by side: each check is a couple of small jobs, mostly latency
+    for t, res in zip(todo, parallel.map_all(spark, lambda t: check(spark, uc, t, batch_dates, logged), todo)):
         results += res
         batches = sorted({r.batch for r in res})
         summary["tables"][t] = {

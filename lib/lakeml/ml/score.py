@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import date
+from functools import reduce
 
 from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame, SparkSession
@@ -45,34 +46,59 @@ def run(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, score_date: date
     """Score ``score_date`` (default: the newest snapshot) with the model the alias names
     (or, with ``version``, that version, recorded under ``alias``: how a date whose features
     late rows changed is scored again by the model that scored it first)."""
+    return run_many(spark, env, uc, [(score_date, alias, version)])[0]
+
+
+def run_many(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, todo: list[tuple[date | None, str, str | None]]) -> list[dict]:
+    """Score several ``(score_date, alias, version)`` (as ``run`` does one) in one write: each
+    model loaded once, one commit for all of them."""
     t0 = time.perf_counter()
     client = tracking.configure(env)
-    if version is None:
-        model, ref = tracking.load_spark_model(client, uc.model.name, alias)
-    else:
-        model, ref = tracking.load_spark_model_version(client, uc.model.name, version, alias)
+    refs = []
+    for d, alias, version in todo:
+        if version is None:
+            model, ref = tracking.load_spark_model(client, uc.model.name, alias)
+        else:
+            model, ref = tracking.load_spark_model_version(client, uc.model.name, version, alias)
+        refs.append((d, model, ref))
     loaded = time.perf_counter()
-    d = score_date or features.newest_snapshot(spark, uc)
-    ft = tables.read(spark, uc.table(uc.tables.features), made_by=tables.FEATURES_JOB)
-    rows = ft.where(F.col("as_of_date") == F.lit(d))
-    if rows.isEmpty():
-        have = [str(r[0]) for r in ft.select("as_of_date").distinct().orderBy("as_of_date").collect()]
+    ftn = uc.table(uc.tables.features)
+    ft = tables.read(spark, ftn, made_by=tables.FEATURES_JOB)
+    newest = None
+    if any(d is None for d, _, _ in refs):
+        newest = features.newest_snapshot(spark, uc)
+    refs = [(d or newest, m, r) for d, m, r in refs]
+    dates = sorted({d for d, _, _ in refs})
+    have = {r[0] for r in ft.where(F.col("as_of_date").isin(dates)).select("as_of_date").distinct().collect()}
+    missing = [d for d in dates if d not in have]
+    if missing:
+        known = [str(r[0]) for r in ft.select("as_of_date").distinct().orderBy("as_of_date").collect()]
         raise MissingDataError(
-            f"{uc.table(uc.tables.features)} has no rows for {d}; it has {', '.join(have[-5:]) or 'none'} "
-            f"(newest last). Compute that date with: jobs/features.py --as-of {d}"
+            f"{ftn} has no rows for {', '.join(map(str, missing))}; it has {', '.join(known[-5:]) or 'none'} "
+            f"(newest last). Compute that date with: jobs/features.py --as-of {missing[0]}"
         )
-    preds = score_batch(model, rows, uc.entity, ref, uc.probability)
+    preds = reduce(DataFrame.unionByName, [
+        score_batch(model, ft.where(F.col("as_of_date") == F.lit(d)), uc.entity, ref, uc.probability) for d, model, ref in refs
+    ])
     pt = uc.table(uc.tables.predictions)
+    slices: dict[str, set[date]] = {}
+    for d, _, ref in refs:
+        slices.setdefault(ref.alias, set()).add(d)
     tables.replace_where(
         preds.coalesce(max(1, spark.sparkContext.defaultParallelism)),
         pt,
-        f"score_date = {tables.sql_literal(d)} AND model_alias = {tables.sql_literal(alias)}",
+        tables.slices_predicate("model_alias", "score_date", slices),
         partition_by=["score_date"],
     )
     perf = uc.table(uc.tables.performance_metrics)
-    if tables.exists(spark, perf):  # measured on the earlier predictions of this date: measure again
-        spark.sql(f"DELETE FROM {perf} WHERE score_date = {tables.sql_literal(d)}")
-    n = spark.table(pt).where((F.col("score_date") == F.lit(d)) & (F.col("model_alias") == alias)).count()
-    log.info("scored %d rows (one per %s) for %s with %s version %s into %s", n, uc.entity, d, ref.name, ref.version, pt)
-    return {"score_date": d, "rows": n, "model_version": ref.version, "model_run_id": ref.run_id, "table": pt,
-            "model_load_seconds": round(loaded - t0, 2), "score_write_seconds": round(time.perf_counter() - loaded, 2)}
+    if tables.exists(spark, perf):  # measured on the earlier predictions of these dates: measure again
+        spark.sql(f"DELETE FROM {perf} WHERE {tables.in_predicate('score_date', dates)}")
+    written = spark.table(pt).where(F.expr(tables.slices_predicate("model_alias", "score_date", slices)))
+    n = {(r.score_date, r.model_alias): r["count"] for r in written.groupBy("score_date", "model_alias").count().collect()}
+    out = []
+    for d, _, ref in refs:
+        rows = n.get((d, ref.alias), 0)
+        log.info("scored %d rows (one per %s) for %s with %s version %s into %s", rows, uc.entity, d, ref.name, ref.version, pt)
+        out.append({"score_date": d, "rows": rows, "model_version": ref.version, "model_run_id": ref.run_id, "table": pt,
+                    "model_load_seconds": round(loaded - t0, 2), "score_write_seconds": round(time.perf_counter() - loaded, 2)})
+    return out

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from lakeml.core import tracking
+from lakeml.core import parallel, tracking
 from lakeml.core.config import EnvConfig, UseCaseConfig
 from lakeml.monitor.drift import newest_score_date, run_drift
 from lakeml.monitor.performance import run_performance
@@ -50,8 +50,8 @@ def run(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, score_date: date
     """Drift of ``score_date`` (default: the newest scored), live performance of every
     labelled score date, the report under ``<data_dir>/reports/<usecase>/<score_date>/`` and in MLflow."""
     d = score_date or newest_score_date(spark, uc, alias)
-    dr = run_drift(spark, env, uc, d, alias)
-    perf = run_performance(spark, env, uc)
+    # drift and live performance write different tables: side by side
+    dr, perf = parallel.map_all(spark, lambda f: f(), [lambda: run_drift(spark, env, uc, d, alias), lambda: run_performance(spark, env, uc)])
     html_path = report(spark, env, uc, report_dir(env, uc, d))
     summary = {"drift": dr, "performance": perf, "report": str(html_path), "mlflow_run_id": None}
     if to_mlflow:
