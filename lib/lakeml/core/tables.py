@@ -108,4 +108,4 @@ def row_counts(spark: SparkSession, names: Iterable[str]) -> dict[str, int | Non
     from lakeml.core import parallel
 
     names = list(names)
-    return dict(zip(names, parallel.map_all(spark, lambda n: spark.table(n).count() if exists(spark, n) else None, names)))
+    return dict(zip(names, parallel.map_all(spark, lambda n: spark.table(n).count() if exists(spark, n) else None, names), strict=True))

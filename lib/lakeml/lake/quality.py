@@ -329,7 +329,7 @@ def run(
             continue
         todo.append(t)
     # the tables side by side: each check is a couple of small jobs, mostly latency
-    for t, res in zip(todo, parallel.map_all(spark, lambda t: check(spark, uc, t, batch_dates, logged), todo)):
+    for t, res in zip(todo, parallel.map_all(spark, lambda t: check(spark, uc, t, batch_dates, logged), todo), strict=True):
         results += res
         batches = sorted({r.batch for r in res})
         summary["tables"][t] = {
