@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cmd
+from conftest import TINY, run_cmd
 from lakeml.ops.cluster import HOST, Ports, Stack, StackError, port_open
 from lakeml.ops.cluster.supervisor import _pid_alive
 from test_landing_ops import make_tree, quarters
@@ -68,10 +68,10 @@ def stack_env():
 
 @pytest.fixture(scope="module")
 def ran_pipeline(stack_env):
-    """generate (small) + the whole pipeline, on the standalone cluster."""
+    """generate (the suite's small demo, TINY) + the whole pipeline, on the standalone cluster."""
     t0 = time.time()
     try:
-        run_cmd(["./spark-submit.sh", "--env", "cluster", "jobs/generate.py", "--entities", "2500", "--days", "180", "--seed", "7"])
+        run_cmd(["./spark-submit.sh", "--env", "cluster", "jobs/generate.py", "--entities", str(TINY.entities), "--days", str(TINY.days), "--seed", str(TINY.seed)])
         p = run_cmd(["./spark-submit.sh", "--env", "cluster", "jobs/pipeline.py"])
     except AssertionError as e:
         logs = run_cmd(["./scripts/cluster.sh", "logs"], check=False).stdout
