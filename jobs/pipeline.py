@@ -2,6 +2,7 @@
 
     ./spark-submit.sh jobs/pipeline.py [--from STAGE | --only STAGE[,STAGE]] [--score-date YYYY-MM-DD]
     ./spark-submit.sh jobs/pipeline.py --scheduled [--full]
+    (both take --skip-leakage-check: see jobs/features.py)
 
 Stages: ingest, quality, features, train, validate, score, monitor.
 --scheduled is the daily run a scheduler calls: ingest -> quality -> features -> score ->
@@ -25,9 +26,9 @@ def run(args):
     stages = pipeline.select_stages(args.from_stage, args.only.split(",") if args.only else None)
     spark = session.get_spark(env, "lakeml-pipeline")
     if args.scheduled:
-        summary = pipeline.run_scheduled(spark, env, uc, full=args.full)
+        summary = pipeline.run_scheduled(spark, env, uc, full=args.full, leakage_check=not args.skip_leakage_check)
     else:
-        summary = pipeline.run(spark, env, uc, stages, score_date=args.score_date, full=args.full)
+        summary = pipeline.run(spark, env, uc, stages, score_date=args.score_date, full=args.full, leakage_check=not args.skip_leakage_check)
     print(pipeline.describe(summary, uc))
     return None
 
@@ -39,4 +40,5 @@ if __name__ == "__main__":
     p.add_argument("--score-date", type=cli.iso_date, help="snapshot to score (default: the newest)")
     p.add_argument("--scheduled", action="store_true", help="the daily run: monitor, and retrain when the policy fires")
     p.add_argument("--full", action="store_true", help="recompute every feature snapshot instead of what is new")
+    p.add_argument("--skip-leakage-check", action="store_true", help="see jobs/features.py")
     cli.main(run, p.parse_args())

@@ -4,10 +4,12 @@ the planted signal; and how lakeml.demo lands it."""
 import json
 from datetime import timedelta
 
+import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from conftest import TINY
+from lakeml.core.errors import ConfigError
 from lakeml.demo import maker
 from lakeml.lake import landing
 
@@ -63,3 +65,37 @@ def test_landing_layout_formats_and_manifest(spark, uc, tmp_path):
     maker.run(spark, uc, land, g.model_copy(update={"seed": 99}))
     again = landing.list_batches(spark, land)
     assert all(len(b.files.get("customers", [])) <= 1 for b in again)
+
+
+def test_a_new_data_set_replaces_the_earlier_one_whole(spark, uc, tmp_path, monkeypatch):
+    """generate --force (or another spec) with fewer days leaves none of the earlier days
+    behind, a crash mid-way is cleaned up by the next run, and a folder the demo did not
+    write (another source) is kept."""
+    land = str(tmp_path / "landing")
+    long = TINY.model_copy(update={"entities": 60, "days": 12, "bad_row_rate": 0.0})
+    short = long.model_copy(update={"entities": 40, "days": 5})
+
+    def days():
+        return sorted(str(b.batch_date) for b in landing.list_batches(spark, land) if set(b.files) & set(uc.sources))
+
+    maker.run(spark, uc, land, long)
+    assert len(days()) == 13
+    foreign = tmp_path / "landing" / str(long.start_date + timedelta(days=10)) / "not_a_source"
+    foreign.mkdir()
+    (foreign / "x.csv").write_text("a\n1\n")
+    out = maker.run(spark, uc, land, short, force=True)
+    assert days() == [str(short.start_date + timedelta(days=i)) for i in range(6)] == json.loads(landing.read_text(spark, f"{land}/_demo.json"))["batches"]
+    customers = sum(1 for b in landing.list_batches(spark, land) for f in b.files.get("customers", [])
+                    for line in open(landing.local_path(f.path)).read().splitlines()[1:] if line)
+    assert customers == out["rows"]["customers"] == 40
+    assert (foreign / "x.csv").exists()
+    # a generation that fails after its first source is written: the next run removes what it wrote
+    made = maker.frames(spark, uc, long)
+    first = next(iter(made))
+    monkeypatch.setattr(maker, "frames", lambda *a, **k: {first: made[first], "no_such_source": made[first]})
+    with pytest.raises(ConfigError, match="no_such_source"):
+        maker.run(spark, uc, land, long, force=True)
+    monkeypatch.undo()
+    assert json.loads(landing.read_text(spark, f"{land}/_demo.json"))["complete"] is False
+    maker.run(spark, uc, land, short)
+    assert days() == [str(short.start_date + timedelta(days=i)) for i in range(6)]

@@ -38,6 +38,21 @@ def test_a_job_on_an_empty_warehouse_says_what_to_run(tmp_path):
     assert "Traceback" not in p.stdout + p.stderr
 
 
+@pytest.mark.subprocess
+def test_a_sql_syntax_error_stops_the_pipeline_before_it_reads_anything(tmp_path, conf_copy):
+    usage = conf_copy / "churn" / "sql" / "features" / "usage.sql"
+    usage.write_text(usage.read_text().replace("SELECT", "SELEC", 1))
+    data = tmp_path / "data"
+    p = run_cmd(["./spark-submit.sh", "--conf-dir", str(conf_copy), "jobs/pipeline.py"], {"LAKEML_DATA_DIR": str(data)}, check=False, timeout=300)
+    out = p.stdout + p.stderr
+    assert p.returncode == 2, out[-3000:]
+    errors = [ln for ln in out.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {conf_copy}/churn/sql/features/usage.sql: "), errors
+    assert "Traceback" not in out
+    # nothing was generated, ingested or written
+    assert not (data / "landing").exists() and not list(data.glob("**/_delta_log"))
+
+
 def _args(**kw) -> argparse.Namespace:
     return argparse.Namespace(**kw)
 

@@ -121,3 +121,47 @@ def test_data_dir_override(monkeypatch, tmp_path):
     assert env.warehouse_dir == f"{tmp_path}/warehouse"
     assert env.tracking_uri == f"sqlite:///{tmp_path}/mlflow/mlflow.db"
     assert f"databaseName={tmp_path}/metastore_db" in env.spark_conf()["spark.hadoop.javax.jdo.option.ConnectionURL"]
+
+
+# --------------------------------------------------------------------------- checked before data is read
+
+
+def test_a_sql_syntax_error_names_the_file_and_the_line_before_any_data(spark, conf_copy):
+    from lakeml import pipeline
+
+    usage = conf_copy / "churn" / "sql" / "features" / "usage.sql"
+    usage.write_text(usage.read_text().replace("SELECT", "SELEC", 1))
+    uc = load_usecase(conf_copy, "churn")
+    with pytest.raises(ConfigError) as e:
+        pipeline.check_conf(spark, uc)
+    msg = str(e.value)
+    assert msg.startswith(f"{uc.conf_dir}/sql/features/usage.sql: ") and "Syntax error" in msg and "line" in msg, msg
+    assert "\n" not in msg
+
+
+@pytest.mark.parametrize("params, key", [
+    ({"maxIter": "forty"}, "model.params.maxIter"),
+    ({"subsamplingRate": 1.5}, "model.params.subsamplingRate"),
+    ({"maxBins": 1}, "model.params.maxBins"),
+])
+def test_bad_model_params_name_their_key_before_any_data(spark, conf_copy, params, key):
+    from lakeml.ml import train
+
+    _edit(conf_copy / "churn" / "usecase.yaml", lambda d: d["model"]["params"].update(params))
+    uc = load_usecase(conf_copy, "churn")
+    with pytest.raises(ConfigError, match=rf"usecase\.yaml: {key}: ") as e:
+        train.check_model(uc.model, uc.label.column, uc.source_file)
+    assert "\n" not in str(e.value)
+
+
+def test_a_grid_value_out_of_range_names_its_key(spark, conf_copy):
+    from lakeml.ml import train
+
+    _edit(conf_copy / "churn" / "usecase.yaml", lambda d: d["model"]["grid"].update({"stepSize": [0.1, 0.0]}))
+    uc = load_usecase(conf_copy, "churn")
+    with pytest.raises(ConfigError, match=r"model\.grid\.stepSize: 0\.0 is out of range"):
+        train.check_model(uc.model, uc.label.column, uc.source_file)
+    # the shipped conf passes
+    for name in usecases():
+        u = load_usecase(CONF, name)
+        train.check_model(u.model, u.label.column, u.source_file)

@@ -78,9 +78,29 @@ def test_model_quality_and_registry(spark, env, uc, built):
     # the portable copy, checked against the Spark model before it was logged
     assert [a.path for a in client.list_artifacts(tr["run_id"], "onnx")] == ["onnx/model.onnx"]
     assert run.data.metrics["portable_onnx_max_abs_diff"] <= 1e-6
-    assert client.get_model_version(uc.model.name, tr["version"]).tags["portable_formats"] == "onnx"
+    mv = client.get_model_version(uc.model.name, tr["version"])
+    assert mv.tags["portable_formats"] == "onnx" and float(mv.tags["test_roc_auc"]) == round(tr["metrics"]["roc_auc"], 4)
+    # all or nothing: the version was registered (with its tags) once its run had finished
+    assert run.info.status == "FINISHED" and run.info.end_time <= mv.creation_timestamp
     model = mlflow.spark.load_model(f"models:/{uc.model.name}@champion")
     assert len(model.stages) >= 4
+
+
+def test_leaky_feature_sql_is_refused_before_it_writes(spark, uc, built, conf_copy):
+    """New feature SQL that reads the as-of date itself: the features job proves it leaks on
+    a sample of the lake, names the file, and writes nothing."""
+    from lakeml.core import tables
+    from lakeml.core.config import load_usecase
+    from lakeml.features import leakage
+
+    usage = conf_copy / "churn" / "sql" / "features" / "usage.sql"
+    usage.write_text(usage.read_text().replace("AND d.day < p.as_of_date", "AND d.day <= p.as_of_date"))
+    leaky = load_usecase(conf_copy, "churn")
+    ft, lt = uc.table(uc.tables.features), uc.table(uc.tables.labels)
+    before = (tables.version(spark, ft), tables.version(spark, lt))
+    with pytest.raises(leakage.LeakageError, match=r"sql/features/usage\.sql: .*active_days_7d"):
+        features.run(spark, leaky)
+    assert (tables.version(spark, ft), tables.version(spark, lt)) == before
 
 
 def test_every_customer_of_the_snapshot_gets_one_prediction(spark, uc, built):

@@ -33,6 +33,10 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--usecase", default=os.environ.get("LAKEML_USECASE"), help="use case: conf/<usecase>/usecase.yaml (default: $LAKEML_USECASE, else the env's)"
     )
+    p.add_argument(
+        "--wait", action="store_true",
+        help="when another job runs on the same data folder, wait for it to end (default: fail at once, naming it)",
+    )
     return p
 
 
@@ -52,8 +56,14 @@ def setup_logging() -> None:
 
 
 def load(args: argparse.Namespace) -> tuple[EnvConfig, UseCaseConfig]:
+    """The env and use case of a job, and the data folder's lock (``lakeml.core.lock``: one
+    job per data folder at a time), taken before anything else starts."""
+    from lakeml.core import lock
+
     env = load_env(args.conf_dir, args.env)
-    return env, load_usecase(args.conf_dir, args.usecase, env)
+    uc = load_usecase(args.conf_dir, args.usecase, env)
+    lock.acquire(env.data_dir, wait=getattr(args, "wait", False), command=" ".join(["jobs/" + os.path.basename(sys.argv[0]), *sys.argv[1:]]))
+    return env, uc
 
 
 def main(run, args: argparse.Namespace) -> None:

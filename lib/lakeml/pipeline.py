@@ -22,6 +22,15 @@ log = logging.getLogger(__name__)
 STAGES = ["ingest", "quality", "features", "train", "validate", "score", "monitor"]
 
 
+def check_conf(spark: SparkSession, uc: UseCaseConfig, stages: list[str] | None = None) -> None:
+    """What conf validation cannot check without a Spark session, checked before any data
+    is read: the SQL files parse, the model's parameters are accepted by the classifier."""
+    if stages is None or "features" in stages:
+        features.check_sql(spark, uc)
+    if stages is None or "train" in stages:
+        train.check_model(uc.model, uc.label.column, uc.source_file)
+
+
 def select_stages(from_stage: str | None = None, only: list[str] | None = None) -> list[str]:
     if only:
         unknown = [s for s in only if s not in STAGES]
@@ -60,8 +69,8 @@ def _decision(d) -> dict:
 class _Run:
     """Runs stages in one session, timing each into the summary."""
 
-    def __init__(self, spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, full: bool = False):
-        self.spark, self.env, self.uc, self.full = spark, env, uc, full
+    def __init__(self, spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, full: bool = False, leakage_check: bool = True):
+        self.spark, self.env, self.uc, self.full, self.leakage_check = spark, env, uc, full, leakage_check
         self.summary: dict = {"usecase": uc.name, "env": env.name, "stages": {}}
         # what this run brought: the batches it ingested and the snapshots it computed (None:
         # the stage did not run, so quality checks each table's newest batch)
@@ -106,7 +115,7 @@ class _Run:
         return quality.run(self.spark, self.uc, batch_dates=dates, only=only)
 
     def features(self):
-        out = features.run(self.spark, self.uc, backfill=(None, None) if self.full else None)
+        out = features.run(self.spark, self.uc, backfill=(None, None) if self.full else None, leakage_check=self.leakage_check)
         self.computed = [date.fromisoformat(d) for d in out["as_of_dates"]]
         return out
 
@@ -145,10 +154,12 @@ class _Run:
         return out
 
 
-def run(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, stages: list[str], score_date=None, full: bool = False) -> dict:
+def run(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, stages: list[str], score_date=None, full: bool = False,
+        leakage_check: bool = True) -> dict:
     """The stages in order: ingest -> quality (bronze) -> features -> quality (features) ->
     train -> validate -> score -> monitor. Features are incremental unless ``full``."""
-    r = _Run(spark, env, uc, full=full)
+    check_conf(spark, uc, stages)
+    r = _Run(spark, env, uc, full=full, leakage_check=leakage_check)
     for stage in stages:
         if stage == "ingest":
             r.stage("ingest", r.ingest)
@@ -174,7 +185,7 @@ def run(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, stages: list[str
     return _finish(r)
 
 
-def run_scheduled(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, full: bool = False) -> dict:
+def run_scheduled(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, full: bool = False, leakage_check: bool = True) -> dict:
     """The daily run a scheduler calls: ingest -> quality -> features -> score -> monitor,
     then the retraining policy; when it fires: train -> (shadow score) -> validate, and
     the live batch is re-scored if the champion changed. A retrain that fails its AUC floor
@@ -182,7 +193,8 @@ def run_scheduled(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, full: 
     ends normally. Every trigger and decision is recorded in the model_decisions table."""
     from lakeml.lifecycle import decisions, policy
 
-    r = _Run(spark, env, uc, full=full)
+    check_conf(spark, uc)
+    r = _Run(spark, env, uc, full=full, leakage_check=leakage_check)
     r.stage("ingest", r.ingest)
     r.stage("quality", r.quality, "bronze")
     r.stage("features", r.features)

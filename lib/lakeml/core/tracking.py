@@ -48,6 +48,48 @@ def experiment(env: EnvConfig, name: str) -> str:
     return mlflow.create_experiment(name, artifact_location=f"{location}/{name}")
 
 
+HOST_TAG, PID_TAG = "lakeml.host", "lakeml.pid"
+
+
+def start_run(experiment_id: str, run_name: str):
+    """``mlflow.start_run``, tagged with this host and process: a run a crash leaves RUNNING
+    is found by ``fail_abandoned_runs``."""
+    import socket
+
+    return mlflow.start_run(experiment_id=experiment_id, run_name=run_name,
+                            tags={HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())})
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_abandoned_runs(client: MlflowClient, experiment_id: str) -> list[str]:
+    """Mark FAILED the runs of the experiment that are still RUNNING although the process
+    that started them, on this host, has ended (killed during training or monitoring).
+    Runs of other hosts or of a live process are left alone. Returns the runs marked."""
+    import socket
+
+    host, marked = socket.gethostname(), []
+    for run in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000):
+        tags = run.data.tags
+        pid = tags.get(PID_TAG)
+        if tags.get(HOST_TAG) != host or not (pid or "").isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        client.set_tag(run.info.run_id, "lakeml.abandoned", f"process {pid} on {host} ended without finishing this run")
+        client.set_terminated(run.info.run_id, status="FAILED")
+        marked.append(run.info.run_id)
+        log.warning("MLflow run %s (%s) was left RUNNING by process %s, which has ended: marked FAILED",
+                    run.info.run_id, tags.get("mlflow.runName"), pid)
+    return marked
+
+
 def git_commit(project_root: str) -> str:
     if os.environ.get("LAKEML_GIT_COMMIT"):
         return os.environ["LAKEML_GIT_COMMIT"]
@@ -87,19 +129,31 @@ class ModelRef:
         return f"models:/{self.name}/{self.version}"
 
 
-def log_and_register_spark_model(model, name: str, signature=None) -> ModelRef:
-    """Log a fitted PipelineModel with the spark flavor and register a new version."""
+def log_spark_model(model, signature=None) -> str:
+    """Log a fitted PipelineModel with the spark flavor in the active run, not registered;
+    returns its model URI (for ``register``)."""
+    import warnings
+
     import pyspark
 
     reqs = [f"pyspark=={pyspark.__version__}", f"mlflow=={mlflow.__version__}"]
-    import warnings
-
     with warnings.catch_warnings():
         # MLflow's hint about integer columns: the pipeline imputes them, a null never reaches the model
         warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
-        info = mlflow.spark.log_model(model, "model", registered_model_name=name, pip_requirements=reqs, signature=signature)
-    version = str(info.registered_model_version)
-    return ModelRef(name, version, info.run_id)
+        info = mlflow.spark.log_model(model, "model", pip_requirements=reqs, signature=signature)
+    return info.model_uri
+
+
+def register(model_uri: str, name: str, run_id: str, tags: dict | None = None) -> ModelRef:
+    """A new version of ``name`` for a logged model, with its tags, in one registry call: a
+    version exists whole or not at all."""
+    mv = mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in (tags or {}).items()})
+    return ModelRef(name, str(mv.version), run_id)
+
+
+def log_and_register_spark_model(model, name: str, signature=None) -> ModelRef:
+    """Log a fitted PipelineModel in the active run and register it as a new version."""
+    return register(log_spark_model(model, signature), name, mlflow.active_run().info.run_id)
 
 
 def set_alias(client: MlflowClient, name: str, alias: str, version: str) -> None:

@@ -65,21 +65,45 @@ def _fingerprint(uc: UseCaseConfig, spec: DemoSpec) -> dict:
 
 def run(spark: SparkSession, uc: UseCaseConfig, zone: str, spec: DemoSpec | None = None, force: bool = False) -> dict:
     """Write the demo data into the landing zone ``zone`` unless it already holds this exact
-    data set (same spec, same maker code). Returns rows written per source."""
+    data set (same spec, same maker code). A data set written again (``force``, or another
+    spec) replaces the earlier one whole: the batch folders the earlier generation wrote are
+    removed first, so none of its days is left behind. Returns rows written per source."""
     spec = spec or spec_of(uc)
     manifest = f"{zone}/{MANIFEST}"
     want = _fingerprint(uc, spec)
     have = landing.read_text(spark, manifest)
-    if have and not force:
-        old = json.loads(have)
-        if {k: old.get(k) for k in want} == want:
-            log.info("landing zone %s already holds this demo data set (--force rewrites it)", zone)
-            return {"landing": zone, "skipped": True, **old}
-    landing.delete(spark, manifest)  # a crash mid-way must not leave a stale "complete" mark
+    old = json.loads(have) if have else None
+    if old is not None and not force and old.get("complete", True) and {k: old.get(k) for k in want} == want:
+        log.info("landing zone %s already holds this demo data set (--force rewrites it)", zone)
+        return {"landing": zone, "skipped": True, **old}
+    # first mark the zone as being written (a crash from here on is cleaned up by the next
+    # run), then take the earlier generation's days away
+    landing.write_text(spark, manifest, json.dumps({"complete": False, "batches": (old or {}).get("batches")}, indent=2))
+    if old is not None:
+        _remove_generation(spark, uc, zone, old.get("batches") if old.get("complete", True) else None)
+    written: set[str] = set()
     try:
-        counts = writer.write(spark, uc, spec, frames(spark, uc, spec), zone)
+        counts = writer.write(spark, uc, spec, frames(spark, uc, spec), zone, written)
     finally:
         spark.catalog.clearCache()  # what the maker cached to write several sources from one frame
-    landing.write_text(spark, manifest, json.dumps({**want, "rows": counts}, indent=2))
+    batches = sorted(written)
+    landing.write_text(spark, manifest, json.dumps({**want, "complete": True, "rows": counts, "batches": batches}, indent=2))
     log.info("demo data of %s in %s: %s .. %d days", uc.name, zone, spec.start_date, spec.days)
     return {"landing": zone, "skipped": False, **want, "rows": counts}
+
+
+def _remove_generation(spark: SparkSession, uc: UseCaseConfig, zone: str, batches: list[str] | None) -> None:
+    """Remove the sources' folders of the batches an earlier generation wrote (``batches``;
+    None when it did not record them or did not finish: every batch of the zone)."""
+    days = set(batches) if batches is not None else None
+    removed = 0
+    for b in landing.list_batches(spark, zone):
+        if days is not None and str(b.batch_date) not in days:
+            continue
+        for source in set(b.files) & set(uc.sources):
+            landing.delete(spark, f"{zone}/{b.batch_date}/{source}")
+        if not set(b.files) - set(uc.sources):
+            landing.delete(spark, f"{zone}/{b.batch_date}")
+        removed += 1
+    if removed:
+        log.info("landing zone %s: the earlier demo data set's %d batch folders removed", zone, removed)

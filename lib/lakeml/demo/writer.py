@@ -77,8 +77,10 @@ def as_landed(df: DataFrame, src: SourceSpec, spec: DemoSpec, source: str) -> Da
     return rows.select(line.alias("value"), ARRIVAL)
 
 
-def write(spark: SparkSession, uc: UseCaseConfig, spec: DemoSpec, frames: dict[str, DataFrame], zone: str) -> dict[str, int]:
-    """Write every source's rows into the landing zone ``zone``; rows written per source."""
+def write(spark: SparkSession, uc: UseCaseConfig, spec: DemoSpec, frames: dict[str, DataFrame], zone: str,
+          written: set[str] | None = None) -> dict[str, int]:
+    """Write every source's rows into the landing zone ``zone``; rows written per source.
+    ``written``, when given, receives the batch dates written."""
     where = f"{uc.conf_dir}/{spec.maker}"
     staging = f"{zone}/_staging"
     counts: dict[str, int] = {}
@@ -100,7 +102,9 @@ def write(spark: SparkSession, uc: UseCaseConfig, spec: DemoSpec, frames: dict[s
         else:
             w.parquet(path)
         landed.unpersist()
-        n = landing.move_partitions_into_batches(spark, path, zone, source, EXTENSIONS[src.format])
-        log.info("demo %s: %d rows in %d batches (%s)", source, counts[source], n, src.format)
+        days = landing.move_partitions_into_batches(spark, path, zone, source, EXTENSIONS[src.format])
+        if written is not None:
+            written.update(days)
+        log.info("demo %s: %d rows in %d batches (%s)", source, counts[source], len(days), src.format)
     landing.delete(spark, staging)
     return counts

@@ -26,7 +26,7 @@ from lakeml.core import tables
 from lakeml.core.config import UseCaseConfig
 from lakeml.core.errors import ConfigError, MissingTableError
 from lakeml.features.plan import FEATURES_FINGERPRINT, LABELS_FINGERPRINT, OBSERVED_UNTIL, WATERMARK, plan, set_properties
-from lakeml.features.sql import render, run_sql
+from lakeml.features.sql import parse, render, run_sql
 from lakeml.features.views import EventWindow, population, register_source_views
 
 log = logging.getLogger(__name__)
@@ -88,16 +88,33 @@ def build_labels(spark: SparkSession, uc: UseCaseConfig, as_of_dates: list[date]
     return out
 
 
+def check_sql(spark: SparkSession, uc: UseCaseConfig) -> None:
+    """Parse every SQL file of the use case (population, features, label): a syntax error
+    names its file before any data is read."""
+    f = uc.features
+    for rel in [f.population_sql, *(s.file for s in f.sql)]:
+        parse(spark, uc.read_sql(rel), f"{uc.conf_dir}/{rel}")
+    where = f"{uc.conf_dir}/{uc.label.sql}"
+    params = {"horizon_days": uc.label.horizon_days, "observed_until": tables.sql_literal(date(2000, 1, 1)), "label_column": uc.label.column}
+    parse(spark, render(uc.read_sql(uc.label.sql), params, where), where)
+
+
 def run(spark: SparkSession, uc: UseCaseConfig, as_of: list[date] | None = None,
-        backfill: tuple[date | None, date | None] | None = None) -> dict:
+        backfill: tuple[date | None, date | None] | None = None, leakage_check: bool = True) -> dict:
     """Compute the snapshots the plan names (``lakeml.features.plan``: by default the new
     ones and those late rows may have changed; ``as_of`` or ``backfill`` by hand) into the
     feature table, and merge the labels of every date whose window was still open. Returns
     what it did and why."""
+    check_sql(spark, uc)  # a syntax error names its file before any data is read
     tables.ensure_database(spark, uc.database)
     p = plan(spark, uc, as_of, backfill)
     ft, lt = uc.table(uc.tables.features), uc.table(uc.tables.labels)
     log.info("features of %s: %s", uc.name, p.reason)
+    if p.compute and p.new_sql and leakage_check:
+        # SQL the table was not built with: proven point-in-time on a sample before it writes
+        from lakeml.features import leakage
+
+        leakage.check(spark, uc, p.schedule[len(p.schedule) // 2])
     if p.compute:
         feats = build_features(spark, uc, p.compute)
         # hashed on (as_of_date, entity), not on as_of_date alone: that put each snapshot in

@@ -90,6 +90,7 @@ class Plan:
     watermark: str | None
     fingerprints: dict[str, str] = field(default_factory=dict)
     labels_full: bool = False  # the label SQL or its conf changed: every label again, final ones too
+    new_sql: bool = False  # the table has no fingerprint or another one: SQL it has not been built with
 
 
 def plan(
@@ -146,7 +147,8 @@ def plan(
         # not labelled yet, or its window was still open last time: a final label never changes
         label_dates = sorted(d for d in set(schedule) | set(compute) if d not in labelled or d + timedelta(days=uc.label.horizon_days) > closed)
     return Plan(first, newest, schedule, compute, label_dates, observed_until, reason, watermark,
-                {FEATURES_FINGERPRINT: fp, LABELS_FINGERPRINT: labels_fingerprint(uc)}, labels_full)
+                {FEATURES_FINGERPRINT: fp, LABELS_FINGERPRINT: labels_fingerprint(uc)}, labels_full,
+                new_sql=fprops.get(FEATURES_FINGERPRINT) != fp)
 
 
 def _batches_since(spark: SparkSession, uc: UseCaseConfig, since: str | None) -> set[date]:

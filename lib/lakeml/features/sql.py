@@ -23,6 +23,28 @@ def run_sql(spark: SparkSession, sql: str, where: str) -> DataFrame:
 
     try:
         return spark.sql(sql)
-    except AnalysisException as e:
-        msg = str(e).split("\n")[0]
-        raise ConfigError(f"{where}: {msg}") from None
+    except AnalysisException as e:  # a ParseException too
+        raise ConfigError(f"{where}: {_first_line(e)}") from None
+
+
+def _first_line(e: Exception) -> str:
+    """The message of a Spark SQL error without its JVM trace: its first non-empty line (a
+    parse error's message starts with a newline)."""
+    return next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+
+
+def parse(spark: SparkSession, sql: str, where: str) -> None:
+    """Parse ``sql`` (no table or view needs to exist): a syntax error names the file, the
+    line and the position, before any data is read."""
+    from pyspark.errors import ParseException
+
+    try:
+        spark._jsparkSession.sessionState().sqlParser().parsePlan(sql)
+    except Exception as e:  # noqa: BLE001 - py4j hands the JVM's ParseException over as a Py4JJavaError
+        from pyspark.errors.exceptions.captured import convert_exception
+
+        java = getattr(e, "java_exception", None)
+        err = convert_exception(java) if java is not None else e
+        if isinstance(err, ParseException) or "ParseException" in type(err).__name__ or "PARSE_SYNTAX_ERROR" in str(err):
+            raise ConfigError(f"{where}: {_first_line(err)}") from None
+        raise

@@ -137,17 +137,17 @@ def delete(spark: SparkSession, path: str) -> None:
 
 def move_partitions_into_batches(
     spark: SparkSession, staging_dir: str, landing_dir: str, source: str, extension: str | None = None
-) -> int:
+) -> list[str]:
     """Turn ``staging/arrival_date=D/part-*`` into ``landing/D/<source>/part-*``.
 
     Each destination folder is replaced whole, so regenerating a batch never leaves
-    files of an earlier run beside the new ones. Returns the number of batches moved.
+    files of an earlier run beside the new ones. Returns the batch dates moved.
     """
     if is_local(staging_dir) and is_local(landing_dir):
         return _move_local(local_path(staging_dir), local_path(landing_dir), source, extension)
     jvm = spark.sparkContext._jvm
     fs, staging = _fs(spark, staging_dir)
-    moved = 0
+    moved = []
     for st in fs.listStatus(staging):
         name = st.getPath().getName()
         if not (st.isDirectory() and name.startswith("arrival_date=")):
@@ -165,13 +165,13 @@ def move_partitions_into_batches(
                 if visible(fname) and "." in fname:
                     stem = fname.rsplit(".", 1)[0]
                     fs.rename(f.getPath(), jvm.org.apache.hadoop.fs.Path(dest, f"{stem}.{extension}"))
-        moved += 1
+        moved.append(day)
     fs.delete(staging, True)
     return moved
 
 
-def _move_local(staging: str, landing_dir: str, source: str, extension: str | None) -> int:
-    moved = 0
+def _move_local(staging: str, landing_dir: str, source: str, extension: str | None) -> list[str]:
+    moved = []
     for part in os.scandir(staging):
         if not (part.is_dir() and part.name.startswith("arrival_date=")):
             continue
@@ -185,7 +185,7 @@ def _move_local(staging: str, landing_dir: str, source: str, extension: str | No
                 os.remove(f.path)  # Hadoop's checksums; upstream exports have none
             elif extension and visible(f.name) and "." in f.name:
                 os.rename(f.path, os.path.join(dest, f"{f.name.rsplit('.', 1)[0]}.{extension}"))
-        moved += 1
+        moved.append(part.name.split("=", 1)[1])
     shutil.rmtree(staging)
     return moved
 

@@ -40,7 +40,35 @@ def _set_params(est, params: dict, key: str, source: str) -> None:
     for name, value in params.items():
         if not est.hasParam(name):
             raise ConfigError(f"{source}: {key}.{name}: {type(est).__name__} has no parameter {name!r}")
-        est.set(est.getParam(name), value)
+        try:
+            est.set(est.getParam(name), value)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{source}: {key}.{name}: {value!r} is not a valid {name} for {type(est).__name__} ({e})") from None
+
+
+def check_model(spec: ModelSpec, label: str, source: str = "model spec") -> None:
+    """Every ``model.params`` value and every point of ``model.grid`` handed, one at a time,
+    to the classifier and to the JVM, whose validators check ranges (``subsamplingRate:
+    1.5``): a bad value names its conf key before any data is read. Needs a Spark session
+    (no data)."""
+    build_pipeline(spec, label, source)  # unknown names and wrong types
+    bare = CLASSIFIERS[spec.classifier](featuresCol="features", labelCol=label)
+    checks = [("model.params", name, v) for name, v in spec.params.items()]
+    for name, values in spec.grid.items():
+        if not bare.hasParam(name):
+            raise ConfigError(f"{source}: model.grid.{name}: {type(bare).__name__} has no parameter {name!r}")
+        checks += [("model.grid", name, v) for v in values]
+    for key, name, value in checks:
+        param = bare.getParam(name)
+        try:
+            converted = param.typeConverter(value)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{source}: {key}.{name}: {value!r} is not a valid {name} for {type(bare).__name__} ({e})") from None
+        try:
+            bare.copy({param: converted})._transfer_params_to_java()
+        except Exception as e:  # noqa: BLE001 - the JVM's IllegalArgumentException, through py4j
+            msg = next((ln.strip() for ln in str(getattr(e, "java_exception", e)).splitlines() if ln.strip()), type(e).__name__)
+            raise ConfigError(f"{source}: {key}.{name}: {value!r} is out of range for {type(bare).__name__} ({msg})") from None
 
 
 def build_pipeline(spec: ModelSpec, label: str, source: str = "model spec") -> tuple[Pipeline, object]:
@@ -188,12 +216,17 @@ def fit(spark: SparkSession, uc: UseCaseConfig, data: DataFrame) -> dict:
 def run(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig) -> TrainResult:
     """Train, log to MLflow, register; alias the version ``challenger`` (and ``champion``
     if the model has none yet). Fails if test ROC AUC is below ``model.auc_floor``."""
+    check_model(uc.model, uc.label.column, uc.source_file)  # before any data is read
     client = tracking.configure(env)
     exp_id = tracking.experiment(env, uc.model.experiment)
+    tracking.fail_abandoned_runs(client, exp_id)  # a training killed before it finished
     ft, lt = uc.table(uc.tables.features), uc.table(uc.tables.labels)
     data = features.labelled_features(spark, uc)
     versions = {ft: tables.version(spark, ft), lt: tables.version(spark, lt)}
-    with tracking.mlflow.start_run(experiment_id=exp_id, run_name=f"train-{uc.model.classifier}") as run:
+    # all or nothing: the run logs everything and ends; only then is a version registered
+    # (with its tags, in one call) and aliased. A crash before leaves no version; a run left
+    # RUNNING is marked FAILED by the next training
+    with tracking.start_run(exp_id, f"train-{uc.model.classifier}") as run:
         tracking.mlflow.set_tags(
             {"git_commit": tracking.git_commit(env.project_root), "usecase": uc.name, "env": env.name, "stage": "train"}
         )
@@ -229,16 +262,16 @@ def run(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig) -> TrainResult:
                 f"({uc.source_file}); the model was logged (run {run.info.run_id}) but not registered"
             )
         signature = _signature(spark, r["model"], data, uc)
-        ref = tracking.log_and_register_spark_model(r["model"], uc.model.name, signature)
+        model_uri = tracking.log_spark_model(r["model"], signature)
         if uc.export.onnx:
             portable_rows = data.where(F.col("as_of_date") == F.lit(r["test_date"])).select(*uc.model.categorical, *uc.model.numeric)
-            portable.log_portable(r["model"], portable_rows, run.info.run_id, ref, uc.export)
+            portable.log_portable(r["model"], portable_rows, run.info.run_id, None, uc.export)
     r["test_scored"].unpersist()
-    tracking.tag_version(
-        client,
-        ref,
-        {"test_roc_auc": round(m["roc_auc"], 4), "threshold": round(r["threshold"], 4), "test_as_of": r["test_date"], "git_commit": tracking.git_commit(env.project_root)},
-    )
+    run_tags = client.get_run(run.info.run_id).data.tags
+    ref = tracking.register(model_uri, uc.model.name, run.info.run_id, {
+        "test_roc_auc": round(m["roc_auc"], 4), "threshold": round(r["threshold"], 4), "test_as_of": r["test_date"],
+        "git_commit": tracking.git_commit(env.project_root), **{k: v for k, v in run_tags.items() if k.startswith("portable_")},
+    })
     tracking.set_alias(client, uc.model.name, tracking.CHALLENGER, ref.version)
     champion = tracking.get_alias(client, uc.model.name, tracking.CHAMPION)
     became = champion is None

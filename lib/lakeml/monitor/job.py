@@ -35,7 +35,7 @@ def log_report_to_mlflow(path: str | Path, experiment_id: str | None = None, run
     active = mlflow.active_run()
     if active is not None:
         return log(active.info.run_id)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as r:
+    with tracking.start_run(experiment_id, run_name) as r:
         return log(r.info.run_id)
 
 

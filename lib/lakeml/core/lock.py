@@ -1,0 +1,94 @@
+"""One job per data folder at a time.
+
+Two jobs on one data folder would share the embedded Derby metastore (which admits one
+process) and write the same tables. Every job takes an exclusive lock on
+``<data_dir>/.lakeml.lock`` before it does anything; a second job fails at once with one
+line naming the holder (pid, command, start time), or waits for it with ``--wait``.
+
+The lock is an OS file lock (``flock``) held by the job's process, so the kernel releases
+it when the process ends, however it ends: a job killed with ``kill -9`` leaves no lock
+behind, only its stale description in the file, which the next job overwrites. A data folder
+that is not local (``hdfs://``) is locked on this machine, in the temporary folder.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import socket
+import sys
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+from lakeml.core.errors import LakemlError
+
+log = logging.getLogger(__name__)
+
+NAME = ".lakeml.lock"
+_held: dict[str, int] = {}  # lock path -> the open descriptor this process holds
+
+
+class JobLocked(LakemlError):
+    """Another job holds the data folder; the message names it."""
+
+
+def lock_path(data_dir: str) -> Path:
+    if data_dir.startswith("file:"):
+        data_dir = data_dir[len("file:"):]
+    if "://" in data_dir:
+        return Path(tempfile.gettempdir()) / f"lakeml-{hashlib.sha256(data_dir.encode()).hexdigest()[:16]}.lock"
+    return Path(data_dir) / NAME
+
+
+def holder(path: Path) -> dict:
+    """What the lock file says about the job that holds (or last held) it."""
+    try:
+        return json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return {}
+
+
+def _describe(h: dict) -> str:
+    if not h:
+        return "a job"
+    return f"pid {h.get('pid')} on {h.get('host')} (`{h.get('command')}`, started {h.get('started')})"
+
+
+def acquire(data_dir: str, wait: bool = False, command: str | None = None) -> Path:
+    """Take the data folder's lock for the rest of this process (again in the same process:
+    nothing to do). Raises ``JobLocked`` when another process holds it, unless ``wait``."""
+    path = lock_path(data_dir)
+    if str(path) in _held:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by child processes
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        h = holder(path)
+        if not wait:
+            os.close(fd)
+            raise JobLocked(
+                f"another job is running on {data_dir}: {_describe(h)}; run this one when it ends, "
+                f"or with --wait to wait for it (lock: {path})"
+            ) from None
+        log.warning("waiting for the job that holds %s: %s", data_dir, _describe(h))
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "command": command or " ".join(sys.argv),
+          "started": datetime.now().astimezone().isoformat(timespec="seconds")}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(me).encode(), 0)
+    _held[str(path)] = fd
+    return path
+
+
+def release(data_dir: str) -> None:
+    """Give the lock back before the process ends (tests; a job simply exits)."""
+    fd = _held.pop(str(lock_path(data_dir)), None)
+    if fd is not None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
