@@ -36,6 +36,21 @@ class JobLocked(LakemlError):
     """Another job holds the data folder; the message names it."""
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (a zombie counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except OSError:  # gone meanwhile
+        return False
+
+
 def lock_path(data_dir: str) -> Path:
     if data_dir.startswith("file:"):
         data_dir = data_dir[len("file:"):]

@@ -60,27 +60,19 @@ def start_run(experiment_id: str, run_name: str):
                             tags={HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())})
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def fail_abandoned_runs(client: MlflowClient, experiment_id: str) -> list[str]:
     """Mark FAILED the runs of the experiment that are still RUNNING although the process
     that started them, on this host, has ended (killed during training or monitoring).
     Runs of other hosts or of a live process are left alone. Returns the runs marked."""
     import socket
 
+    from lakeml.core import lock
+
     host, marked = socket.gethostname(), []
     for run in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000):
         tags = run.data.tags
         pid = tags.get(PID_TAG)
-        if tags.get(HOST_TAG) != host or not (pid or "").isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+        if tags.get(HOST_TAG) != host or not (pid or "").isdigit() or int(pid) == os.getpid() or lock.pid_alive(int(pid)):
             continue
         client.set_tag(run.info.run_id, "lakeml.abandoned", f"process {pid} on {host} ended without finishing this run")
         client.set_terminated(run.info.run_id, status="FAILED")

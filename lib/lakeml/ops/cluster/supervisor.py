@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lakeml.core import lock
 from lakeml.core.errors import LakemlError
 from lakeml.core.paths import PROJECT_ROOT
 
@@ -67,19 +68,7 @@ def http_text(url: str, timeout: float = 2.0) -> str:
         return r.read().decode()
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie child of ours counts as gone
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
+_pid_alive = lock.pid_alive  # a zombie child of ours counts as gone
 
 
 def _cmdline(pid: int) -> str:
