@@ -31,3 +31,9 @@ class MissingDataError(LakemlError):
 
 class SetupError(LakemlError):
     """Something ``make setup`` installs is missing (jars, the venv, a Debian package)."""
+
+
+def first_line(e: BaseException) -> str:
+    """The message of a Spark or JVM error without its trace: its first non-empty line (a
+    parse error's message starts with a newline); the error's class name when it has none."""
+    return next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)

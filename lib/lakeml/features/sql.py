@@ -6,7 +6,7 @@ from string import Template
 
 from pyspark.sql import DataFrame, SparkSession
 
-from lakeml.core.errors import ConfigError
+from lakeml.core.errors import ConfigError, first_line
 
 
 def render(sql: str, params: dict[str, object], where: str = "SQL") -> str:
@@ -24,13 +24,7 @@ def run_sql(spark: SparkSession, sql: str, where: str) -> DataFrame:
     try:
         return spark.sql(sql)
     except AnalysisException as e:  # a ParseException too
-        raise ConfigError(f"{where}: {_first_line(e)}") from None
-
-
-def _first_line(e: Exception) -> str:
-    """The message of a Spark SQL error without its JVM trace: its first non-empty line (a
-    parse error's message starts with a newline)."""
-    return next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+        raise ConfigError(f"{where}: {first_line(e)}") from None
 
 
 def parse(spark: SparkSession, sql: str, where: str) -> None:
@@ -46,5 +40,5 @@ def parse(spark: SparkSession, sql: str, where: str) -> None:
         java = getattr(e, "java_exception", None)
         err = convert_exception(java) if java is not None else e
         if isinstance(err, ParseException) or "ParseException" in type(err).__name__ or "PARSE_SYNTAX_ERROR" in str(err):
-            raise ConfigError(f"{where}: {_first_line(err)}") from None
+            raise ConfigError(f"{where}: {first_line(err)}") from None
         raise

@@ -26,7 +26,7 @@ from pyspark.sql import functions as F
 from lakeml import features
 from lakeml.core import tables, tracking
 from lakeml.core.config import EnvConfig, ModelSpec, UseCaseConfig, to_yaml
-from lakeml.core.errors import ConfigError, LakemlError
+from lakeml.core.errors import ConfigError, LakemlError, first_line
 from lakeml.ml import metrics, plots, portable
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def check_model(spec: ModelSpec, label: str, source: str = "model spec") -> None
         try:
             bare.copy({param: converted})._transfer_params_to_java()
         except Exception as e:  # noqa: BLE001 - the JVM's IllegalArgumentException, through py4j
-            msg = next((ln.strip() for ln in str(getattr(e, "java_exception", e)).splitlines() if ln.strip()), type(e).__name__)
+            msg = first_line(getattr(e, "java_exception", e))
             raise ConfigError(f"{source}: {key}.{name}: {value!r} is out of range for {type(bare).__name__} ({msg})") from None
 
 
