@@ -101,6 +101,70 @@ def acquire(data_dir: str, wait: bool = False, command: str | None = None) -> Pa
     return path
 
 
+def held_by(data_dir: str) -> dict | None:
+    """Who holds the data folder's lock now, without taking it (``./scripts/sql.sh`` asks
+    before it opens the metastore): None when no process does (or this one does), else the
+    holder's description (pid, host, command, started; the pid alone when unknown).
+
+    On Linux the answer comes from ``/proc/locks``, which names the holding pid and never
+    touches the lock, so a job starting at that instant is not turned away; elsewhere a
+    shared non-blocking flock is tried and given back at once."""
+    path = lock_path(data_dir)
+    if str(path) in _held:
+        return None
+    try:
+        st = path.stat()
+    except OSError:
+        return None  # no job ever ran here
+    pids = _flock_pids(st)
+    if pids is None:  # no /proc/locks: probe
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return holder(path)
+        finally:
+            os.close(fd)  # gives the shared lock back
+        return None
+    if not pids:
+        return None
+    h = holder(path)
+    if h.get("pid") in pids or not any(p > 0 for p in pids):
+        return h
+    # the file still describes an earlier job (the holder has not written it yet)
+    pid = next(p for p in pids if p > 0)
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            command = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        command = None
+    return {"pid": pid, "host": socket.gethostname(), "command": command}
+
+
+def _flock_pids(st: os.stat_result) -> list[int] | None:
+    """The pids holding a flock on the file ``st`` describes, from ``/proc/locks``; None
+    when that file cannot be read (not Linux)."""
+    try:
+        with open("/proc/locks") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    me = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    pids = []
+    for line in lines:
+        # "1: FLOCK  ADVISORY  WRITE 4242 fe:00:9986531 0 EOF"; "1: -> FLOCK ..." is a waiter
+        f = line.split()
+        if len(f) >= 6 and f[1] == "FLOCK" and f[5] == me:
+            try:
+                pids.append(int(f[4]))
+            except ValueError:
+                pids.append(0)
+    return pids
+
+
 def release(data_dir: str) -> None:
     """Give the lock back before the process ends (tests; a job simply exits)."""
     fd = _held.pop(str(lock_path(data_dir)), None)

@@ -30,13 +30,17 @@ from __future__ import annotations
 import difflib
 import os
 import shlex
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from lakeml.core import lock
 from lakeml.core.config import EnvConfig, load_env, load_usecase, referenced_vars
 from lakeml.core.errors import LakemlError, UsageError
 from lakeml.core.paths import PROJECT_ROOT
@@ -104,6 +108,10 @@ class Submission(NamedTuple):
     extra_env: dict[str, str]
     dry_run: bool
     env: EnvConfig
+    # sql.sh while a job holds the embedded env's data folder: the line printed first, and
+    # the scratch folder (init SQL, warehouse of the session) removed when spark-sql ends
+    notice: str = ""
+    scratch: Path | None = None
 
 
 def spark_bin(name: str) -> str:
@@ -351,7 +359,12 @@ def job_command(argv: list[str], conf_dir: Path | None = None, build: bool = Tru
 
 def sql_command(argv: list[str], conf_dir: Path | None = None) -> Submission:
     """spark-sql on the env's catalog and Delta config (beeline on the env's SQL endpoint if
-    it has one); remaining args go to spark-sql / beeline."""
+    it has one); remaining args go to spark-sql / beeline.
+
+    On a Derby metastore (embedded) whose data folder a job holds (``lock.held_by``), the
+    metastore is the job's: spark-sql then runs on an in-memory catalog whose init file
+    (``-i``) declares every Delta table of the warehouse as a read-only view, and the
+    submission carries the one-line notice and the scratch folder to remove at the end."""
     env_name = os.environ.get("LAKEML_ENV", "embedded")
     rest = []
     i = 0
@@ -372,8 +385,80 @@ def sql_command(argv: list[str], conf_dir: Path | None = None) -> Submission:
     # min/max(date) still builds java.sql.Date (ClassCastException): compute it there. Jobs
     # keep the metadata-only answers (count(*), min/max from the Delta log: no data read).
     no_metadata_answers = ["--conf", "spark.databricks.delta.optimizeMetadataQuery.enabled=false"]
-    cmd = [spark_bin("spark-sql"), *common_flags(env), *no_metadata_answers, "--name", "lakeml-sql", *rest]
-    return Submission(cmd, extra, False, env)
+    flags = common_flags(env)
+    h = lock.held_by(env.data_dir) if env.storage.metastore == "derby" and env.is_local_fs else None
+    if h is None:
+        cmd = [spark_bin("spark-sql"), *flags, *no_metadata_answers, "--name", "lakeml-sql", *rest]
+        return Submission(cmd, extra, False, env)
+    # A job holds the data folder, and with it the Derby metastore (one process): read the
+    # warehouse's Delta tables through an in-memory catalog instead, as views (read-only)
+    scratch = Path(tempfile.mkdtemp(prefix="lakeml-sql-"))
+    init = scratch / "tables.sql"
+    init.write_text(read_only_init_sql(env.warehouse_dir))
+    in_memory = {
+        "spark.sql.catalogImplementation": "in-memory",
+        # what the session creates lands in its scratch folder, never beside the job's tables
+        "spark.sql.warehouse.dir": str(scratch / "warehouse"),
+        "spark.hadoop.javax.jdo.option.ConnectionURL": None,
+    }
+    flags = _with_confs(flags, in_memory)
+    who = ", ".join(str(x) for x in (f"pid {h['pid']}" if h.get("pid") else None, h.get("command")) if x)
+    notice = (f"sql.sh: a job{f' ({who})' if who else ''} holds {env.data_dir}: reading the Delta tables "
+              "read-only, without the metastore")
+    cmd = [spark_bin("spark-sql"), *flags, *no_metadata_answers, "--name", "lakeml-sql", "-i", str(init), *rest]
+    return Submission(cmd, extra, False, env, notice, scratch)
+
+
+def _with_confs(flags: list[str], confs: dict[str, str | None]) -> list[str]:
+    """``flags`` with each ``--conf k=v`` of a key in ``confs`` set to its value there, or
+    dropped when it is None."""
+    out: list[str] = []
+    i = 0
+    while i < len(flags):
+        if flags[i] == "--conf" and i + 1 < len(flags) and flags[i + 1].split("=", 1)[0] in confs:
+            key = flags[i + 1].split("=", 1)[0]
+            if confs[key] is not None:
+                out += ["--conf", f"{key}={confs[key]}"]
+            i += 2
+        else:
+            out.append(flags[i])
+            i += 1
+    return out
+
+
+def delta_tables(warehouse: str) -> list[tuple[str, str, str]]:
+    """(database, table, path) of every Delta table with a commit in a local warehouse
+    folder: ``<warehouse>/<db>.db/<table>/_delta_log``, and ``<warehouse>/<table>`` for the
+    default database."""
+    root = Path(warehouse[len("file:"):] if warehouse.startswith("file:") else warehouse)
+    found = []
+    for log in sorted(root.glob("*/_delta_log")) + sorted(root.glob("*.db/*/_delta_log")):
+        table = log.parent
+        if not any(log.glob("0*.json")) and not any(log.glob("*.checkpoint*.parquet")):
+            continue  # being created: no version to read yet
+        in_db = table.parent != root
+        db = table.parent.name[: -len(".db")] if in_db else "default"
+        if not in_db and table.name.endswith(".db"):
+            continue
+        found.append((db, table.name, str(table)))
+    return found
+
+
+def _ident(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def read_only_init_sql(warehouse: str) -> str:
+    """The spark-sql init file that declares every Delta table of the warehouse as a view
+    ``db.table`` over its folder: each query reads the table's latest committed version,
+    and INSERT / UPDATE / DELETE on a view fail."""
+    lines = []
+    tables = delta_tables(warehouse)
+    for db in sorted({db for db, _, _ in tables} - {"default"}):
+        lines.append(f"CREATE DATABASE IF NOT EXISTS {_ident(db)};")
+    for db, table, path in tables:
+        lines.append(f"CREATE OR REPLACE VIEW {_ident(db)}.{_ident(table)} AS SELECT * FROM delta.{_ident(path)};")
+    return "\n".join(lines) + "\n"
 
 
 def _preflight(mode: str, env: EnvConfig) -> None:
@@ -410,7 +495,33 @@ def main(argv: list[str] | None = None) -> None:
         print(" ".join(f"{k}={shlex.quote(v)}" for k, v in sub.extra_env.items() if k != "LAKEML_GIT_COMMIT"), shlex.join(sub.cmd))
         return
     os.environ.update(sub.extra_env)
-    os.execv(sub.cmd[0], sub.cmd)
+    if sub.notice:
+        print(sub.notice, file=sys.stderr, flush=True)
+    if sub.scratch is None:
+        os.execv(sub.cmd[0], sub.cmd)
+    sys.exit(_run_then_remove(sub.cmd, sub.scratch))
+
+
+def _run_then_remove(cmd: list[str], scratch: Path) -> int:
+    """Run ``cmd`` in the foreground, remove ``scratch`` when it ends, and return its exit
+    code. Ctrl-C is the child's (spark-sql cancels the running statement); a TERM or HUP
+    sent to this process is passed on to it."""
+    children: list[subprocess.Popen] = []
+
+    def forward(signum, _frame):
+        for c in children:
+            c.send_signal(signum)
+
+    # Python handlers (not SIG_IGN) go back to the default in the child at exec
+    signal.signal(signal.SIGINT, lambda *_: None)
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGHUP, forward)
+    try:
+        children.append(subprocess.Popen(cmd))
+        rc = children[0].wait()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return 128 - rc if rc < 0 else rc
 
 
 if __name__ == "__main__":
