@@ -52,7 +52,7 @@ def test_validate_types_good_rows_and_explains_bad_ones(spark):
         ("b", "n: cannot read 'two' as int"),
         (None, "missing required id"),
         ("c", "missing required d"),
-        ("d", "d: cannot read 'yesterday' as date; x: cannot read 'x' as double"),
+        ("d", "d: cannot read 'yesterday' as date (not yyyy-MM-dd); x: cannot read 'x' as double"),
         (None, "malformed record"),
         ("a", "duplicate key within batch"),
     }
@@ -107,24 +107,24 @@ def test_bad_input_is_quarantined_and_nothing_is_lost(spark, bad_landing):
     reports = {r.source: r for r in ingest.ingest(spark, env, uc)}
     assert set(reports) == {"customers", "usage_events"}
     assert {s: r.rows_read - r.rows_accepted - r.rows_quarantined for s, r in reports.items()} == {"customers": 0, "usage_events": 0}
-    assert (reports["customers"].rows_read, reports["customers"].rows_accepted) == (9, 2)
+    assert (reports["customers"].rows_read, reports["customers"].rows_accepted) == (10, 2)  # a wrong header is a row too
     assert (reports["usage_events"].rows_read, reports["usage_events"].rows_accepted) == (5, 1)
     q = spark.table(uc.table("quarantine"))
     reasons = {r.reason for r in q.collect()}
-    assert {"signup_date: cannot read 'not-a-date' as date", "missing required customer_id", "monthly_fee: cannot read 'free' as double",
+    assert {"signup_date: cannot read 'not-a-date' as date (not yyyy-MM-dd)", "missing required customer_id", "monthly_fee: cannot read 'free' as double",
             "duplicate key within batch", "sessions: cannot read 'many' as int"} <= reasons
     assert any(r.startswith("malformed record") for r in reasons)
     assert "malformed record: expected 8 fields, found 4" in reasons
     assert "malformed record: expected 8 fields, found 9" in reasons
     assert "malformed record: not a JSON object" in reasons
     header = q.where(F.col("reason").startswith("header mismatch")).collect()
-    assert [r.raw for r in header] == ["basic,C9,2026-02-01"]
+    assert sorted(r.raw for r in header) == ["basic,C9,2026-02-01", "plan,customer_id,signup_date"]
     assert "file has 'plan,customer_id,signup_date'" in header[0].reason
     assert all(r.source_file and r.batch_date for r in q.collect())
     bronze = spark.table(uc.table("bronze_customers"))
     assertDataFrameEqual(bronze.select("customer_id", "_batch_date"), [("C1", date(2026, 3, 1)), ("C10", date(2026, 3, 2))], checkRowOrder=False)
     log = spark.table(uc.table("ingest_log")).groupBy("source").agg(F.sum("rows_read"), F.sum("rows_accepted"), F.sum("rows_quarantined"))
-    assertDataFrameEqual(log, [("customers", 9, 2, 7), ("usage_events", 5, 1, 4)], checkRowOrder=False)
+    assertDataFrameEqual(log, [("customers", 10, 2, 8), ("usage_events", 5, 1, 4)], checkRowOrder=False)
 
 
 def test_ingesting_again_changes_nothing(spark, bad_landing):

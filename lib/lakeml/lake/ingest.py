@@ -29,56 +29,116 @@ from pyspark.sql import functions as F
 from lakeml.core import parallel, tables
 from lakeml.core.config import ColumnSpec, EnvConfig, SourceSpec, UseCaseConfig
 from lakeml.core.errors import MissingDataError
-from lakeml.lake import landing, silver
-from lakeml.lake.readers import CORRUPT, META, read_raw
+from lakeml.lake import landing, readers, silver
+from lakeml.lake.readers import CORRUPT, META, SHAPE, SKIP, read_raw
 
 log = logging.getLogger(__name__)
 
 PARALLEL_SOURCES = 8  # sources loaded at once
 
 
-def _parse(raw: Column, spec: ColumnSpec) -> Column:
-    if spec.type == "timestamp" and spec.format:
-        return F.try_to_timestamp(raw, F.lit(spec.format))
-    if spec.type == "date" and spec.format:
-        return F.try_to_date(raw, spec.format)
+ISO_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+ISO_TIMESTAMP = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?$"
+ISO_FORM = {"date": "yyyy-MM-dd", "timestamp": "ISO 8601: yyyy-MM-dd[T ]HH:mm[:ss[.SSSSSS]][Z|+HH:MM]"}
+NUMBER = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+INTEGER = r"^[+-]?[0-9]+$"
+NON_FINITE = r"^[+-]?(NaN|Infinity)$"
+
+
+def _parse(raw: Column, name: str, spec: ColumnSpec, years: tuple[int, int]) -> tuple[Column, Column]:
+    """(the typed value or null, why ``raw`` - not empty - is not exactly of the type, or null).
+
+    Strict: a value is read only when it is exactly of its type. Dates and timestamps in
+    their ISO forms (or the column's ``format``), with a year in ``years``; numbers in
+    decimal notation, finite (unless ``allow_non_finite``) and within their type's range;
+    Spark's casts alone accept ``2026`` or ``2026-01-01 garbage`` as a date, ``1.5d`` and
+    ``NaN`` as numbers."""
+    t = F.trim(raw)
+    shown = F.substring(raw, 1, 80)
+
+    def cannot(detail: str = "") -> Column:
+        return F.concat(F.lit(f"{name}: cannot read '"), shown, F.lit(f"' as {spec.type}{detail}"))
+
+    if spec.type in ("date", "timestamp"):
+        if spec.format:
+            value = F.try_to_timestamp(t, F.lit(spec.format)) if spec.type == "timestamp" else F.try_to_date(t, spec.format)
+            form_ok = value.isNotNull()
+            form = spec.format
+        else:
+            form_ok = t.rlike(ISO_DATE if spec.type == "date" else ISO_TIMESTAMP)
+            value = F.when(form_ok, t.try_cast(spec.type))
+            form = ISO_FORM[spec.type]
+        year = F.year(value)
+        in_years = year.between(years[0], years[1])
+        why = (
+            F.when(~form_ok, cannot(f" (not {form})"))
+            .when(value.isNull(), cannot(" (no such day or time)"))
+            .when(~in_years, F.concat(F.lit(f"{name}: year "), year.cast("string"), F.lit(" of '"), shown,
+                                      F.lit(f"' is outside the plausible years {years[0]}..{years[1]} (years: in conf)")))
+        )
+        return F.when(in_years, value), why
+    if spec.type == "double":
+        word = t.rlike(NON_FINITE)
+        number = t.rlike(NUMBER)
+        value = F.when(number | word, t.try_cast("double"))
+        finite = ~F.isnan(value) & (F.abs(value) != F.lit(float("inf")))
+        ok = value.isNotNull() & (finite | F.lit(spec.allow_non_finite) & word)
+        why = (
+            F.when(value.isNull(), cannot())
+            .when(word & ~F.lit(spec.allow_non_finite), F.concat(F.lit(f"{name}: '"), shown, F.lit("' is not a finite number (allow_non_finite: true accepts it)")))
+            .when(~finite & ~word, F.concat(F.lit(f"{name}: '"), shown, F.lit("' is beyond the range of double")))
+        )
+        return F.when(ok, value), why
+    if spec.type in ("int", "bigint"):
+        integer = t.rlike(INTEGER)
+        value = F.when(integer, t.try_cast(spec.type))
+        why = F.when(~integer, cannot()).when(value.isNull(), F.concat(F.lit(f"{name}: '"), shown, F.lit(f"' is beyond the range of {spec.type}")))
+        return value, why
     if spec.type == "boolean":
-        low = F.lower(F.trim(raw))
-        return F.when(low.isin("true", "1", "yes"), True).when(low.isin("false", "0", "no"), False)
-    return F.trim(raw).try_cast(spec.type) if spec.type != "string" else raw
+        low = F.lower(t)
+        value = F.when(low.isin("true", "1", "yes"), True).when(low.isin("false", "0", "no"), False)
+        return value, F.when(value.isNull(), cannot())
+    return raw, F.lit(None).cast("string")  # string
 
 
 def validate(raw: DataFrame, spec: SourceSpec) -> DataFrame:
     """Type the string columns of ``raw``; ``_reason`` is null for a good row, else why not.
 
     Pure: DataFrame in, DataFrame out. ``_raw`` is the record as it arrived, for the
-    rows that are quarantined (null for accepted rows).
+    rows that are quarantined (null for accepted rows). Rows marked in ``_skip`` (blank
+    lines, CSV headers) are no records: no reason, not accepted, kept for the counts.
     """
-    checks = [(F.col(CORRUPT).isNotNull(), F.coalesce(F.col("_problem"), F.lit("malformed record")))]
+    for c in (SKIP, SHAPE):
+        if c not in raw.columns:
+            raw = raw.withColumn(c, F.lit(None).cast("string"))
+    record = F.col(SKIP).isNull()
+    checks = [(F.col(CORRUPT).isNotNull(), F.coalesce(F.col("_problem"), F.lit("malformed record"))), (F.col(SHAPE).isNotNull(), F.col(SHAPE))]
     values: dict[str, Column] = {}
     for name, cs in spec.columns.items():
         r = F.col(name)
         empty = r.isNull() | (F.trim(r) == "")
-        value = F.when(~empty, _parse(r, cs))
+        value, why = _parse(r, name, cs, spec.years)
         if cs.required:
             checks.append((empty & F.col(CORRUPT).isNull(), F.lit(f"missing required {name}")))
-        checks.append((~empty & value.isNull(), F.concat(F.lit(f"{name}: cannot read '"), F.substring(r, 1, 80), F.lit(f"' as {cs.type}"))))
-        values[name] = value
+        checks.append((~empty & why.isNotNull(), why))
+        values[name] = F.when(~empty, value)
     # the message (an array of every reason, joined) is built only for a row that has one
-    bad = reduce(lambda a, b: a | b, [c for c, _ in checks])
+    bad = record & reduce(lambda a, b: a | b, [c for c, _ in checks])
     reason = F.when(bad, F.concat_ws("; ", F.array_compact(F.array(*[F.when(c, msg) for c, msg in checks]))))
     # one row per key and batch: later duplicates are quarantined, not silently dropped.
     # Ranked on the raw strings (the first file, then a hash of the record, wins), so the
     # record text is built only for the rows that are quarantined.
     w = Window.partitionBy(*[values[k] for k in spec.keys], F.col("_batch_date")).orderBy("_source_file", F.xxhash64(*[F.col(c) for c in spec.columns], F.col(CORRUPT)))
     df = raw.withColumn("_pre", reason)
-    df = df.withColumn("_pre", F.when(F.col("_pre").isNull() & (F.row_number().over(w) > 1), F.lit("duplicate key within batch")).otherwise(F.col("_pre")))
+    dup = record & F.col("_pre").isNull() & (F.row_number().over(w) > 1)
+    df = df.withColumn("_pre", F.when(dup, F.lit("duplicate key within batch")).otherwise(F.col("_pre")))
     raw_text = F.coalesce(F.col(CORRUPT), F.to_json(F.struct(*[F.col(c) for c in spec.columns])))
-    return df.select(*[v.alias(n) for n, v in values.items()], F.when(F.col("_pre").isNotNull(), raw_text).alias("_raw"), F.col("_pre").alias("_reason"), *META)
+    return df.select(*[v.alias(n) for n, v in values.items()], F.when(F.col("_pre").isNotNull(), raw_text).alias("_raw"), F.col("_pre").alias("_reason"),
+                     SKIP, F.coalesce(F.col(CORRUPT) == "", F.lit(False)).alias("_whole"), *META)
 
 
 def accepted_rows(validated: DataFrame, spec: SourceSpec) -> DataFrame:
-    return validated.where(F.col("_reason").isNull()).select(*spec.columns, *META)
+    return validated.where(F.col("_reason").isNull() & F.col(SKIP).isNull()).select(*spec.columns, *META)
 
 
 def quarantined_rows(validated: DataFrame, source: str) -> DataFrame:
@@ -103,7 +163,8 @@ class SourceReport:
 
 LOG_SCHEMA = (
     "source string, batch_date date, fingerprint string, files int, rows_read long, rows_accepted long, "
-    "rows_quarantined long, bronze_version long, quarantine_version long"
+    "rows_quarantined long, bronze_version long, quarantine_version long, "
+    "file_counts array<struct<file: string, rows_read: long, rows_accepted: long, rows_quarantined: long>>"
 )
 
 
@@ -265,11 +326,47 @@ def _finish(spark: SparkSession, uc: UseCaseConfig, state: LogState, done: dict,
         q = reduce(DataFrame.unionByName, frames) if len(frames) > 1 else frames[0]
         _write_slices(q.coalesce(1), q_table, tables.slices_predicate("source", "batch_date", slices), absent)
     q_version = _version(spark, q_table)
-    log_df = spark.createDataFrame([(*r, q_version) for r in log_rows], LOG_SCHEMA).withColumn("ingested_at", F.current_timestamp())
+    log_df = spark.createDataFrame([(*r[:8], q_version, r[8]) for r in log_rows], LOG_SCHEMA).withColumn("ingested_at", F.current_timestamp())
     _write_slices(log_df.coalesce(1), uc.table(uc.tables.ingest_log), tables.slices_predicate("source", "batch_date", slices), new, merge_schema=True)
 
 
 QUARANTINE_SCHEMA = "_batch_date date, _source_file string, _raw string, _reason string"
+
+
+def _conserved(spec: SourceSpec, source: str, listed: dict[str, tuple[date, landing.LandedFile]], per_file: list,
+               in_files: dict[str, int]) -> dict[str, tuple[int, int, int]]:
+    """Per listed file (by real path): (rows read, accepted, quarantined), once it is proven
+    that every line of every file (``in_files``, counted from the files apart from the
+    reader) is a row of the reader's output: accepted, quarantined, or no record (a blank
+    line, a header). A file with lines missing, or lines from a file that is not one of the
+    listed (a path read back differently), fail the ingest with the file's name before
+    anything of the source is written."""
+    by_path = {readers.real_path(p): f for p, (_, f) in listed.items()}
+    problems = []
+    counts: dict[str, tuple[int, int, int]] = {}
+    framed: dict[str, int | None] = {}
+    for r in per_file:
+        path = r["_source_file"]
+        if path not in by_path or r["_batch_date"] is None:
+            problems.append(f"{path}: {r['lines']} lines read from a file that is not one of the listed ones")
+            continue
+        read = r["lines"] - r["skipped"]
+        counts[path] = (read, read - r["bad"], r["bad"])
+        framed[path] = None if r["whole"] else r["lines"]  # a file quarantined whole (unreadable) has no lines to compare
+    for path in by_path:
+        counts.setdefault(path, (0, 0, 0))
+        if path in framed and framed[path] is None:
+            continue
+        n, got = in_files.get(path, 0), framed.get(path, 0)
+        if n != got:
+            unit = "rows" if spec.format == "parquet" else "lines"
+            problems.append(f"{path}: {n} {unit} in the file, {got} read")
+    if problems:
+        raise readers.ConservationError(
+            f"{source}: rows of {len(problems)} landed file(s) would be neither accepted nor quarantined; nothing of {source} was written:\n  "
+            + "\n  ".join(problems)
+        )
+    return counts
 
 
 def ingest_source(spark: SparkSession, uc: UseCaseConfig, source: str, batches: list[landing.Batch],
@@ -280,24 +377,46 @@ def ingest_source(spark: SparkSession, uc: UseCaseConfig, source: str, batches: 
     (without the quarantine version) and its quarantined rows (cached; None when there are
     none)."""
     spec = uc.sources[source]
-    files = [f.path for b in batches for f in b.files[source]]
+    listed = {f.path: (b.batch_date, f) for b in batches for f in b.files[source]}
+    files = list(listed)
     took = [time.perf_counter()]  # phase ends: read and typed, bronze, silver
 
     def phase():
         took.append(time.perf_counter())
 
-    validated = validate(read_raw(spark, spec, files), spec).persist()
+    t = F.when(F.col("_reason").isNull() & F.col(SKIP).isNull(), F.col(silver.time_column(spec)))
+    unreadable = readers.unreadable_files(spark, spec, files)
+    while True:
+        validated = validate(read_raw(spark, spec, files, batches={p: d for p, (d, _) in listed.items()}, unreadable=unreadable), spec).persist()
+        try:
+            # one pass: per file, its lines (blank ones and headers apart), rows quarantined,
+            # and the time span of the accepted rows
+            per_file = (
+                validated.groupBy("_source_file", "_batch_date")
+                .agg(F.count(F.lit(1)).alias("lines"), F.count(SKIP).alias("skipped"), F.count("_reason").alias("bad"),
+                     F.min(t).alias("lo"), F.max(t).alias("hi"), F.max("_whole").alias("whole"))
+                .collect()
+            )
+            break
+        except Exception as e:
+            validated.unpersist()
+            broken = readers.failed_file(e, files)  # a compressed file that breaks off mid-way
+            if broken is None or broken in unreadable:
+                raise
+            unreadable[broken] = readers.broken_reason(e)
+            log.warning("%s: %s: %s", source, broken, unreadable[broken])
     try:
+        counts = _conserved(spec, source, listed, per_file, readers.count_rows(spark, spec, [f for f in files if f not in unreadable]))
+        stats: dict[date, dict] = {}
+        for r in per_file:
+            st = stats.setdefault(r["_batch_date"], {"read": 0, "bad": 0, "lo": None, "hi": None})
+            st["read"] += r["lines"] - r["skipped"]
+            st["bad"] += r["bad"]
+            for k, pick in (("lo", min), ("hi", max)):
+                if r[k] is not None:
+                    st[k] = r[k] if st[k] is None else pick(st[k], r[k])
         dates = [b.batch_date for b in batches]
         bronze = uc.table(spec.table)
-        # one pass: rows read and quarantined per batch, and the time span of the accepted rows
-        t = F.when(F.col("_reason").isNull(), F.col(silver.time_column(spec)))
-        stats = {
-            r["_batch_date"]: r
-            for r in validated.groupBy("_batch_date")
-            .agg(F.count(F.lit(1)).alias("read"), F.count("_reason").alias("bad"), F.min(t).alias("lo"), F.max(t).alias("hi"))
-            .collect()
-        }
         phase()
         accepted = sum(r["read"] - r["bad"] for r in stats.values())
         bad = sum(r["bad"] for r in stats.values())
@@ -329,7 +448,8 @@ def ingest_source(spark: SparkSession, uc: UseCaseConfig, source: str, batches: 
     for b in batches:
         r = stats.get(b.batch_date)
         read, nbad = (r["read"], r["bad"]) if r else (0, 0)
-        log_rows.append((source, b.batch_date, b.fingerprint(source), len(b.files[source]), read, read - nbad, nbad, bronze_version))
+        detail = [(f.rel, *counts[readers.real_path(f.path)]) for f in sorted(b.files[source], key=lambda f: f.rel)]
+        log_rows.append((source, b.batch_date, b.fingerprint(source), len(b.files[source]), read, read - nbad, nbad, bronze_version, detail))
     rep = SourceReport(
         source,
         len(batches),

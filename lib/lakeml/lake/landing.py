@@ -8,6 +8,7 @@ code works on a local folder and on ``hdfs://``.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import re
@@ -24,6 +25,11 @@ BATCH_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 class LandedFile:
     path: str
     size: int
+    name: str = ""  # the path inside its source folder ("part-1.csv", "eu/part-1.csv"); default the file name
+
+    @property
+    def rel(self) -> str:
+        return self.name or self.path.rsplit("/", 1)[-1]
 
 
 @dataclass
@@ -36,8 +42,8 @@ class Batch:
     def fingerprint(self, source: str) -> str:
         """Changes when a file of the source is added, removed or changes size."""
         h = hashlib.sha256()
-        for f in sorted(self.files.get(source, []), key=lambda f: f.path):
-            h.update(f"{f.path.rsplit('/', 1)[-1]}:{f.size};".encode())
+        for f in sorted(self.files.get(source, []), key=lambda f: f.rel):
+            h.update(f"{f.rel}:{f.size};".encode())
         return h.hexdigest()[:16]
 
 
@@ -77,14 +83,8 @@ def list_batches(spark: SparkSession, landing_dir: str) -> list[Batch]:
             continue
         batch = Batch(date.fromisoformat(name))
         for src in fs.listStatus(st.getPath()):
-            if not src.isDirectory():
-                continue
-            files = [
-                LandedFile(f.getPath().toString(), f.getLen())
-                for f in fs.listStatus(src.getPath())
-                if f.isFile() and visible(f.getPath().getName())
-            ]
-            batch.files[src.getPath().getName()] = files
+            if src.isDirectory():
+                batch.files[src.getPath().getName()] = _walk_hadoop(fs, src.getPath(), "")
         batches.append(batch)
     return sorted(batches, key=lambda b: b.batch_date)
 
@@ -99,25 +99,67 @@ def _list_local(root: str) -> list[Batch]:
         batch = Batch(date.fromisoformat(day.name))
         for src in os.scandir(day.path):
             if src.is_dir():
-                batch.files[src.name] = [
-                    LandedFile(f"file:{f.path}", f.stat().st_size) for f in os.scandir(src.path) if f.is_file() and visible(f.name)
-                ]
+                batch.files[src.name] = _walk_local(src.path, "")
         batches.append(batch)
     return sorted(batches, key=lambda b: b.batch_date)
 
 
+# Files in sub-folders of a source folder (an export split by region, say) belong to the
+# batch like the others; hidden ones (``_temporary``, ``.staging``) are not data.
+def _walk_local(folder: str, prefix: str) -> list[LandedFile]:
+    out = []
+    for f in sorted(os.scandir(folder), key=lambda e: e.name):
+        if not visible(f.name):
+            continue
+        if f.is_dir():
+            out += _walk_local(f.path, f"{prefix}{f.name}/")
+        elif f.is_file():
+            out.append(LandedFile(f"file:{f.path}", f.stat().st_size, f"{prefix}{f.name}"))
+    return out
+
+
+def _walk_hadoop(fs, folder, prefix: str) -> list[LandedFile]:
+    out = []
+    for f in fs.listStatus(folder):
+        name = f.getPath().getName()
+        if not visible(name):
+            continue
+        if f.isDirectory():
+            out += _walk_hadoop(fs, f.getPath(), f"{prefix}{name}/")
+        elif f.isFile():
+            out.append(LandedFile(f.getPath().toString(), f.getLen(), f"{prefix}{name}"))
+    return out
+
+
 def first_line(spark: SparkSession, path: str) -> str | None:
-    """The first line of a text file (a CSV header), read on the driver."""
+    """The first line of a text file (a CSV header), read on the driver; a ``.gz`` file is
+    decompressed as Spark's reader does."""
     if is_local(path):
-        with open(local_path(path), encoding="utf-8", errors="replace") as f:
+        opener = gzip.open if path.endswith(".gz") else open
+        with opener(local_path(path), "rt", encoding="utf-8", errors="replace") as f:
             line = f.readline()
         return line.rstrip("\r\n") if line else None
     jvm = spark.sparkContext._jvm
     fs, p = _fs(spark, path)
     stream = fs.open(p)
     try:
+        if path.endswith(".gz"):
+            stream = jvm.java.util.zip.GZIPInputStream(stream)
         reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(stream, "UTF-8"))
         return reader.readLine()
+    finally:
+        stream.close()
+
+
+def head_bytes(spark: SparkSession, path: str, n: int) -> bytes:
+    """The first ``n`` bytes of a file (a format's magic number)."""
+    if is_local(path):
+        with open(local_path(path), "rb") as f:
+            return f.read(n)
+    fs, p = _fs(spark, path)
+    stream = fs.open(p)
+    try:
+        return bytes(bytearray(stream.readNBytes(n)))
     finally:
         stream.close()
 

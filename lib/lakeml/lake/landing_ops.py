@@ -276,7 +276,7 @@ class BatchInfo:
 
     def fingerprint(self, source: str) -> str:
         # the same fingerprint ingest records (file names and sizes)
-        b = Batch(self.batch_date, {source: [LandedFile(n, s) for n, s in self.sources.get(source, [])]})
+        b = Batch(self.batch_date, {source: [LandedFile(n, s, n) for n, s in self.sources.get(source, [])]})
         return b.fingerprint(source)
 
 
@@ -288,9 +288,22 @@ def list_batches(store) -> list[BatchInfo]:
         srcs = {}
         for src, skind, _ in store.list(name):
             if skind == "DIRECTORY":
-                srcs[src] = sorted((f, size) for f, fkind, size in store.list(f"{name}/{src}") if fkind == "FILE" and visible(f))
+                srcs[src] = sorted(_files(store, f"{name}/{src}", ""))
         out.append(BatchInfo(date.fromisoformat(name), srcs))
     return sorted(out, key=lambda b: b.batch_date)
+
+
+def _files(store, folder: str, prefix: str) -> list[tuple[str, int]]:
+    """(path inside the source folder, size) of its visible files, sub-folders included (as ingest reads them)."""
+    out = []
+    for f, kind, size in store.list(folder):
+        if not visible(f):
+            continue
+        if kind == "DIRECTORY":
+            out += _files(store, f"{folder}/{f}", f"{prefix}{f}/")
+        elif kind == "FILE":
+            out.append((f"{prefix}{f}", size))
+    return out
 
 
 def archive(landing, archive_store, batch: BatchInfo, ingested: dict[tuple[str, date], str]) -> str:

@@ -3,38 +3,98 @@
 Every declared column comes back as a string, plus ``_corrupt_record`` (the raw text of a
 record that could not be read), ``_problem`` (why not, when known), ``_source_file`` and
 ``_batch_date`` (the arrival date from the landing layout ``<zone>/<date>/<source>/<file>``).
-Typing against the schema is ``lakeml.lake.ingest.validate``'s job.
+Typing against the schema is ``lakeml.lake.ingest.validate``'s job. Nothing is dropped
+here: every line of a text file is a row (blank lines and headers marked), so rows can be
+counted per file.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import urllib.parse
+from datetime import date
 from functools import reduce
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import ArrayType, StringType, StructField, StructType
+from pyspark.sql.types import ArrayType, MapType, StringType, StructField, StructType
 
 from lakeml.core.config import SourceSpec
+from lakeml.core.errors import LakemlError
 from lakeml.lake import landing
 
 log = logging.getLogger(__name__)
 
 CORRUPT = "_corrupt_record"
 META = ["_batch_date", "_source_file"]
+SKIP = "_skip"  # a line that is no record: "blank", or "header" (a CSV file's header line)
+SHAPE = "_shape"  # why values have the wrong shape for their column (a JSON object in a string), or null
 NOT_UTF8 = "malformed record: not valid UTF-8 text"
 # trimmed from both ends of a JSON line: what Java regex \s matches, and the byte-order mark
 WHITESPACE = " \t\n\x0b\f\r\ufeff"
+# compressions and archives Spark's readers do not open as the files they hold (.gz is read)
+NOT_READ = (".zip", ".7z", ".rar", ".tar", ".tgz", ".xz", ".bz2", ".zst", ".lz4", ".snappy", ".deflate", ".br", ".lzo", ".z")
 
 
-def _norm_path(c: Column) -> Column:
-    # Spark reports file:///x, Hadoop file:/x; compare without the scheme
-    return F.regexp_replace(c, r"^file:/+", "/")
+class ConservationError(LakemlError):
+    """Rows of a landed file are neither accepted nor quarantined (a bug, never a data
+    problem): the message names the files."""
 
 
-def _batch_of(path: Column) -> Column:
-    return F.to_date(F.regexp_extract(path, r"/(\d{4}-\d{2}-\d{2})/[^/]+/[^/]+$", 1))
+def spark_path(path: str) -> str:
+    """``path`` as Spark's readers take it: glob characters escaped (``a[1].csv`` is a file
+    name, not a pattern)."""
+    return re.sub(r"([\\\[\]{}*?])", r"\\\1", path)
+
+
+def _real_path(c: Column) -> Column:
+    """Spark's ``_metadata.file_path`` is a URI (``a%20b.csv``); the real path, without the
+    ``file:`` scheme, as the listing has it. ``+`` is literal in a URI path (protected from
+    the decoder, which would make it a space)."""
+    return F.url_decode(F.regexp_replace(F.regexp_replace(c, r"\+", "%2B"), r"^file:/+", "/"))
+
+
+def real_path(path: str) -> str:
+    """A listed path (``file:/x``, ``/x`` or ``hdfs://…``) as ``_source_file`` stores it."""
+    return landing.local_path(path)
+
+
+def batch_of_path(path: str) -> date | None:
+    """The arrival date of a file from the layout ``<zone>/<date>/<source>/[<sub-folders>/]<file>``."""
+    found = re.findall(r"/(\d{4}-\d{2}-\d{2})/[^/]+/", path)
+    return date.fromisoformat(found[-1]) if found else None
+
+
+def unreadable_reason(spark: SparkSession, path: str, fmt: str) -> str | None:
+    """Why a landed file cannot be read at all (then it is quarantined whole, with this
+    reason), or None. Checked on the driver from its name and first bytes."""
+    name = path.rsplit("/", 1)[-1]
+    low = name.lower()
+    if ":" in path.split("://", 1)[-1].removeprefix("file:"):
+        return "unreadable file: Hadoop paths cannot hold ':' in a file or folder name; rename it"
+    ext = next((e for e in NOT_READ if low.endswith(e)), None)
+    if ext is not None:
+        return f"unreadable file: {ext} files are not read; land the files uncompressed, or gzip-compressed (.gz)"
+    if low.endswith(".gz"):
+        if fmt == "parquet":
+            return "unreadable file: a Parquet file is compressed inside; a .gz around it is not read"
+        if landing.head_bytes(spark, path, 2) != b"\x1f\x8b":
+            return "unreadable file: named .gz but not gzip-compressed"
+    return None
+
+
+def unreadable_files(spark: SparkSession, spec: SourceSpec, files: list[str]) -> dict[str, str]:
+    """The files that cannot be read at all, with the reason (``unreadable_reason``)."""
+    return {f: why for f in files for why in [unreadable_reason(spark, f, spec.format)] if why}
+
+
+def _messages(pairs: list[tuple[Column, Column | str]]) -> Column:
+    """The messages whose condition holds, joined with '; ', or null when none does."""
+    if not pairs:
+        return F.lit(None).cast("string")
+    msgs = F.array_compact(F.array(*[F.when(c, m if isinstance(m, Column) else F.lit(m)) for c, m in pairs]))
+    return F.when(F.size(msgs) > 0, F.concat_ws("; ", msgs))
 
 
 def csv_header(spec: SourceSpec) -> str:
@@ -45,127 +105,253 @@ def _string_schema(spec: SourceSpec) -> StructType:
     return StructType([StructField(c, StringType()) for c in spec.columns])
 
 
-def _with_meta(df: DataFrame) -> DataFrame:
-    path = F.col("_metadata.file_path")
-    return df.withColumn("_source_file", _norm_path(path)).withColumn("_batch_date", _batch_of(path))
+def _files_frame(spark: SparkSession, files: list[str], batches: dict[str, date] | None, headers: dict[str, str | None] | None) -> DataFrame:
+    rows = []
+    for f in files:
+        b = (batches or {}).get(f) or batch_of_path(real_path(f))
+        h = None if headers is None else (headers.get(f) or "").removeprefix("\ufeff")
+        rows.append((real_path(f), b, h))
+    return spark.createDataFrame(rows, "_source_file string, _batch_date date, _h string")
 
 
-def read_raw(spark: SparkSession, spec: SourceSpec, files: list[str], headers: dict[str, str | None] | None = None) -> DataFrame:
+def _lines(spark: SparkSession, files: list[str], info: DataFrame) -> DataFrame:
+    """Every line of the files (blank ones too), with its file's real path, batch and header."""
+    lines = spark.read.text([spark_path(f) for f in files]).select("value", _real_path(F.col("_metadata.file_path")).alias("_source_file"))
+    return lines.join(F.broadcast(info), "_source_file", "left")  # left: a line never disappears here
+
+
+def _unreadable(spark: SparkSession, spec: SourceSpec, bad: dict[str, str], batches: dict[str, date] | None) -> DataFrame:
+    """One quarantined row per unreadable file (no record text: the file as a whole failed)."""
+    rows = [(real_path(f), (batches or {}).get(f) or batch_of_path(real_path(f)), why) for f, why in bad.items()]
+    df = spark.createDataFrame(rows, "_source_file string, _batch_date date, _problem string")
+    none = F.lit(None).cast("string")
+    return df.select(*[none.alias(c) for c in spec.columns], F.lit("").alias(CORRUPT), "_problem", none.alias(SKIP), none.alias(SHAPE), *META)
+
+
+def read_raw(spark: SparkSession, spec: SourceSpec, files: list[str], headers: dict[str, str | None] | None = None,
+             batches: dict[str, date] | None = None, unreadable: dict[str, str] | None = None) -> DataFrame:
     """Read landed files of one source: every declared column as a string, plus
     ``_corrupt_record`` (the raw text of a record that could not be read), ``_problem``
-    (why not, when known), ``_source_file`` and ``_batch_date``.
+    (why not, when known), ``_skip`` (a line that is no record: blank, or a CSV header),
+    ``_shape`` (values of the wrong shape for their column), ``_source_file`` (the real
+    path) and ``_batch_date`` (from ``batches``, else the landing layout).
+
+    Nothing is filtered: every line of a CSV or JSON file is one row (blank lines and
+    headers marked in ``_skip``), so rows can be counted per file from this frame.
+    ``unreadable`` (path -> reason; default ``unreadable_files``) are files not read at all:
+    one quarantined row each.
 
     CSV is read line by line so that a line with too few or too many fields is caught
     (Spark's CSV reader would pad or cut it silently), and files whose header is not the
-    declared one are not parsed by position: their lines come back as corrupt records.
-    Quoted fields may hold commas, not line breaks.
+    declared one are not parsed by position: all their lines (the header too) come back as
+    corrupt records. Quoted fields may hold commas, not line breaks.
 
     JSON is read line by line too, each line parsed as one object: a line holding two
     objects or trailing garbage is a corrupt record (Spark's JSON reader would keep the
-    first object and drop the rest silently). In CSV and JSON a line that is not valid
-    UTF-8 is a corrupt record (it would otherwise be read with replacement characters),
-    and a leading byte-order mark is ignored.
+    first object and drop the rest silently). A JSON object or array where a string is
+    declared is reported in ``_shape``. In CSV and JSON a line that is not valid UTF-8 is a
+    corrupt record (it would otherwise be read with replacement characters), a line longer
+    than ``max_line_bytes`` is a corrupt record ("line too long"), and a leading byte-order
+    mark is ignored. ``.gz`` files are decompressed.
 
     Parquet files that cannot be read (empty, truncated, not Parquet) each come back as
     one corrupt record, and files that disagree on a column's type are read separately.
     """
+    if unreadable is None:
+        unreadable = unreadable_files(spark, spec, files)
+    readable = [f for f in files if f not in unreadable]
+    frames = [_unreadable(spark, spec, {f: unreadable[f] for f in files if f in unreadable}, batches)] if len(readable) < len(files) else []
+    if readable:
+        frames.insert(0, _read_parquet(spark, spec, readable, batches) if spec.format == "parquet" else
+                      _read_text(spark, spec, readable, headers, batches))
+    if not frames:
+        return _unreadable(spark, spec, {}, batches)
+    return reduce(DataFrame.unionByName, frames)
+
+
+def _too_long(spec: SourceSpec) -> Column:
+    return F.concat(F.lit("line too long: "), F.col("_len").cast("string"), F.lit(f" bytes, the limit is {spec.max_line_bytes} (max_line_bytes)"))
+
+
+def _read_text(spark: SparkSession, spec: SourceSpec, files: list[str], headers: dict[str, str | None] | None,
+               batches: dict[str, date] | None) -> DataFrame:
     cols = list(spec.columns)
-    if spec.format == "parquet":
-        return _read_parquet(spark, spec, files)
     utf8 = F.is_valid_utf8(F.col("value"))
     raw_line = F.make_valid_utf8(F.col("value"))
     if spec.format == "json":
+        info = _files_frame(spark, files, batches, None)
+        lines = _lines(spark, files, info).withColumn("_len", F.octet_length("value")).withColumn("_long", F.col("_len") > spec.max_line_bytes)
         # each derived value is its own column, computed once per line (a regex or a JSON
         # parse repeated inside every CASE WHEN made this read four times slower)
-        lines = _with_meta(spark.read.text(files)).withColumn("_t", F.btrim(F.col("value"), F.lit(WHITESPACE)))
-        lines = lines.where(F.col("_t") != "")  # blank lines are not records
+        lines = lines.withColumn("_t", F.when(~F.col("_long"), F.btrim(F.col("value"), F.lit(WHITESPACE))))
+        skip = F.when(F.col("_t") == "", F.lit("blank"))  # blank lines are not records
         # wrapped in [ ]: one object parses to an array of one; a second object or
         # trailing garbage makes the array invalid (or longer) instead of being dropped
-        parsed = F.from_json(F.concat(F.lit("["), F.col("_t"), F.lit("]")), ArrayType(_string_schema(spec)), {"mode": "PERMISSIVE"})
-        lines = lines.withColumn("_p", parsed).withColumn("_n", F.coalesce(F.size("_p"), F.lit(0))).withColumn("_utf8", utf8)
-        lines = lines.withColumn("_ok", F.col("_utf8") & F.col("_t").startswith("{") & F.col("_t").endswith("}") & (F.col("_n") == 1))
+        opts = {"mode": "PERMISSIVE", "maxStringLen": str(spec.max_line_bytes)}
+        parsed = F.from_json(F.concat(F.lit("["), F.col("_t"), F.lit("]")), ArrayType(_string_schema(spec)), opts)
+        lines = lines.withColumn(SKIP, skip).withColumn("_p", F.when(F.col(SKIP).isNull(), parsed))
+        lines = lines.withColumn("_n", F.coalesce(F.size("_p"), F.lit(0))).withColumn("_utf8", utf8)
+        lines = lines.withColumn("_ok", F.col("_utf8") & ~F.col("_long") & F.col("_t").startswith("{") & F.col("_t").endswith("}") & (F.col("_n") == 1))
         problem = (
             F.when(~F.col("_utf8"), F.lit(NOT_UTF8))
+            .when(F.col("_long"), _too_long(spec))
             .when(F.col("_n") > 1, F.lit("malformed record: more than one JSON object on the line"))
             .when(~F.col("_ok"), F.lit("malformed record: not a JSON object"))
         )
+        values = {c: _json_value(c, spec.columns[c].type) for c in cols}
+        kind = {c: F.coalesce(F.lower(F.split(_variant_type(c), "<")[0]), F.lit("object or array")) for c in cols}
+        shape = _messages([(_json_container(c, v), F.concat(F.lit(f"{c}: a JSON "), kind[c], F.lit(f" where a {spec.columns[c].type} is declared")))
+                           for c, v in values.items() if spec.columns[c].type == "string"])
+        lines = lines.withColumn("_v", F.struct(*[v.alias(c) for c, v in values.items()]))
         return lines.select(
-            *[F.when(F.col("_ok"), F.col("_p")[0][c]).alias(c) for c in cols],
-            F.when(~F.col("_ok"), raw_line).alias(CORRUPT),
-            problem.alias("_problem"),
+            *[F.when(F.col("_ok"), F.col("_v")[c]).alias(c) for c in cols],
+            F.when(~F.col("_ok") & F.col(SKIP).isNull(), raw_line).alias(CORRUPT),
+            F.when(F.col(SKIP).isNull(), problem).alias("_problem"),
+            SKIP,
+            F.when(F.col("_ok"), shape).alias(SHAPE),
             *META,
         )
     # CSV
     expected = csv_header(spec)
     headers = headers if headers is not None else {f: landing.first_line(spark, f) for f in files}
-    hdr = spark.createDataFrame(_norm(headers, files), "_f string, _h string")
-    lines = _with_meta(spark.read.text(files)).join(F.broadcast(hdr), F.col("_source_file") == F.col("_f"))
+    info = _files_frame(spark, files, batches, headers)
+    lines = _lines(spark, files, info).withColumn("_len", F.octet_length("value")).withColumn("_long", F.col("_len") > spec.max_line_bytes)
     # each file's first line is its header (compared byte for byte: a first line that is
     # not UTF-8 text is no header but a malformed record); a byte-order mark before it is
-    # not part of it (Hadoop's line reader drops it, Python's keeps it); blank lines are
-    # not records
-    header = (F.col("value") == F.col("_h")) | (F.col("value") == F.concat(F.lit("\ufeff"), F.col("_h")))
-    lines = lines.where(~header & (F.trim(F.col("value")) != ""))
+    # not part of it (Hadoop's line reader drops it, Python's keeps it); a line equal to
+    # the header further down (concatenated exports) is a header too. Blank lines are not
+    # records. A file whose header is not the declared one: every line, the header too, is
+    # a record that is quarantined
     good_header = F.trim(F.col("_h")) == F.lit(expected)
+    header = good_header & ((F.col("value") == F.col("_h")) | (F.col("value") == F.concat(F.lit("\ufeff"), F.col("_h"))))
+    skip = F.when(F.trim(F.col("value")) == "", F.lit("blank")).when(header, F.lit("header"))
+    lines = lines.withColumn(SKIP, skip).withColumn("_good_header", good_header)
+    record = F.col(SKIP).isNull() & ~F.col("_long")
     fields = F.size(F.split(F.col("value"), r',(?=(?:[^"]*"[^"]*")*[^"]*$)'))
     parsed = F.from_csv(F.col("value"), ", ".join(f"`{c}` STRING" for c in cols), {"mode": "PERMISSIVE"})
     # computed once per line, as columns (see the JSON branch)
-    lines = lines.withColumn("_fields", fields).withColumn("_p", parsed).withColumn("_utf8", utf8).withColumn("_good_header", good_header)
-    lines = lines.withColumn("_ok", F.col("_utf8") & F.col("_good_header") & (F.col("_fields") == len(cols)))
+    lines = lines.withColumn("_fields", F.when(record, fields)).withColumn("_p", F.when(record, parsed)).withColumn("_utf8", utf8)
+    lines = lines.withColumn("_ok", F.col("_utf8") & ~F.col("_long") & F.col("_good_header") & (F.col("_fields") == len(cols)))
     problem = (
         F.when(~F.col("_utf8"), F.lit(NOT_UTF8))
-        .when(~F.col("_good_header"), F.concat(F.lit(f"header mismatch: expected '{expected}', file has '"), F.col("_h"), F.lit("'")))
+        .when(F.col("_long"), _too_long(spec))
+        .when(~F.col("_good_header"), F.concat(F.lit(f"header mismatch: expected '{expected}', file has '"), F.coalesce(F.col("_h"), F.lit("")), F.lit("'")))
         .when(F.col("_fields") != len(cols), F.concat(F.lit(f"malformed record: expected {len(cols)} fields, found "), F.col("_fields").cast("string")))
     )
     return lines.select(
         *[F.when(F.col("_ok"), F.col("_p")[c]).alias(c) for c in cols],
-        F.when(~F.col("_ok"), raw_line).alias(CORRUPT),
-        problem.alias("_problem"),
+        F.when(~F.col("_ok") & F.col(SKIP).isNull(), raw_line).alias(CORRUPT),
+        F.when(F.col(SKIP).isNull(), problem).alias("_problem"),
+        SKIP,
+        F.lit(None).cast("string").alias(SHAPE),
         *META,
     )
 
 
-def _read_parquet(spark: SparkSession, spec: SourceSpec, files: list[str]) -> DataFrame:
+def _key_pattern(c: str) -> str:
+    return '"' + re.escape(c) + r'"\s*:\s*'
+
+
+def _json_value(c: str, declared: str) -> Column:
+    """The text of field ``c``. A number beyond the double range (1e400) or a NaN/Infinity
+    token comes out of Spark's parser as the quoted word "Infinity"/"NaN"; the token as the
+    file has it is taken from the line instead, so that the reason shows it."""
+    v = F.col("_p")[0][c]
+    token = F.regexp_extract(F.col("_t"), _key_pattern(c) + r"([-+]?(?:[0-9][0-9.eE+-]*|\.[0-9][0-9eE+-]*|NaN|Infinity))", 1)
+    return F.when(v.isin('"Infinity"', '"-Infinity"', '"NaN"'), F.coalesce(F.nullif(token, F.lit("")), v)).otherwise(v)
+
+
+def _variant_type(c: str) -> Column:
+    path = f"$.{c}" if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", c) else "$['" + c.replace("'", "\\'") + "']"
+    return F.expr(f"schema_of_variant(variant_get(try_parse_json(_t), '{path}'))")
+
+
+def _json_container(c: str, v: Column) -> Column:
+    """Whether field ``c`` holds a JSON object or array (its text then starts with { or [;
+    only those rare lines are parsed a second time, to tell a container from a string
+    that starts with a brace)."""
+    maybe = v.startswith("{") | v.startswith("[")
+    return F.when(maybe, F.coalesce(_variant_type(c).rlike("^(OBJECT|ARRAY)"), F.col("_t").rlike(_key_pattern(c) + r"[\[{]"))).otherwise(F.lit(False))
+
+
+def _read_parquet(spark: SparkSession, spec: SourceSpec, files: list[str], batches: dict[str, date] | None) -> DataFrame:
     none = F.lit(None).cast("string")
+    info = _files_frame(spark, files, batches, None).drop("_h")
 
     def as_strings(df: DataFrame) -> DataFrame:
-        df = _with_meta(df)
-        present = set(df.columns)
+        df = df.withColumn("_source_file", _real_path(F.col("_metadata.file_path"))).join(F.broadcast(info), "_source_file", "left")
+        types = {f.name: f.dataType for f in df.schema.fields}
+        complex_ = [c for c in spec.columns if c in types and isinstance(types[c], (StructType, ArrayType, MapType))]
+        shape = _messages([(F.col(c).isNotNull(), f"{c}: a {types[c].simpleString()} in the Parquet file where a {spec.columns[c].type} is declared")
+                           for c in complex_])
         return df.select(
-            *[(F.col(c).cast("string") if c in present else none).alias(c) for c in spec.columns], none.alias(CORRUPT), none.alias("_problem"), *META
+            *[(F.col(c).cast("string") if c in types and c not in complex_ else none).alias(c) for c in spec.columns],
+            none.alias(CORRUPT), none.alias("_problem"), none.alias(SKIP), shape.alias(SHAPE), *META,
         )
 
+    paths = [spark_path(f) for f in files]
     try:
         # one job reads every footer: the merged schema, or an error when a file is not
         # Parquet or two files disagree on a column's type
-        return as_strings(spark.read.option("mergeSchema", "true").parquet(*files))
+        return as_strings(spark.read.option("mergeSchema", "true").parquet(*paths))
     except Exception as e:  # noqa: BLE001 - sorted out file by file below, which re-raises what it cannot explain
         log.warning("parquet files of one batch do not read together (%s); reading them one by one", str(e).split("\n")[0][:200])
     by_schema: dict[str, list[str]] = {}
-    unreadable: list[tuple[str, str]] = []
-    for f in files:
+    unreadable: dict[str, str] = {}
+    for f, p in zip(files, paths, strict=True):
         try:
-            by_schema.setdefault(spark.read.parquet(f).schema.json(), []).append(f)
+            by_schema.setdefault(spark.read.parquet(p).schema.json(), []).append(p)
         except Exception as e:
             msg = str(e)
             if "CANNOT_READ_FILE_FOOTER" not in msg:
                 raise
             why = re.search(r"is (not a Parquet file[^\n]*)", msg)
-            unreadable.append((f, f"unreadable file: {why.group(1) if why else 'cannot read the Parquet footer'}"))
+            unreadable[f] = f"unreadable file: {why.group(1) if why else 'cannot read the Parquet footer'}"
     frames = [as_strings(spark.read.parquet(*group)) for group in by_schema.values()]
     if unreadable:
-        bad = spark.createDataFrame(unreadable, "_path string, _problem string")
-        frames.append(
-            bad.select(
-                *[none.alias(c) for c in spec.columns],
-                F.lit("").alias(CORRUPT),  # no record text: the whole file is unreadable
-                "_problem",
-                _batch_of(F.col("_path")).alias("_batch_date"),
-                _norm_path(F.col("_path")).alias("_source_file"),
-            )
-        )
+        frames.append(_unreadable(spark, spec, unreadable, batches))
     return reduce(DataFrame.unionByName, frames)
 
 
-def _norm(headers: dict[str, str | None], files: list[str]) -> list[tuple[str, str]]:
-    return [(landing.local_path(f), (headers.get(f) or "").removeprefix("\ufeff")) for f in files]
+def failed_file(error: BaseException, files: list[str]) -> str | None:
+    """The compressed file (of ``files``) whose read broke ``error`` (a truncated or corrupt
+    .gz that started well), or None: any other failure is no property of one file."""
+    found = re.search(r"while reading file (\S+?)\.?\s", str(error))
+    if not found:
+        return None
+    path = real_path(urllib.parse.unquote(found.group(1)))
+    return next((f for f in files if real_path(f) == path and f.lower().endswith(".gz")), None)
+
+
+def broken_reason(error: BaseException) -> str:
+    causes = re.findall(r"Caused by: ([\w.$]+(?:Exception|Error)): ([^\n]*)", str(error))
+    why = causes[-1][1].strip() if causes else "the data breaks off"
+    return f"unreadable file: corrupt or truncated gzip data ({why})"
+
+
+def count_rows(spark: SparkSession, spec: SourceSpec, files: list[str]) -> dict[str, int]:
+    """Per file (real path), its lines (CSV, JSON: every line, blank ones and headers too) or
+    its rows (Parquet, from the footers), counted straight from the files, apart from the
+    reader that parses them: what conservation is checked against."""
+    if not files:
+        return {}
+    path = _real_path(F.col("_metadata.file_path")).alias("f")
+
+    def grouped(paths: list[str]) -> dict[str, int]:
+        df = spark.read.parquet(*paths) if spec.format == "parquet" else spark.read.text(paths)
+        return {r.f: r.n for r in df.select(path).groupBy("f").agg(F.count(F.lit(1)).alias("n")).collect()}
+
+    paths = [spark_path(f) for f in files]
+    try:
+        return grouped(paths)
+    except Exception:  # noqa: BLE001 - Parquet files that do not read together (or at all): one by one
+        if spec.format != "parquet":
+            raise
+    out: dict[str, int] = {}
+    for p in paths:
+        try:
+            out |= grouped([p])
+        except Exception as e:
+            if "CANNOT_READ_FILE_FOOTER" not in str(e):
+                raise
+    return out

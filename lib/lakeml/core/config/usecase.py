@@ -23,7 +23,10 @@ MLEAP_ARTIFACT = "ml.combust.mleap:mleap-spark_2.13:0.25.2"
 class ColumnSpec(Strict):
     type: str
     required: bool = False
-    format: str | None = None  # date/timestamp pattern, e.g. "yyyy-MM-dd HH:mm:ss"
+    format: str | None = None  # date/timestamp pattern, e.g. "yyyy-MM-dd HH:mm:ss"; default ISO 8601
+    # a double that may be NaN or +-Infinity (written NaN, Infinity, -Infinity); by default
+    # such a value, and a number beyond the double range (1e400), is a reject
+    allow_non_finite: bool = False
 
     @field_validator("type")
     @classmethod
@@ -53,6 +56,11 @@ class SourceSpec(Strict):
     # of silver. True by itself when event_time is one of the keys. A row that breaks it
     # leaves its key twice in silver until a rebuild (jobs/ingest.py --all, --full).
     key_keeps_event_time: bool = False
+    # a line (a CSV record, a JSON object) longer than this is quarantined as "line too long"
+    max_line_bytes: int = Field(32 * 1024 * 1024, gt=0)
+    # the years a date or timestamp value may have; a value outside is a reject (a typo, a
+    # sentinel such as 9999-12-31)
+    years: tuple[int, int] = (1900, 2100)
     description: str = ""
 
     @property
@@ -72,6 +80,11 @@ class SourceSpec(Strict):
                 raise ValueError(f"event_time {self.event_time!r} is not declared in columns")
             if self.columns[self.event_time].type not in ("date", "timestamp"):
                 raise ValueError(f"event_time {self.event_time!r} must be a date or timestamp column, not {self.columns[self.event_time].type}")
+        if self.years[0] > self.years[1]:
+            raise ValueError(f"years: {self.years[0]} is after {self.years[1]}")
+        bad = [n for n, c in self.columns.items() if c.allow_non_finite and c.type != "double"]
+        if bad:
+            raise ValueError(f"allow_non_finite applies to double columns only: {', '.join(bad)}")
         if self.key_keeps_event_time and self.event_time is None:
             raise ValueError("key_keeps_event_time needs an event_time")
         if self.delete_flag is not None and (self.delete_flag not in self.columns or self.columns[self.delete_flag].type != "boolean"):
