@@ -97,7 +97,7 @@ def test_every_check_type_observed_exactly(spark, customers_uc):
     by = {(r.batch, r.check): r for r in results}
     assert by[(B2, "id_not_null")].threshold == "<= 0 rows with a null in [customer_id]"
     assert by[(B2, "plan_known")].threshold == "<= 0 rows with [plan] not in {basic, standard, premium}"
-    assert by[(B2, "fee_range")].threshold == "<= 0 rows with [monthly_fee] outside 0..100"
+    assert by[(B2, "fee_range")].threshold == "<= 0 rows with [monthly_fee] outside 0..100 or not finite"
     assert by[(B2, "signup_fresh")].threshold == "<= 3 days from max(signup_date) to the batch date"
     assert by[(B2, "volume")].threshold == "<= 0.5 relative change vs 2026-03-01 (3 rows)"
     assert by[(B1, "volume")].threshold == "<= 0.5 relative change (no previous batch)"
@@ -192,6 +192,40 @@ def test_freshness_of_timestamps_and_against_today(spark, uc):
     assert r.threshold == "<= 2 days from max(_batch_date) to today"
 
 
+def test_nan_and_infinity_fail_a_range_and_not_future_catches_a_year_typed_2099(spark, uc):
+    from datetime import datetime
+
+    nan, inf = float("nan"), float("inf")
+    u = _uc(
+        uc,
+        {
+            "bronze_payments": [
+                {"name": "amount_min", "type": "range", "columns": ["amount"], "min": 0},
+                {"name": "amount_max", "type": "range", "columns": ["amount"], "max": 1000},
+                {"name": "paid_not_future", "type": "not_future", "columns": ["payment_date"]},
+                {"name": "ts_not_future", "type": "not_future", "columns": ["ts"], "max_ahead_days": 1, "severity": "warn"},
+                {"name": "not_after_today", "type": "not_future", "columns": ["payment_date"], "reference": "today"},
+            ]
+        },
+    )
+    rows = [
+        ("P1", 1.0, date(2026, 3, 1), datetime(2026, 3, 1, 23, 0), B1),
+        ("P2", nan, date(2026, 2, 1), datetime(2026, 3, 2, 5, 0), B1),  # the next day: within max_ahead_days
+        ("P3", inf, date(2099, 1, 1), datetime(2026, 3, 3, 0, 0), B1),  # two days ahead
+        ("P4", -inf, None, None, B1),
+        ("P5", None, date(2026, 3, 1), None, B1),  # nulls pass
+    ]
+    _table(spark, u, "bronze_payments", rows, "payment_id string, amount double, payment_date date, ts timestamp, _batch_date date")
+    results = quality.run_checks(spark, u, "bronze_payments", [B1])
+    got = {r.check: (r.observed_value, r.status) for r in results}
+    assert got == {"amount_min": (3.0, "fail"), "amount_max": (3.0, "fail"), "paid_not_future": (1.0, "fail"),
+                   "ts_not_future": (1.0, "warn"), "not_after_today": (1.0, "fail")}
+    by = {r.check: r.threshold for r in results}
+    assert by["amount_min"] == "<= 0 rows with [amount] < 0 or not finite"
+    assert by["ts_not_future"] == "<= 0 rows with [ts] after the batch date + 1 days"
+    assert by["not_after_today"] == "<= 0 rows with [payment_date] after today"
+
+
 def test_gate_names_check_table_batch_observed_and_threshold(spark, customers_uc):
     results = quality.run_checks(spark, customers_uc, "bronze_customers", [B1, B2])
     with pytest.raises(quality.QualityError) as e:
@@ -218,7 +252,7 @@ def test_warn_results_are_logged_and_do_not_stop(spark, customers_uc, caplog):
     warnings = [m for m in caplog.messages if m.startswith("data quality warning")]
     assert warnings == [
         "data quality warning: bronze_customers batch 2026-03-01: check 'age_plausible' (range) observed 1 vs threshold <= 0 rows with [age] outside 18..120",
-        "data quality warning: bronze_customers batch 2026-03-01: check 'gold_fee' (range) observed 1 vs threshold <= 0 rows with [monthly_fee] < 20",
+        "data quality warning: bronze_customers batch 2026-03-01: check 'gold_fee' (range) observed 1 vs threshold <= 0 rows with [monthly_fee] < 20 or not finite",
     ]
 
 
@@ -295,7 +329,7 @@ def _with_check(check: dict, table: str = "bronze_customers"):
     ("table", "check", "key", "message"),
     [
         ("bronze_customers", {"name": "x", "type": "nullness", "columns": ["customer_id"]}, "quality.checks.bronze_customers.0.type",
-         "Input should be 'not_null', 'unique', 'range', 'accepted_values', 'freshness' or 'row_count_change' (got 'nullness')"),
+         "Input should be 'not_null', 'unique', 'range', 'accepted_values', 'freshness', 'row_count_change' or 'not_future' (got 'nullness')"),
         ("bronze_customers", {"name": "x", "type": "range", "columns": ["age"]}, "quality.checks.bronze_customers.0",
          "a range check needs min or max"),
         ("bronze_customers", {"name": "x", "type": "accepted_values", "columns": ["plan"]}, "quality.checks.bronze_customers.0",

@@ -27,7 +27,7 @@ from functools import reduce
 from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import DateType, NumericType, TimestampNTZType, TimestampType
+from pyspark.sql.types import DateType, DoubleType, FloatType, NumericType, TimestampNTZType, TimestampType
 
 from lakeml.core import parallel, tables
 from lakeml.core.config import CheckSpec, QualitySpec, UseCaseConfig
@@ -119,8 +119,8 @@ def _check_against_table(uc: UseCaseConfig, table_key: str, df: DataFrame, check
                 raise ConfigError(f"{_key(uc, table_key, i, 'columns')}: {uc.table(table_key)} has no column {col!r}; its columns: {', '.join(types)}")
             if c.type == "range" and not isinstance(types[col], NumericType):
                 raise ConfigError(f"{_key(uc, table_key, i, 'columns')}: a range check needs a numeric column; {col} is {types[col].simpleString()}")
-            if c.type == "freshness" and not isinstance(types[col], (DateType, TimestampType, TimestampNTZType)):
-                raise ConfigError(f"{_key(uc, table_key, i, 'columns')}: a freshness check needs a date or timestamp column; {col} is {types[col].simpleString()}")
+            if c.type in ("freshness", "not_future") and not isinstance(types[col], (DateType, TimestampType, TimestampNTZType)):
+                raise ConfigError(f"{_key(uc, table_key, i, 'columns')}: a {c.type} check needs a date or timestamp column; {col} is {types[col].simpleString()}")
         if c.where:
             try:
                 df.where(c.where)
@@ -136,14 +136,21 @@ def _any(conds: list[Column]) -> Column:
     return reduce(lambda a, b: a | b, conds)
 
 
-def _violations(c: CheckSpec, types: dict) -> Column:
-    """The pass-2 aggregate of a check: rows violating it, or for freshness the age in days."""
+def _violations(c: CheckSpec, types: dict, batch_col: str) -> Column:
+    """The pass-1 aggregate of a counting check: rows violating it."""
     w = _where(c)
     if c.type == "not_null":
         return F.count_if(w & _any([F.col(x).isNull() for x in c.columns]))
+    if c.type == "not_future":
+        ref = F.col(batch_col) if c.reference != "today" else F.current_date()
+        limit = F.date_add(ref, c.max_ahead_days or 0)
+        return F.count_if(w & _any([F.to_date(F.col(x)) > limit for x in c.columns]))
     if c.type == "range":
         outside = []
         for x in c.columns:
+            if isinstance(types[x], (DoubleType, FloatType)):
+                # NaN compares above every number in Spark and Infinity passes a one-sided range
+                outside.append(F.isnan(F.col(x)) | (F.abs(F.col(x)) == F.lit(float("inf"))))
             if c.min is not None:
                 outside.append(F.col(x) < F.lit(c.min))
             if c.max is not None:
@@ -157,7 +164,7 @@ def _violations(c: CheckSpec, types: dict) -> Column:
     raise AssertionError(c.type)
 
 
-def _threshold(c: CheckSpec, batch_col: str, prev: tuple[date, int] | None = None) -> str:
+def _threshold(c: CheckSpec, batch_col: str, prev: tuple[date, int] | None = None, types: dict | None = None) -> str:
     cols = ", ".join(c.columns)
     if c.type == "not_null":
         return f"<= 0 rows with a null in [{cols}]"
@@ -168,9 +175,14 @@ def _threshold(c: CheckSpec, batch_col: str, prev: tuple[date, int] | None = Non
             rule = f"outside {_fmt(c.min)}..{_fmt(c.max)}"
         else:
             rule = f"< {_fmt(c.min)}" if c.min is not None else f"> {_fmt(c.max)}"
-        return f"<= 0 rows with [{cols}] {rule}"
+        fractional = any(isinstance((types or {}).get(x), (DoubleType, FloatType)) for x in c.columns)
+        return f"<= 0 rows with [{cols}] {rule}{' or not finite' if fractional else ''}"
     if c.type == "accepted_values":
         return f"<= 0 rows with [{cols}] not in {{{', '.join(str(v) for v in c.values)}}}"
+    if c.type == "not_future":
+        ref = "the batch date" if c.reference != "today" else "today"
+        ahead = f" + {c.max_ahead_days} days" if c.max_ahead_days else ""
+        return f"<= 0 rows with [{cols}] after {ref}{ahead}"
     if c.type == "freshness":
         target = c.columns[0] if c.columns else batch_col
         ref = "the batch date" if c.reference != "today" else "today"
@@ -223,8 +235,8 @@ def check(spark: SparkSession, uc: UseCaseConfig, table_key: str, batch_dates: l
     rcc = [(i, c) for i, c in enumerate(checks) if c.type == "row_count_change"]
     aggs = [F.count(F.lit(1)).alias("_rows")] + [F.count_if(_where(c)).alias(f"_n{i}") for i, c in rcc if c.where]
     for i, c in enumerate(checks):
-        if c.type in ("not_null", "range", "accepted_values"):
-            aggs.append(_violations(c, types).alias(f"_c{i}"))
+        if c.type in ("not_null", "range", "accepted_values", "not_future"):
+            aggs.append(_violations(c, types, batch_col).alias(f"_c{i}"))
         elif c.type == "freshness":
             target = F.to_date(F.col(c.columns[0] if c.columns else batch_col))
             ref = F.col(batch_col) if c.reference != "today" else F.current_date()
@@ -272,7 +284,7 @@ def check(spark: SparkSession, uc: UseCaseConfig, table_key: str, batch_dates: l
                 bad = value > 0
             status = ("fail" if c.severity == "error" else "warn") if bad else "pass"
             results.append(
-                CheckResult(table_key, b, c.name, c.type, c.severity, None if value is None else float(value), _threshold(c, batch_col, prev), status, now)
+                CheckResult(table_key, b, c.name, c.type, c.severity, None if value is None else float(value), _threshold(c, batch_col, prev, types), status, now)
             )
     n = {s: sum(r.status == s for r in results) for s in ("pass", "warn", "fail")}
     log.info("quality %s: %d batch(es), %d pass, %d warn, %d fail", name, len(todo), n["pass"], n["warn"], n["fail"])

@@ -23,6 +23,7 @@ _CHECK_PARAMS: dict[str, tuple[set[str], set[str]]] = {
     "accepted_values": ({"columns", "values"}, set()),
     "freshness": ({"max_age_days"}, {"columns", "reference"}),
     "row_count_change": ({"max_change"}, set()),
+    "not_future": ({"columns"}, {"max_ahead_days", "reference"}),
 }
 
 # the use case's checkable tables while a use case file is being validated (see QualitySpec)
@@ -39,7 +40,7 @@ class CheckSpec(Strict):
     - ``unique``: rows beyond the first per value of ``columns`` (rows with a null
       there are left to not_null); must be 0.
     - ``range``: rows with a value of ``columns`` below ``min`` or above ``max``
-      (either may be left out; nulls pass); must be 0.
+      (either may be left out; nulls pass; NaN and +-Infinity fail); must be 0.
     - ``accepted_values``: rows with a value of ``columns`` not in ``values``; must be 0.
     - ``freshness``: days from the newest value of ``columns`` (one date or timestamp
       column) to the batch date (``reference: batch``), or from the newest value of
@@ -47,18 +48,23 @@ class CheckSpec(Strict):
       ``max_age_days``.
     - ``row_count_change``: |rows - rows of the previous batch| / rows of the previous
       batch; at most ``max_change`` (0.5 = 50 %). Passes on the first batch.
+    - ``not_future``: rows with a date or timestamp in ``columns`` on a day after the batch
+      date (``reference: batch``, the default) or after today (``reference: today``), plus
+      ``max_ahead_days`` (default 0); must be 0. Catches a clock set wrong, a year typed
+      as 2099.
 
     ``where`` (Spark SQL) restricts the rows a check looks at, e.g. ``status = 'paid'``.
     """
 
     name: str = Field(min_length=1)
-    type: Literal["not_null", "unique", "range", "accepted_values", "freshness", "row_count_change"]
+    type: Literal["not_null", "unique", "range", "accepted_values", "freshness", "row_count_change", "not_future"]
     columns: list[str] = Field(default_factory=list)
     min: float | None = None
     max: float | None = None
     values: list[str | int | float | bool] | None = None
     max_age_days: int | None = Field(None, ge=0)
-    reference: Literal["batch", "today"] | None = None  # freshness only; None: batch
+    reference: Literal["batch", "today"] | None = None  # freshness and not_future; None: batch
+    max_ahead_days: int | None = Field(None, ge=0)  # not_future only; None: 0
     max_change: float | None = Field(None, ge=0)
     severity: Literal["error", "warn"] = "error"
     where: str | None = None
