@@ -1,7 +1,9 @@
 """What every job shares: its common arguments, logging, conf, and the one place where a
 user's mistake becomes ``error: <message>`` and exit code 2.
 
-Only ``LakemlError`` is caught here: anything else is a bug and ends with its traceback.
+Only ``LakemlError`` is caught here, and the few JVM failures a user causes and can fix
+(``user_caused``: the embedded metastore held by another process): anything else is a bug
+and ends with its traceback.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from datetime import date
 
@@ -66,14 +69,51 @@ def load(args: argparse.Namespace) -> tuple[EnvConfig, UseCaseConfig]:
     return env, uc
 
 
+# failures of Spark's JVM that a user causes and can fix, known by their cause's text:
+# (pattern, message); the message may use the pattern's groups
+_USER_CAUSED = [
+    (re.compile(r"Another instance of Derby may have already booted the database (\S+?)\.?$", re.M),
+     "the metastore {0} is in use by another process (the embedded Derby metastore admits one at a time: "
+     "a notebook, a Spark shell or another Spark application on this data folder?): end it, then run the job again"),
+]
+
+
+def user_caused(e: BaseException) -> str | None:
+    """The one-line message of a JVM failure a user caused (``_USER_CAUSED``), else None.
+    Looks through the exception's JVM trace, causes included."""
+    texts, seen = [], set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        texts += [str(getattr(e, "_desc", "") or ""), str(getattr(e, "_stackTrace", "") or "")]
+        if not hasattr(e, "_stackTrace"):
+            try:
+                texts.append(str(e))
+            except Exception:  # noqa: BLE001 - a py4j error whose JVM is gone
+                pass
+        e = getattr(e, "_cause", None) or e.__cause__
+    text = "\n".join(texts)
+    for pattern, message in _USER_CAUSED:
+        m = pattern.search(text)
+        if m:
+            return message.format(*m.groups())
+    return None
+
+
 def main(run, args: argparse.Namespace) -> None:
-    """Run ``run(args)`` and print its result as JSON; a ``LakemlError`` ends with its
-    message and exit code 2."""
+    """Run ``run(args)`` and print its result as JSON; a ``LakemlError`` (or a JVM failure
+    of a known user-caused kind, ``user_caused``) ends with one line ``error: <message>``
+    and exit code 2."""
     setup_logging()
     try:
         result = run(args)
     except LakemlError as e:
         print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as e:
+        message = user_caused(e)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
     if result is not None:
         print(json.dumps(result, default=str, indent=2))

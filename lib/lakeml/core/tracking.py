@@ -82,6 +82,96 @@ def fail_abandoned_runs(client: MlflowClient, experiment_id: str) -> list[str]:
     return marked
 
 
+# what a complete training tags its version with (``lakeml.ml.train.run`` passes them to
+# ``register``, in the one registry call); a version without them was not made whole
+TRAIN_TAGS = ("test_roc_auc", "threshold", "test_as_of", "git_commit")
+ORPHAN_TAG, ORPHAN_REASON_TAG = "lakeml.orphan", "lakeml.orphan_reason"
+
+
+def orphan_reason(client: MlflowClient, mv) -> str | None:
+    """Why model version ``mv`` (an MLflow ``ModelVersion``) is an orphan, or None if it is
+    whole: tagged ``lakeml.orphan``, or its MLflow run is not FINISHED (or gone), or it lacks
+    the tags a complete training gives (``TRAIN_TAGS``): left by a crash inside the registry
+    call or by an older release that registered before the run had ended."""
+    tags = mv.tags or {}
+    if tags.get(ORPHAN_TAG) == "true":
+        return tags.get(ORPHAN_REASON_TAG) or "tagged orphan"
+    if not mv.run_id:
+        return "it has no MLflow run"
+    try:
+        status = client.get_run(mv.run_id).info.status
+    except MlflowException:
+        return f"its MLflow run {mv.run_id} does not exist"
+    if status != "FINISHED":
+        return f"its MLflow run {mv.run_id} is {status}, not FINISHED"
+    missing = [t for t in TRAIN_TAGS if t not in tags]
+    if missing:
+        return f"it lacks the tags of a complete training: {', '.join(missing)}"
+    return None
+
+
+def versions(client: MlflowClient, name: str) -> list:
+    """Every version of registered model ``name`` (none if the name is not registered)."""
+    out, token = [], None
+    while True:
+        page = client.search_model_versions(f"name = '{name}'", max_results=1000, page_token=token)
+        out += list(page)
+        token = page.token
+        if not token:
+            return out
+
+
+def tag_orphan_versions(client: MlflowClient, name: str) -> list[str]:
+    """Tag ``lakeml.orphan=true`` (and ``lakeml.orphan_reason``) on every version of ``name``
+    that is an orphan (``orphan_reason``) and not yet tagged; one log line each. A version
+    whose run is RUNNING in a live process (or one of another host) is left alone: perhaps
+    still being made (it is not chosen either). Returns the versions tagged. Nothing that
+    chooses a version chooses an orphan (``usable``)."""
+    marked = []
+    for mv in versions(client, name):
+        if (mv.tags or {}).get(ORPHAN_TAG) == "true":
+            continue
+        reason = orphan_reason(client, mv)
+        if reason is None or _run_in_progress(client, mv.run_id):
+            continue
+        client.set_model_version_tag(name, mv.version, ORPHAN_REASON_TAG, reason[:5000])
+        client.set_model_version_tag(name, mv.version, ORPHAN_TAG, "true")
+        marked.append(str(mv.version))
+        log.warning("%s version %s is an orphan (%s): tagged %s=true, it will never be chosen", name, mv.version, reason, ORPHAN_TAG)
+    return marked
+
+
+def _run_in_progress(client: MlflowClient, run_id: str | None) -> bool:
+    """Whether ``run_id`` is RUNNING in a process that may still end it: a live process of
+    this host, or any of another host (``start_run``'s tags). A RUNNING run without them
+    (an older release's) is not in progress: the data folder's lock admits one job."""
+    import socket
+
+    from lakeml.core import lock
+
+    try:
+        run = client.get_run(run_id) if run_id else None
+    except MlflowException:
+        return False
+    if run is None or run.info.status != "RUNNING":
+        return False
+    host, pid = run.data.tags.get(HOST_TAG), run.data.tags.get(PID_TAG) or ""
+    if host is None or not pid.isdigit():
+        return False
+    return host != socket.gethostname() or lock.pid_alive(int(pid))
+
+
+def usable(client: MlflowClient, name: str, version: str) -> str | None:
+    """None if version ``version`` of ``name`` may be chosen (aliased, promoted, rolled back
+    to), else why not: it does not exist, or it is an orphan."""
+    try:
+        mv = client.get_model_version(name, str(version))
+    except MlflowException:
+        return f"{name} has no version {version}"
+    reason = orphan_reason(client, mv)
+    return None if reason is None else f"{name} version {version} is an orphan: {reason}"
+
+
 def git_commit(project_root: str) -> str:
     if os.environ.get("LAKEML_GIT_COMMIT"):
         return os.environ["LAKEML_GIT_COMMIT"]
@@ -94,9 +184,14 @@ def git_commit(project_root: str) -> str:
 
 def log_table_input(df, table: str, version: int, context: str) -> None:
     """Record an input table and its Delta version on the active run."""
+    import warnings
+
     digest = hashlib.sha256(f"{table}@{version}".encode()).hexdigest()[:8]
-    ds = mlflow.data.from_spark(df, table_name=table, version=str(version), name=table, digest=digest)
-    mlflow.log_input(ds, context=context)
+    with warnings.catch_warnings():
+        # MLflow's hint about integer columns: the pipeline imputes them, a null never reaches the model
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+        ds = mlflow.data.from_spark(df, table_name=table, version=str(version), name=table, digest=digest)
+        mlflow.log_input(ds, context=context)
     mlflow.log_param(f"input.{table}.delta_version", version)
 
 
@@ -138,7 +233,8 @@ def log_spark_model(model, signature=None) -> str:
 
 def register(model_uri: str, name: str, run_id: str, tags: dict | None = None) -> ModelRef:
     """A new version of ``name`` for a logged model, with its tags, in one registry call: a
-    version exists whole or not at all."""
+    version exists whole or not at all (one without ``TRAIN_TAGS`` or whose run had not
+    FINISHED is an orphan, see ``orphan_reason``)."""
     mv = mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in (tags or {}).items()})
     return ModelRef(name, str(mv.version), run_id)
 

@@ -55,6 +55,9 @@ def validate(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, trigger: st
     champion = tracking.get_alias(client, uc.model.name, tracking.CHAMPION)
     if challenger is None:
         raise PromotionError(f"{uc.model.name} has no challenger: train one first (jobs/train.py)")
+    why = tracking.usable(client, uc.model.name, challenger.version)
+    if why is not None:  # an orphan is never promoted, whatever points at it
+        raise PromotionError(f"the challenger cannot be validated: {why}. Train a new one (jobs/train.py)")
     if champion is not None and champion.version == challenger.version:
         log.info("challenger %s is already the champion: nothing to validate", challenger.version)
         d = Decision(uc.model.name, "validate", "noop", challenger.version, champion.version, champion.version,

@@ -1,6 +1,7 @@
 """Moving the champion by hand: ``rollback`` gives the alias back to the version the current
 champion replaced (read from the audit table); ``force`` makes a given version the champion,
 for a stated reason. Both are recorded in ``model_decisions`` and tagged on the versions.
+Neither moves the alias to an orphan version (``lakeml.core.tracking.orphan_reason``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ def rollback(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, reason: str
             "nothing to roll back to (use jobs/promote.py --to VERSION --reason ...)"
         )
     target = prev.champion_before
+    why = tracking.usable(client, uc.model.name, target)
+    if why is not None:  # an orphan is never chosen
+        raise PromotionError(f"cannot roll back to version {target}: {why} (use jobs/promote.py --to VERSION --reason ...)")
     tracking.set_alias(client, uc.model.name, tracking.CHAMPION, target)
     d = Decision(uc.model.name, "rollback", "rolled_back", champion.version, champion.version, target,
                  reasons=[reason or f"rollback of {prev.decision} at {prev.decided_at}"], trigger=trigger)
@@ -54,6 +58,9 @@ def force(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, version: str, 
         mv = client.get_model_version(uc.model.name, str(version))
     except MlflowException as e:  # RESOURCE_DOES_NOT_EXIST
         raise PromotionError(f"{uc.model.name} has no version {version}") from e
+    why = tracking.orphan_reason(client, mv)
+    if why is not None:  # an orphan is never chosen, even by hand
+        raise PromotionError(f"{uc.model.name} version {version} is an orphan ({why}): it cannot be the champion")
     champion = tracking.get_alias(client, uc.model.name, tracking.CHAMPION)
     tracking.set_alias(client, uc.model.name, tracking.CHAMPION, str(version))
     d = Decision(uc.model.name, "force", "forced", str(version), champion.version if champion else None, str(version),

@@ -167,11 +167,15 @@ class TrainResult:
     test_rows: int = 0
 
 
-def fit(spark: SparkSession, uc: UseCaseConfig, data: DataFrame) -> dict:
-    """Split, tune, fit and evaluate; no MLflow. Returns the fitted model and numbers."""
+def labelled_dates(data: DataFrame) -> list[date]:
+    return [r[0] for r in data.select("as_of_date").distinct().collect()]
+
+
+def fit(spark: SparkSession, uc: UseCaseConfig, data: DataFrame, dates: list[date] | None = None) -> dict:
+    """Split, tune, fit and evaluate; no MLflow. Returns the fitted model and numbers.
+    ``dates``: the labelled snapshots of ``data``, if known."""
     spec, label, p1 = uc.model, uc.label.column, uc.probability
-    dates = [r[0] for r in data.select("as_of_date").distinct().collect()]
-    train_dates, test_date = time_split(dates, uc.label.horizon_days)
+    train_dates, test_date = time_split(labelled_dates(data) if dates is None else dates, uc.label.horizon_days)
     train = with_class_weights(data.where(F.col("as_of_date").isin(train_dates)), label, spec.class_weight).persist()
     test = data.where(F.col("as_of_date") == F.lit(test_date)).persist()
     pipe, clf = build_pipeline(spec, label, uc.source_file)
@@ -220,8 +224,11 @@ def run(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig) -> TrainResult:
     client = tracking.configure(env)
     exp_id = tracking.experiment(env, uc.model.experiment)
     tracking.fail_abandoned_runs(client, exp_id)  # a training killed before it finished
+    tracking.tag_orphan_versions(client, uc.model.name)  # versions such a crash (or an older release) left: never chosen
     ft, lt = uc.table(uc.tables.features), uc.table(uc.tables.labels)
     data = features.labelled_features(spark, uc)
+    dates = labelled_dates(data)
+    time_split(dates, uc.label.horizon_days)  # too few days of data: said before a run is started
     versions = {ft: tables.version(spark, ft), lt: tables.version(spark, lt)}
     # all or nothing: the run logs everything and ends; only then is a version registered
     # (with its tags, in one call) and aliased. A crash before leaves no version; a run left
@@ -232,7 +239,7 @@ def run(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig) -> TrainResult:
         )
         for t, v in versions.items():
             tracking.log_table_input(spark.table(t), t, v, "training")
-        r = fit(spark, uc, data)
+        r = fit(spark, uc, data, dates)
         m = r["metrics"]
         tracking.mlflow.log_params(
             {
@@ -268,10 +275,14 @@ def run(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig) -> TrainResult:
             portable.log_portable(r["model"], portable_rows, run.info.run_id, None, uc.export)
     r["test_scored"].unpersist()
     run_tags = client.get_run(run.info.run_id).data.tags
-    ref = tracking.register(model_uri, uc.model.name, run.info.run_id, {
-        "test_roc_auc": round(m["roc_auc"], 4), "threshold": round(r["threshold"], 4), "test_as_of": r["test_date"],
-        "git_commit": tracking.git_commit(env.project_root), **{k: v for k, v in run_tags.items() if k.startswith("portable_")},
-    })
+    version_tags = {"test_roc_auc": round(m["roc_auc"], 4), "threshold": round(r["threshold"], 4), "test_as_of": r["test_date"],
+                    "git_commit": tracking.git_commit(env.project_root)}
+    assert set(version_tags) == set(tracking.TRAIN_TAGS)  # what tells a whole version from an orphan
+    ref = tracking.register(model_uri, uc.model.name, run.info.run_id,
+                            {**version_tags, **{k: v for k, v in run_tags.items() if k.startswith("portable_")}})
+    why = tracking.usable(client, uc.model.name, ref.version)
+    if why is not None:  # cannot happen unless the registry changed under us; an orphan is never aliased
+        raise RuntimeError(f"the version just registered is not usable: {why}")
     tracking.set_alias(client, uc.model.name, tracking.CHALLENGER, ref.version)
     champion = tracking.get_alias(client, uc.model.name, tracking.CHAMPION)
     became = champion is None
