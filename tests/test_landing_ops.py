@@ -94,6 +94,22 @@ def test_with_source_files_and_folders_of_files_go_to_one_batch(tmp_path, zone):
     assert up.folders == {"2026-12-01/payments": ["one.csv", "two.csv"]}
 
 
+def test_sub_folders_of_a_source_folder_land_as_they_are(tmp_path, zone):
+    """Ingest reads them as part of the batch; an export split by region keeps its folders,
+    and a second upload of the same nested file is refused like any other."""
+    src = tmp_path / "exports" / "2026-01-01" / "customers"
+    (src / "eu" / "fr").mkdir(parents=True)
+    (src / "top.csv").write_text("id\n1\n")
+    (src / "eu" / "fr" / "Clients – été.csv").write_text("id\n2\n")
+    up = ops.upload(ops.LocalStore(str(zone)), [tmp_path / "exports"], SOURCES)
+    assert landed(zone) == {"2026-01-01/customers/top.csv": b"id\n1\n", "2026-01-01/customers/eu/fr/Clients – été.csv": b"id\n2\n"}
+    assert up.folders == {"2026-01-01/customers": ["eu/fr/Clients – été.csv", "top.csv"]}
+    [b] = ops.list_batches(ops.LocalStore(str(zone)))
+    assert b.sources == {"customers": [("eu/fr/Clients – été.csv", 5), ("top.csv", 5)]}
+    with pytest.raises(ops.LandingError, match="already landed"):
+        ops.upload(ops.LocalStore(str(zone)), [tmp_path / "exports"], SOURCES)
+
+
 def _bad_tree(root: Path) -> None:
     make_tree(root, ["2026-01-01", "2026-02-01"], ["customers"])  # good parts: must not land either
     make_tree(root, ["2026-01-01", "2026-02-01"], ["tickets"])  # not a source, twice
@@ -101,7 +117,7 @@ def _bad_tree(root: Path) -> None:
     (root / "2026-13-01" / "customers").mkdir(parents=True)  # not a real date
     (root / "notes.txt").write_text("x")  # a file outside the layout
     (root / "2026-01-01" / "readme.md").write_text("x")  # a file in a date folder
-    (root / "2026-02-01" / "customers" / "nested").mkdir()  # a folder in a source folder
+    (root / "2026-02-01" / "customers" / "nested").mkdir()  # a folder in a source folder: part of the batch, no problem
 
 
 def test_every_layout_problem_is_reported_and_nothing_lands(tmp_path, zone):
@@ -110,10 +126,9 @@ def test_every_layout_problem_is_reported_and_nothing_lands(tmp_path, zone):
         ops.upload(ops.LocalStore(str(zone)), [tmp_path / "exports"], SOURCES, usecase="churn")
     x = tmp_path / "exports"
     assert str(e.value).splitlines() == [
-        f"nothing uploaded: 6 problems in {x}",
+        f"nothing uploaded: 5 problems in {x}",
         f"  {x}/2026-01-01/tickets (and 1 more folder): 'tickets' is not a source of use case churn; its sources: customers, payments, support_tickets",
         f"  {x}/2026-01-01/readme.md: a file directly in a date folder; files go in 2026-01-01/<source>/",
-        f"  {x}/2026-02-01/customers/nested: a folder inside a source folder; ingest reads only the files directly in <YYYY-MM-DD>/<source>/",
         f"  {x}/2026-13-01: not a date folder (YYYY-MM-DD); without --source a folder is uploaded as laid out: <YYYY-MM-DD>/<source>/<files>",
         f"  {x}/misc: not a date folder (YYYY-MM-DD); without --source a folder is uploaded as laid out: <YYYY-MM-DD>/<source>/<files>",
         f"  {x}/notes.txt: a file outside a <YYYY-MM-DD>/<source>/<files> folder",
@@ -126,7 +141,7 @@ def test_every_layout_problem_is_reported_and_nothing_lands(tmp_path, zone):
     [
         ("missing", {}, r"^nothing uploaded: 1 problem in .*/nope\n  .*/nope: no such file or folder$"),
         ("file", {}, r"a file; upload single files with --source S \[--date D\], or folders laid out as"),
-        ("tree", {"source": "customers"}, r"has folders \(2026-01-01\); with --source only files are uploaded"),
+        ("tree", {"source": "customers"}, r"has date folders \(2026-01-01\); with --source a folder's files go to one batch"),
         ("file", {"source": "tickets"}, r"--source tickets: 'tickets' is not a source of the use case; its sources: customers, payments, support_tickets"),
         ("tree", {"batch_date": date(2026, 1, 1)}, r"^--date goes with --source: without --source a folder is uploaded as laid out"),
         ("twice", {"source": "customers"}, r"a/x\.csv and .*b/x\.csv would both land as \d{4}-\d\d-\d\d/customers/x\.csv"),

@@ -47,14 +47,19 @@ class Planned:
     batch_date: date
     source: str
     size: int
+    name: str = ""  # its path inside the source folder (sub-folders kept); default the file's name
 
     @property
     def folder(self) -> str:
         return f"{self.batch_date.isoformat()}/{self.source}"
 
     @property
+    def inner(self) -> str:
+        return self.name or self.local.name
+
+    @property
     def rel(self) -> str:
-        return f"{self.folder}/{self.local.name}"
+        return f"{self.folder}/{self.inner}"
 
 
 @dataclass
@@ -118,12 +123,13 @@ def plan_upload(
     unknown: dict[str, list[str]] = {}
     planned: list[Planned] = []
 
-    def add_files(folder: Path, day: date, src: str) -> None:
+    def add_files(folder: Path, day: date, src: str, prefix: str = "") -> None:
+        # sub-folders of a source folder are part of its batch (ingest reads them): kept as they are
         for f in _children(folder):
             if f.is_file():
-                planned.append(Planned(f, day, src, f.stat().st_size))
+                planned.append(Planned(f, day, src, f.stat().st_size, f"{prefix}{f.name}"))
             else:
-                problems.append(f"{f}: a folder inside a source folder; ingest reads only the files directly in <YYYY-MM-DD>/<source>/")
+                add_files(f, day, src, f"{prefix}{f.name}/")
 
     def add_date_folder(folder: Path, day: date) -> None:
         for child in _children(folder):
@@ -143,11 +149,11 @@ def plan_upload(
             if p.is_file():
                 planned.append(Planned(p, batch_date or date.today(), source, p.stat().st_size))
                 continue
-            subdirs = [c.name for c in _children(p) if c.is_dir()]
-            if subdirs:
+            dated = [c.name for c in _children(p) if c.is_dir() and _as_date(c.name) is not None]
+            if dated:
                 problems.append(
-                    f"{p}: has folders ({', '.join(subdirs[:3])}{', ...' if len(subdirs) > 3 else ''}); with --source only files are "
-                    f"uploaded, to upload a folder laid out as {LAYOUT} leave out --source and --date"
+                    f"{p}: has date folders ({', '.join(dated[:3])}{', ...' if len(dated) > 3 else ''}); with --source a folder's files "
+                    f"go to one batch, to upload a folder laid out as {LAYOUT} leave out --source and --date"
                 )
             else:
                 add_files(p, batch_date or date.today(), source)
@@ -199,7 +205,11 @@ def conflicts(store, planned: list[Planned]) -> list[str]:
         {f.folder for f in planned if any(n == f.source and kind == "DIRECTORY" for n, kind, _ in in_day.get(f.batch_date.isoformat(), []))}
     )
     in_folder = dict(zip(folders, _pool_map(store.list, folders, store.workers), strict=True))
-    return [store.uri(f.rel) for f in planned if any(n == f.local.name for n, _, _ in in_folder.get(f.folder, []))]
+    top = [f for f in planned if "/" not in f.inner]
+    nested = [f for f in planned if "/" in f.inner and f.folder in in_folder]  # rare: one request each
+    return [store.uri(f.rel) for f in top if any(n == f.inner for n, _, _ in in_folder.get(f.folder, []))] + [
+        store.uri(f.rel) for f in nested if store.exists(f.rel)
+    ]
 
 
 def put(store, planned: list[Planned], overwrite: bool = False, workers: int | None = None) -> Uploaded:
@@ -236,7 +246,7 @@ def put(store, planned: list[Planned], overwrite: bool = False, workers: int | N
         ) from errors[0]
     out = Uploaded(store.location, workers=min(workers, len(planned)), seconds=time.monotonic() - t0)
     for f in sorted(done, key=lambda f: f.rel):
-        out.folders.setdefault(f.folder, []).append(f.local.name)
+        out.folders.setdefault(f.folder, []).append(f.inner)
         out.files += 1
         out.bytes += f.size
     return out
