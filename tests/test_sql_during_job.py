@@ -71,20 +71,24 @@ def test_sql_sh_reads_the_delta_tables_read_only_while_a_job_holds_the_data_fold
     assert sorted(p.name for p in (data / "warehouse").iterdir()) == ["churn.db", "d3"]
 
 
+def _plain_metastore_command(tmp_path) -> list[str]:
+    """What sql_command does when no job holds the data folder: (its problems, or [])."""
+    sub = sql_command(["-e", "SELECT 1"], CONF)
+    confs = _confs(sub.cmd)
+    wanted = ["spark.sql.catalogImplementation=hive", f"spark.hadoop.javax.jdo.option.ConnectionURL=jdbc:derby:;databaseName={tmp_path}/metastore_db;create=true"]
+    return ([f"notice {sub.notice!r}"] * bool(sub.notice) + [f"scratch {sub.scratch}"] * (sub.scratch is not None) + ["-i"] * ("-i" in sub.cmd)
+            + [f"no {w}" for w in wanted if w not in confs] + [f"ends {sub.cmd[-2:]}"] * (sub.cmd[-2:] != ["-e", "SELECT 1"]))
+
+
 def test_without_a_job_sql_sh_opens_the_metastore(tmp_path, monkeypatch):
     """No lock file, then a lock file left by a killed job: spark-sql on the Derby metastore."""
     monkeypatch.setenv("LAKEML_DATA_DIR", str(tmp_path))
-    for _ in ("no lock file", "a dead holder"):
-        sub = sql_command(["-e", "SELECT 1"], CONF)
-        assert not sub.notice and sub.scratch is None and "-i" not in sub.cmd
-        confs = _confs(sub.cmd)
-        assert "spark.sql.catalogImplementation=hive" in confs
-        assert f"spark.hadoop.javax.jdo.option.ConnectionURL=jdbc:derby:;databaseName={tmp_path}/metastore_db;create=true" in confs
-        assert sub.cmd[-2:] == ["-e", "SELECT 1"]
-        dead = subprocess.Popen([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT / 'lib')!r})\n"
-                                 f"from lakeml.core import lock; lock.acquire({str(tmp_path)!r}, command='jobs/ingest.py')"])
-        assert dead.wait() == 0
-        assert lock.holder(lock.lock_path(str(tmp_path)))["pid"] == dead.pid and lock.held_by(str(tmp_path)) is None
+    assert _plain_metastore_command(tmp_path) == []  # no lock file
+    dead = subprocess.Popen([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT / 'lib')!r})\n"
+                             f"from lakeml.core import lock; lock.acquire({str(tmp_path)!r}, command='jobs/ingest.py')"])
+    assert dead.wait() == 0
+    assert lock.holder(lock.lock_path(str(tmp_path)))["pid"] == dead.pid and lock.held_by(str(tmp_path)) is None
+    assert _plain_metastore_command(tmp_path) == []  # a lock file whose holder is gone
 
 
 def _env() -> dict[str, str]:

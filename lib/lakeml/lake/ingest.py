@@ -27,78 +27,15 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from lakeml.core import parallel, tables
-from lakeml.core.config import ColumnSpec, EnvConfig, SourceSpec, UseCaseConfig
+from lakeml.core.config import EnvConfig, SourceSpec, UseCaseConfig
 from lakeml.core.errors import MissingDataError
 from lakeml.lake import landing, readers, silver
 from lakeml.lake.readers import CORRUPT, META, SHAPE, SKIP, read_raw
+from lakeml.lake.values import parse as parse_value
 
 log = logging.getLogger(__name__)
 
 PARALLEL_SOURCES = 8  # sources loaded at once
-
-
-ISO_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
-ISO_TIMESTAMP = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?$"
-ISO_FORM = {"date": "yyyy-MM-dd", "timestamp": "ISO 8601: yyyy-MM-dd[T ]HH:mm[:ss[.SSSSSS]][Z|+HH:MM]"}
-NUMBER = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
-INTEGER = r"^[+-]?[0-9]+$"
-NON_FINITE = r"^[+-]?(NaN|Infinity)$"
-
-
-def _parse(raw: Column, name: str, spec: ColumnSpec, years: tuple[int, int]) -> tuple[Column, Column]:
-    """(the typed value or null, why ``raw`` - not empty - is not exactly of the type, or null).
-
-    Strict: a value is read only when it is exactly of its type. Dates and timestamps in
-    their ISO forms (or the column's ``format``), with a year in ``years``; numbers in
-    decimal notation, finite (unless ``allow_non_finite``) and within their type's range;
-    Spark's casts alone accept ``2026`` or ``2026-01-01 garbage`` as a date, ``1.5d`` and
-    ``NaN`` as numbers."""
-    t = F.trim(raw)
-    shown = F.substring(raw, 1, 80)
-
-    def cannot(detail: str = "") -> Column:
-        return F.concat(F.lit(f"{name}: cannot read '"), shown, F.lit(f"' as {spec.type}{detail}"))
-
-    if spec.type in ("date", "timestamp"):
-        if spec.format:
-            value = F.try_to_timestamp(t, F.lit(spec.format)) if spec.type == "timestamp" else F.try_to_date(t, spec.format)
-            form_ok = value.isNotNull()
-            form = spec.format
-        else:
-            form_ok = t.rlike(ISO_DATE if spec.type == "date" else ISO_TIMESTAMP)
-            value = F.when(form_ok, t.try_cast(spec.type))
-            form = ISO_FORM[spec.type]
-        year = F.year(value)
-        in_years = year.between(years[0], years[1])
-        why = (
-            F.when(~form_ok, cannot(f" (not {form})"))
-            .when(value.isNull(), cannot(" (no such day or time)"))
-            .when(~in_years, F.concat(F.lit(f"{name}: year "), year.cast("string"), F.lit(" of '"), shown,
-                                      F.lit(f"' is outside the plausible years {years[0]}..{years[1]} (years: in conf)")))
-        )
-        return F.when(in_years, value), why
-    if spec.type == "double":
-        word = t.rlike(NON_FINITE)
-        number = t.rlike(NUMBER)
-        value = F.when(number | word, t.try_cast("double"))
-        finite = ~F.isnan(value) & (F.abs(value) != F.lit(float("inf")))
-        ok = value.isNotNull() & (finite | F.lit(spec.allow_non_finite) & word)
-        why = (
-            F.when(value.isNull(), cannot())
-            .when(word & ~F.lit(spec.allow_non_finite), F.concat(F.lit(f"{name}: '"), shown, F.lit("' is not a finite number (allow_non_finite: true accepts it)")))
-            .when(~finite & ~word, F.concat(F.lit(f"{name}: '"), shown, F.lit("' is beyond the range of double")))
-        )
-        return F.when(ok, value), why
-    if spec.type in ("int", "bigint"):
-        integer = t.rlike(INTEGER)
-        value = F.when(integer, t.try_cast(spec.type))
-        why = F.when(~integer, cannot()).when(value.isNull(), F.concat(F.lit(f"{name}: '"), shown, F.lit(f"' is beyond the range of {spec.type}")))
-        return value, why
-    if spec.type == "boolean":
-        low = F.lower(t)
-        value = F.when(low.isin("true", "1", "yes"), True).when(low.isin("false", "0", "no"), False)
-        return value, F.when(value.isNull(), cannot())
-    return raw, F.lit(None).cast("string")  # string
 
 
 def validate(raw: DataFrame, spec: SourceSpec) -> DataFrame:
@@ -117,7 +54,7 @@ def validate(raw: DataFrame, spec: SourceSpec) -> DataFrame:
     for name, cs in spec.columns.items():
         r = F.col(name)
         empty = r.isNull() | (F.trim(r) == "")
-        value, why = _parse(r, name, cs, spec.years)
+        value, why = parse_value(r, name, cs, spec.years)
         if cs.required:
             checks.append((empty & F.col(CORRUPT).isNull(), F.lit(f"missing required {name}")))
         checks.append((~empty & why.isNotNull(), why))

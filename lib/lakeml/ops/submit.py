@@ -30,11 +30,8 @@ from __future__ import annotations
 import difflib
 import os
 import shlex
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +42,7 @@ from lakeml.core.config import EnvConfig, load_env, load_usecase, referenced_var
 from lakeml.core.errors import LakemlError, UsageError
 from lakeml.core.paths import PROJECT_ROOT
 from lakeml.core.session import driver_classpath, jar_paths
+from lakeml.ops import readonly_sql
 
 WRAPPER = "./spark-submit.sh"
 USAGE = (
@@ -392,73 +390,9 @@ def sql_command(argv: list[str], conf_dir: Path | None = None) -> Submission:
         return Submission(cmd, extra, False, env)
     # A job holds the data folder, and with it the Derby metastore (one process): read the
     # warehouse's Delta tables through an in-memory catalog instead, as views (read-only)
-    scratch = Path(tempfile.mkdtemp(prefix="lakeml-sql-"))
-    init = scratch / "tables.sql"
-    init.write_text(read_only_init_sql(env.warehouse_dir))
-    in_memory = {
-        "spark.sql.catalogImplementation": "in-memory",
-        # what the session creates lands in its scratch folder, never beside the job's tables
-        "spark.sql.warehouse.dir": str(scratch / "warehouse"),
-        "spark.hadoop.javax.jdo.option.ConnectionURL": None,
-    }
-    flags = _with_confs(flags, in_memory)
-    who = ", ".join(str(x) for x in (f"pid {h['pid']}" if h.get("pid") else None, h.get("command")) if x)
-    notice = (f"sql.sh: a job{f' ({who})' if who else ''} holds {env.data_dir}: reading the Delta tables "
-              "read-only, without the metastore")
+    flags, init, scratch, notice = readonly_sql.in_memory(env, flags, h)
     cmd = [spark_bin("spark-sql"), *flags, *no_metadata_answers, "--name", "lakeml-sql", "-i", str(init), *rest]
     return Submission(cmd, extra, False, env, notice, scratch)
-
-
-def _with_confs(flags: list[str], confs: dict[str, str | None]) -> list[str]:
-    """``flags`` with each ``--conf k=v`` of a key in ``confs`` set to its value there, or
-    dropped when it is None."""
-    out: list[str] = []
-    i = 0
-    while i < len(flags):
-        if flags[i] == "--conf" and i + 1 < len(flags) and flags[i + 1].split("=", 1)[0] in confs:
-            key = flags[i + 1].split("=", 1)[0]
-            if confs[key] is not None:
-                out += ["--conf", f"{key}={confs[key]}"]
-            i += 2
-        else:
-            out.append(flags[i])
-            i += 1
-    return out
-
-
-def delta_tables(warehouse: str) -> list[tuple[str, str, str]]:
-    """(database, table, path) of every Delta table with a commit in a local warehouse
-    folder: ``<warehouse>/<db>.db/<table>/_delta_log``, and ``<warehouse>/<table>`` for the
-    default database."""
-    root = Path(warehouse[len("file:"):] if warehouse.startswith("file:") else warehouse)
-    found = []
-    for log in sorted(root.glob("*/_delta_log")) + sorted(root.glob("*.db/*/_delta_log")):
-        table = log.parent
-        if not any(log.glob("0*.json")) and not any(log.glob("*.checkpoint*.parquet")):
-            continue  # being created: no version to read yet
-        in_db = table.parent != root
-        db = table.parent.name[: -len(".db")] if in_db else "default"
-        if not in_db and table.name.endswith(".db"):
-            continue
-        found.append((db, table.name, str(table)))
-    return found
-
-
-def _ident(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
-
-
-def read_only_init_sql(warehouse: str) -> str:
-    """The spark-sql init file that declares every Delta table of the warehouse as a view
-    ``db.table`` over its folder: each query reads the table's latest committed version,
-    and INSERT / UPDATE / DELETE on a view fail."""
-    lines = []
-    tables = delta_tables(warehouse)
-    for db in sorted({db for db, _, _ in tables} - {"default"}):
-        lines.append(f"CREATE DATABASE IF NOT EXISTS {_ident(db)};")
-    for db, table, path in tables:
-        lines.append(f"CREATE OR REPLACE VIEW {_ident(db)}.{_ident(table)} AS SELECT * FROM delta.{_ident(path)};")
-    return "\n".join(lines) + "\n"
 
 
 def _preflight(mode: str, env: EnvConfig) -> None:
@@ -499,29 +433,7 @@ def main(argv: list[str] | None = None) -> None:
         print(sub.notice, file=sys.stderr, flush=True)
     if sub.scratch is None:
         os.execv(sub.cmd[0], sub.cmd)
-    sys.exit(_run_then_remove(sub.cmd, sub.scratch))
-
-
-def _run_then_remove(cmd: list[str], scratch: Path) -> int:
-    """Run ``cmd`` in the foreground, remove ``scratch`` when it ends, and return its exit
-    code. Ctrl-C is the child's (spark-sql cancels the running statement); a TERM or HUP
-    sent to this process is passed on to it."""
-    children: list[subprocess.Popen] = []
-
-    def forward(signum, _frame):
-        for c in children:
-            c.send_signal(signum)
-
-    # Python handlers (not SIG_IGN) go back to the default in the child at exec
-    signal.signal(signal.SIGINT, lambda *_: None)
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGHUP, forward)
-    try:
-        children.append(subprocess.Popen(cmd))
-        rc = children[0].wait()
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return 128 - rc if rc < 0 else rc
+    sys.exit(readonly_sql.run_then_remove(sub.cmd, sub.scratch))
 
 
 if __name__ == "__main__":
