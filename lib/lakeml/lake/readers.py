@@ -71,7 +71,7 @@ def unreadable_reason(spark: SparkSession, path: str, fmt: str) -> str | None:
     reason), or None. Checked on the driver from its name and first bytes."""
     name = path.rsplit("/", 1)[-1]
     low = name.lower()
-    if ":" in path.split("://", 1)[-1].removeprefix("file:"):
+    if ":" in re.sub(r"^[A-Za-z][\w+.-]*://[^/]*", "", path).removeprefix("file:"):  # the path, not hdfs://host:port
         return "unreadable file: Hadoop paths cannot hold ':' in a file or folder name; rename it"
     ext = next((e for e in NOT_READ if low.endswith(e)), None)
     if ext is not None:
