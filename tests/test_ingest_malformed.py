@@ -350,3 +350,12 @@ def test_a_long_valid_json_line_is_accepted_by_default(spark, uc, tmp_path):
     v = ingest.validate(read_raw(spark, spec, [f"file:{f}"]), spec)
     got = {r.event_id: (r.n, r._reason) for r in v.select("event_id", F.length("device").alias("n"), "_reason").collect()}
     assert got == {"E1": (20_000_000, None), "E2": (3, None)}
+
+
+def test_a_colon_is_refused_in_the_path_not_in_the_host_port():
+    """Hadoop paths cannot hold ':' in a name; hdfs://host:port is no name."""
+    from lakeml.lake.readers import unreadable_reason
+
+    colon = "unreadable file: Hadoop paths cannot hold ':' in a file or folder name; rename it"
+    paths = ["hdfs://127.0.0.1:9000/landing/churn/2026-01-01/customers/a.csv", "file:/tmp/a.csv", "hdfs://nn:8020/l/x 10:00.csv", "file:/tmp/x:y.csv"]
+    assert [unreadable_reason(None, p, "csv") for p in paths] == [None, None, colon, colon]
