@@ -148,7 +148,7 @@ def test_yarn_command(submitter, monkeypatch):
     }
     for k, val in v.items():
         monkeypatch.setenv(k, val)
-    cmd, extra, dry, env = submit.job_command(["--env", "yarn", "--dry-run", "jobs/pipeline.py", "--only", "score"])
+    cmd, extra, dry, env = submit.job_command(["--env", "yarn", "--dry-run", "jobs/pipeline.py", "--only", "score"])[:4]
     assert dry is True
     expected = _yarn_command(submitter, v, forwarded=YARN_VARS)
     expected += [JOB, "--env", "yarn", "--conf-dir", "conf", "--only", "score"]
@@ -201,7 +201,7 @@ def test_k8s_command(submitter, monkeypatch):
     }  # LAKEML_IMAGE_PYTHON not set: the default, and not forwarded
     for k, val in v.items():
         monkeypatch.setenv(k, val)
-    cmd, extra, dry, _ = submit.job_command(["--env", "k8s", "--dry-run", "jobs/pipeline.py", "--only", "score"])
+    cmd, extra, dry, _ = submit.job_command(["--env", "k8s", "--dry-run", "jobs/pipeline.py", "--only", "score"])[:4]
     assert dry is True
     forwarded = [k for k in K8S_VARS if k in v]
     expected = [
