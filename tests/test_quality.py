@@ -381,6 +381,6 @@ def test_shipped_quality_checks_name_real_columns(uc):
     unknown = {(table, c.name): sorted(set(c.columns) - cols[table]) for table, checks in uc.quality.checks.items() for c in checks}
     assert unknown and {k: v for k, v in unknown.items() if v} == {}
     types = {c.type for checks in uc.quality.checks.values() for c in checks}
-    assert types == {"not_null", "unique", "range", "accepted_values", "freshness", "row_count_change"}
+    assert types == {"not_null", "unique", "range", "accepted_values", "freshness", "row_count_change", "not_future"}
     # the resolved conf (logged with every training run) loads again as it is
     assert QualitySpec.model_validate(yaml.safe_load(yaml.safe_dump(uc.quality.model_dump(mode="json")))) == uc.quality
