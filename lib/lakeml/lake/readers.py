@@ -105,24 +105,29 @@ def _string_schema(spec: SourceSpec) -> StructType:
     return StructType([StructField(c, StringType()) for c in spec.columns])
 
 
+def _batch_of(f: str, batches: dict[str, date] | None) -> date | None:
+    return (batches or {}).get(f) or batch_of_path(real_path(f))
+
+
 def _files_frame(spark: SparkSession, files: list[str], batches: dict[str, date] | None, headers: dict[str, str | None] | None) -> DataFrame:
     rows = []
     for f in files:
-        b = (batches or {}).get(f) or batch_of_path(real_path(f))
         h = None if headers is None else (headers.get(f) or "").removeprefix("\ufeff")
-        rows.append((real_path(f), b, h))
+        rows.append((real_path(f), _batch_of(f, batches), h))
     return spark.createDataFrame(rows, "_source_file string, _batch_date date, _h string")
 
 
-def _lines(spark: SparkSession, files: list[str], info: DataFrame) -> DataFrame:
-    """Every line of the files (blank ones too), with its file's real path, batch and header."""
+def _lines(spark: SparkSession, spec: SourceSpec, files: list[str], info: DataFrame) -> DataFrame:
+    """Every line of the files (blank ones too), with its file's real path, batch and header,
+    its length in bytes (``_len``) and whether that is beyond ``max_line_bytes`` (``_long``)."""
     lines = spark.read.text([spark_path(f) for f in files]).select("value", _real_path(F.col("_metadata.file_path")).alias("_source_file"))
-    return lines.join(F.broadcast(info), "_source_file", "left")  # left: a line never disappears here
+    lines = lines.join(F.broadcast(info), "_source_file", "left")  # left: a line never disappears here
+    return lines.withColumn("_len", F.octet_length("value")).withColumn("_long", F.col("_len") > spec.max_line_bytes)
 
 
 def _unreadable(spark: SparkSession, spec: SourceSpec, bad: dict[str, str], batches: dict[str, date] | None) -> DataFrame:
     """One quarantined row per unreadable file (no record text: the file as a whole failed)."""
-    rows = [(real_path(f), (batches or {}).get(f) or batch_of_path(real_path(f)), why) for f, why in bad.items()]
+    rows = [(real_path(f), _batch_of(f, batches), why) for f, why in bad.items()]
     df = spark.createDataFrame(rows, "_source_file string, _batch_date date, _problem string")
     none = F.lit(None).cast("string")
     return df.select(*[none.alias(c) for c in spec.columns], F.lit("").alias(CORRUPT), "_problem", none.alias(SKIP), none.alias(SHAPE), *META)
@@ -179,8 +184,7 @@ def _read_text(spark: SparkSession, spec: SourceSpec, files: list[str], headers:
     utf8 = F.is_valid_utf8(F.col("value"))
     raw_line = F.make_valid_utf8(F.col("value"))
     if spec.format == "json":
-        info = _files_frame(spark, files, batches, None)
-        lines = _lines(spark, files, info).withColumn("_len", F.octet_length("value")).withColumn("_long", F.col("_len") > spec.max_line_bytes)
+        lines = _lines(spark, spec, files, _files_frame(spark, files, batches, None))
         # each derived value is its own column, computed once per line (a regex or a JSON
         # parse repeated inside every CASE WHEN made this read four times slower)
         lines = lines.withColumn("_t", F.when(~F.col("_long"), F.btrim(F.col("value"), F.lit(WHITESPACE))))
@@ -198,7 +202,7 @@ def _read_text(spark: SparkSession, spec: SourceSpec, files: list[str], headers:
             .when(F.col("_n") > 1, F.lit("malformed record: more than one JSON object on the line"))
             .when(~F.col("_ok"), F.lit("malformed record: not a JSON object"))
         )
-        values = {c: _json_value(c, spec.columns[c].type) for c in cols}
+        values = {c: _json_value(c) for c in cols}
         kind = {c: F.coalesce(F.lower(F.split(_variant_type(c), "<")[0]), F.lit("object or array")) for c in cols}
         shape = _messages([(_json_container(c, v), F.concat(F.lit(f"{c}: a JSON "), kind[c], F.lit(f" where a {spec.columns[c].type} is declared")))
                            for c, v in values.items() if spec.columns[c].type == "string"])
@@ -214,8 +218,7 @@ def _read_text(spark: SparkSession, spec: SourceSpec, files: list[str], headers:
     # CSV
     expected = csv_header(spec)
     headers = headers if headers is not None else {f: landing.first_line(spark, f) for f in files}
-    info = _files_frame(spark, files, batches, headers)
-    lines = _lines(spark, files, info).withColumn("_len", F.octet_length("value")).withColumn("_long", F.col("_len") > spec.max_line_bytes)
+    lines = _lines(spark, spec, files, _files_frame(spark, files, batches, headers))
     # each file's first line is its header (compared byte for byte: a first line that is
     # not UTF-8 text is no header but a malformed record); a byte-order mark before it is
     # not part of it (Hadoop's line reader drops it, Python's keeps it); a line equal to
@@ -252,7 +255,7 @@ def _key_pattern(c: str) -> str:
     return '"' + re.escape(c) + r'"\s*:\s*'
 
 
-def _json_value(c: str, declared: str) -> Column:
+def _json_value(c: str) -> Column:
     """The text of field ``c``. A number beyond the double range (1e400) or a NaN/Infinity
     token comes out of Spark's parser as the quoted word "Infinity"/"NaN"; the token as the
     file has it is taken from the line instead, so that the reason shows it."""
