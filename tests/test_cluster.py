@@ -217,17 +217,32 @@ def test_notebook_runs_against_the_cluster(ran_pipeline, stack_env, monkeypatch)
 
 
 def test_a_service_that_fails_to_start_shows_its_log(stack_env, tmp_path):
-    # an MLflow server on the stack's PostgreSQL with a wrong password: it exits while starting
-    free = _free_port()
-    s = Stack(tmp_path / "broken", Ports(mlflow=free))
+    # a PostgreSQL whose data folder is not one it can use: it exits at once, saying why
+    data = tmp_path / "broken" / "postgres"
+    data.mkdir(parents=True)
+    (data / "PG_VERSION").write_text("9\n")  # prepare sees a data folder and does not initdb
+    s = Stack(tmp_path / "broken", Ports(postgres=_free_port()))
+    try:
+        with pytest.raises(StackError, match=r"(?s)postgres exited while starting. Last lines of .*postgres.log.*(could not access directory|FATAL)"):
+            s.up(["postgres"])
+    finally:
+        s.down()
+
+
+def test_a_wrong_password_is_named_before_mlflow_starts(stack_env, tmp_path):
+    # MLflow itself would retry its store for 100 s before exiting; the stack says it at once
+    s = Stack(tmp_path / "broken", Ports(mlflow=_free_port()))
     old = os.environ["LAKEML_PG_PASSWORD"]
     os.environ["LAKEML_PG_PASSWORD"] = "wrong-" + old
+    t0 = time.time()
     try:
-        with pytest.raises(StackError, match=r"(?s)mlflow exited while starting. Last lines of .*mlflow.log.*password authentication failed"):
+        with pytest.raises(StackError, match=rf"mlflow: its store, database mlflow of PostgreSQL at {HOST}:{PORTS.postgres}, refuses the connection .*password authentication failed"):
             s.up(["mlflow"])
     finally:
         os.environ["LAKEML_PG_PASSWORD"] = old
         s.down()
+    assert time.time() - t0 < 20
+    assert not s.pid_file(s.get("mlflow")).exists()
 
 
 def test_a_taken_port_is_named(stack_env, tmp_path):
