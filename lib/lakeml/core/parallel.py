@@ -22,12 +22,7 @@ MAX_THREADS = 8
 _PROPS = ("spark.jobGroup.id", "spark.job.description", "spark.job.interruptOnCancel", "spark.scheduler.pool")
 
 
-def submit_all(spark: SparkSession, fn: Callable[[T], R], items: Iterable[T], max_threads: int = MAX_THREADS) -> list[Future]:
-    """``fn(item)`` for every item, from up to ``max_threads`` threads; the futures in the
-    order of ``items`` (all finished when this returns)."""
-    items = list(items)
-    if not items:
-        return []
+def _with_props(spark: SparkSession, fn: Callable[[T], R]) -> Callable[[T], R]:
     sc = spark.sparkContext
     props = {k: sc.getLocalProperty(k) for k in _PROPS}
 
@@ -37,6 +32,26 @@ def submit_all(spark: SparkSession, fn: Callable[[T], R], items: Iterable[T], ma
                 sc.setLocalProperty(k, v)
         return fn(item)
 
+    return call
+
+
+def start(spark: SparkSession, fn: Callable[[], R]) -> Future:
+    """``fn()`` from a thread of its own, started now; the caller goes on and takes the
+    result from the future when it needs it."""
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        return pool.submit(_with_props(spark, lambda _: fn()), None)
+    finally:
+        pool.shutdown(wait=False)
+
+
+def submit_all(spark: SparkSession, fn: Callable[[T], R], items: Iterable[T], max_threads: int = MAX_THREADS) -> list[Future]:
+    """``fn(item)`` for every item, from up to ``max_threads`` threads; the futures in the
+    order of ``items`` (all finished when this returns)."""
+    items = list(items)
+    if not items:
+        return []
+    call = _with_props(spark, fn)
     if len(items) == 1:
         f: Future = Future()
         try:

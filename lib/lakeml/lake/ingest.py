@@ -323,6 +323,11 @@ def ingest_source(spark: SparkSession, uc: UseCaseConfig, source: str, batches: 
 
     t = F.when(F.col("_reason").isNull() & F.col(SKIP).isNull(), F.col(silver.time_column(spec)))
     unreadable = readers.unreadable_files(spark, spec, files)
+    # the conservation count reads the files apart from the reader: its own small job, run
+    # beside the typing pass (a daily batch is mostly job latency); again after it, should
+    # the typing pass find a file that breaks off mid-way
+    scanned = [f for f in files if f not in unreadable]
+    scan = parallel.start(spark, lambda: readers.count_rows(spark, spec, scanned))
     while True:
         validated = validate(read_raw(spark, spec, files, batches={p: d for p, (d, _) in listed.items()}, unreadable=unreadable), spec).persist()
         try:
@@ -343,7 +348,9 @@ def ingest_source(spark: SparkSession, uc: UseCaseConfig, source: str, batches: 
             unreadable[broken] = readers.broken_reason(e)
             log.warning("%s: %s: %s", source, broken, unreadable[broken])
     try:
-        counts = _conserved(spec, source, listed, per_file, readers.count_rows(spark, spec, [f for f in files if f not in unreadable]))
+        readable = [f for f in files if f not in unreadable]
+        in_files = scan.result() if readable == scanned and scan.exception() is None else readers.count_rows(spark, spec, readable)
+        counts = _conserved(spec, source, listed, per_file, in_files)
         stats: dict[date, dict] = {}
         for r in per_file:
             st = stats.setdefault(r["_batch_date"], {"read": 0, "bad": 0, "lo": None, "hi": None})
