@@ -2,7 +2,8 @@
 
 A pipeline of the project's shape (train.build_pipeline: Imputer -> StringIndexer ->
 (OneHotEncoder for LR) -> VectorAssembler -> classifier, class weights, a set threshold),
-for logistic regression, GBT (the conf's default) and random forest, is fitted on 10 000
+for logistic regression, GBT (the conf's default), random forest and XGBoost (its PySpark
+estimator, early stopping on), is fitted on 10 000
 generated rows with nulls, NaN and a category the fit never saw; then the same rows are
 scored by ``PipelineModel.transform`` and by the ONNX model (ONNX Runtime, no Spark), and
 P(class 1) must agree to ``ExportSpec().parity_tolerance`` (1e-6).
@@ -62,7 +63,8 @@ def rows(spark):
     return df, pdf
 
 
-PARAMS = {"logistic_regression": {"maxIter": 20}, "gbt": {"maxIter": 20}, "random_forest": {"numTrees": 20}}
+PARAMS = {"logistic_regression": {"maxIter": 20}, "gbt": {"maxIter": 20}, "random_forest": {"numTrees": 20},
+          "xgboost": {"n_estimators": 60, "max_depth": 4, "learning_rate": 0.3, "early_stopping_rounds": 5}}
 
 
 @pytest.fixture(scope="module", params=list(PARAMS))
@@ -75,8 +77,8 @@ def fitted(request, spark, uc, rows):
     )
     pipe, _ = train.build_pipeline(spec, "churned")
     fit_rows = df.where(F.coalesce(F.col("region"), F.lit("")) != "islands")  # 'islands' is unseen: StringIndexer 'keep'
-    model = pipe.fit(train.with_class_weights(fit_rows, "churned", "balanced"))
-    train.set_threshold(model, 0.4)
+    model = pipe.fit(train.training_rows(fit_rows, "churned", spec))
+    model = train.set_threshold(model, 0.4)
     out = model.transform(df).select("customer_id", vector_to_array("probability")[1].alias("p"), "prediction").orderBy("customer_id")
     native = out.toPandas()
     return clf, model, native["p"].to_numpy(), native["prediction"].to_numpy()

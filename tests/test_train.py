@@ -37,9 +37,13 @@ def test_balanced_class_weights(spark):
     assert sums[0] == pytest.approx(sums[1]) == pytest.approx(50.0)
 
 
-@pytest.mark.parametrize("classifier", ["logistic_regression", "random_forest", "gbt"])
+CLASSIFIER_PARAMS = {"logistic_regression": {"maxIter": 5}, "random_forest": {"numTrees": 5}, "gbt": {"maxIter": 5},
+                     "xgboost": {"n_estimators": 30, "max_depth": 3, "early_stopping_rounds": 3}}
+
+
+@pytest.mark.parametrize("classifier", list(CLASSIFIER_PARAMS))
 def test_each_classifier_fits_and_scores_with_its_threshold(spark, uc, classifier):
-    params = {"maxIter": 5} if classifier != "random_forest" else {"numTrees": 5}
+    params = CLASSIFIER_PARAMS[classifier]
     spec = uc.model.model_copy(
         update={"classifier": classifier, "params": params, "grid": {}, "categorical": ["plan"], "numeric": ["age", "minutes_30d"]}
     )
@@ -47,8 +51,8 @@ def test_each_classifier_fits_and_scores_with_its_threshold(spark, uc, classifie
             for i in range(400)]
     df = spark.createDataFrame(rows, "customer_id string, as_of_date date, plan string, age int, minutes_30d double, y int")
     pipe, _ = train.build_pipeline(spec, "y")
-    model = pipe.fit(train.with_class_weights(df, "y", "balanced"))
-    train.set_threshold(model, 0.7)
+    model = pipe.fit(train.training_rows(df, "y", spec))
+    model = train.set_threshold(model, 0.7)
     ref = tracking.ModelRef("m", "3", "run", "champion")
     out = score.score_batch(model, df, "customer_id", ref, "p_y")  # the column names come from the caller (conf)
     assert out.count() == df.count()
@@ -60,3 +64,17 @@ def test_each_classifier_fits_and_scores_with_its_threshold(spark, uc, classifie
     assert m["roc_auc"] > 0.9  # the label is a function of minutes_30d
     names = [n for n, _ in train.feature_importances(model, model.transform(df))]
     assert "minutes_30d" in names[:2] or any(n.startswith("minutes_30d") for n in names[:2])
+
+
+def test_xgboost_params_are_checked_by_name_and_early_stopping_validates_on_a_share(spark, uc):
+    spec = uc.model.model_copy(update={"classifier": "xgboost", "params": {"n_estimator": 10}, "grid": {}})
+    with pytest.raises(ConfigError, match=r"model\.params\.n_estimator: SparkXGBClassifier has no parameter 'n_estimator'"):
+        train.check_model(spec, "y", "usecase.yaml")
+    spec = uc.model.model_copy(update={"classifier": "xgboost", "params": {"early_stopping_rounds": 5}, "grid": {"max_depth": [2, 4]}})
+    train.check_model(spec, "y", "usecase.yaml")
+    _, clf = train.build_pipeline(spec, "y")
+    assert clf.getOrDefault("validationIndicatorCol") == "_xgb_validation" and clf.getOrDefault("weightCol") == "weight"
+    assert clf.getOrDefault("num_workers") == max(1, spark.sparkContext.defaultParallelism // spec.tuning.parallelism)
+    rows = train.training_rows(spark.range(2000).select((F.col("id") % 5 == 0).cast("int").alias("y")), "y", spec)
+    share = rows.where("_xgb_validation").count() / 2000
+    assert 0.15 < share < 0.25

@@ -57,6 +57,8 @@ def onnx_input_types(model, sample_df) -> list[tuple[str, str]]:
 
     produced, needed, as_string = set(), [], set()
     for st in _stages(model):
+        if type(st).__name__ in ("SparkXGBClassifierModel", "PositiveThreshold"):
+            continue  # they read what the stages before them made (features, probability)
         ins, outs = _io(st)
         for c in ins:
             if c not in produced and c not in needed:
@@ -223,12 +225,13 @@ def _walk(jnode, leaf_value) -> dict:
     return {"nodes": nodes, "leaves": leaves}
 
 
-def _tree_ensemble(scope, container, x: str, trees: list[dict], name: str) -> str:
-    """SUM over ``trees`` (each: nodes, leaves as values) in ONE float64 TreeEnsemble node."""
+def _ensemble_attrs(trees: list[dict]) -> dict:
+    """The attributes of ONE float64 TreeEnsemble that sums ``trees`` (each: nodes, leaves as
+    values; a node may say where a missing value goes, ``missing_true``)."""
     from onnx import TensorProto, helper
 
     a = {k: [] for k in ["nodes_featureids", "nodes_truenodeids", "nodes_trueleafs", "nodes_falsenodeids", "nodes_falseleafs"]}
-    modes, splits, members, roots, leaf_w = [], [], [], [], []
+    modes, splits, members, roots, leaf_w, missing = [], [], [], [], [], []
     for t in trees:
         n0, l0 = len(modes), len(leaf_w)
         roots.append(n0)
@@ -240,6 +243,7 @@ def _tree_ensemble(scope, container, x: str, trees: list[dict], name: str) -> st
                 a[f"nodes_{side}nodeids"].append(i + (l0 if is_leaf else n0))
             modes.append(nd["mode"])
             splits.append(nd["split"])
+            missing.append(nd.get("missing_true", 0))
             if nd["mode"] == 6:
                 members.extend(nd["members"] + [np.nan])
         leaf_w.extend(t["leaves"])
@@ -254,10 +258,17 @@ def _tree_ensemble(scope, container, x: str, trees: list[dict], name: str) -> st
         leaf_targetids=[0] * len(leaf_w),
         leaf_weights=helper.make_tensor("leaf_weights", TensorProto.DOUBLE, [len(leaf_w)], leaf_w),
     )
+    if any(missing):
+        attrs["nodes_missing_value_tracks_true"] = missing
     if members:
         attrs["membership_values"] = helper.make_tensor("membership_values", TensorProto.DOUBLE, [len(members)], members)
+    return attrs
+
+
+def _tree_ensemble(scope, container, x: str, trees: list[dict], name: str) -> str:
+    """SUM over ``trees`` in ONE float64 TreeEnsemble node."""
     return _node(scope, container, "TreeEnsemble", [x], scope.get_unique_variable_name(name), domain="ai.onnx.ml",
-                 version=ONNX_ML_OPSET, **attrs)
+                 version=ONNX_ML_OPSET, **_ensemble_attrs(trees))
 
 
 def _gbt(scope, operator, container):
@@ -324,25 +335,23 @@ def to_onnx(spark, model, sample_df, path) -> Path | None:
     """Write ``model`` as ONNX at ``path``, or return ``None`` (reason logged) when a stage
     has no faithful ONNX form. ``sample_df`` gives the input column types."""
     import onnx
-    import onnxmltools
-    from onnxmltools.convert.common.data_types import DoubleTensorType, StringTensorType
 
+    from lakeml.ml import xgb
+
+    booster = xgb.classifier_stage(model) if hasattr(model, "stages") else None
     try:
-        unknown = [type(s).__name__ for s in _stages(model) if _op_name(s) not in _CONVERTERS]
-        if unknown:
-            raise NotConvertible(f"no ONNX converter for stage(s) {', '.join(unknown)}")
-        inputs = onnx_input_types(model, sample_df)
-        initial = [(c, StringTensorType([None, 1]) if t == "string" else DoubleTensorType([None, 1])) for c, t in inputs]
-        onx = onnxmltools.convert_sparkml(
-            model, "lakeml", initial, spark_session=spark, target_opset=ONNX_OPSET,
-            custom_conversion_functions=_CONVERTERS, custom_shape_calculators=dict.fromkeys(_CONVERTERS, _shape),
-        )
+        if booster is not None:  # the MLlib stages before it converted as usual, the booster grafted on
+            from pyspark.ml import PipelineModel
+
+            pre = PipelineModel(stages=model.stages[: model.stages.index(booster)])
+            onx, inputs = _convert(spark, pre, sample_df, {"features"})
+            after = model.stages[-1]
+            _graft_xgb(onx, booster, after.getOrDefault("threshold") if isinstance(after, xgb.PositiveThreshold) else 0.5)
+        else:
+            onx, inputs = _convert(spark, model, sample_df, {"probability", "prediction"})
     except NotConvertible as e:
         log.warning("no ONNX model: %s", e)
         return None
-    keep = {"probability", "prediction"}
-    for o in [o for o in onx.graph.output if o.name not in keep]:
-        onx.graph.output.remove(o)
     for imp in onx.opset_import:
         if imp.domain == "ai.onnx.ml":
             imp.version = max(imp.version, ONNX_ML_OPSET)
@@ -352,6 +361,64 @@ def to_onnx(spark, model, sample_df, path) -> Path | None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(onx.SerializeToString())
     return path
+
+
+def _convert(spark, model, sample_df, keep: set[str]):
+    """The MLlib stages of ``model`` as an ONNX graph whose outputs are ``keep``; and its inputs."""
+    import onnxmltools
+    from onnxmltools.convert.common.data_types import DoubleTensorType, StringTensorType
+
+    unknown = [type(s).__name__ for s in _stages(model) if _op_name(s) not in _CONVERTERS]
+    if unknown:
+        raise NotConvertible(f"no ONNX converter for stage(s) {', '.join(unknown)}")
+    inputs = onnx_input_types(model, sample_df)
+    initial = [(c, StringTensorType([None, 1]) if t == "string" else DoubleTensorType([None, 1])) for c, t in inputs]
+    onx = onnxmltools.convert_sparkml(
+        model, "lakeml", initial, spark_session=spark, target_opset=ONNX_OPSET,
+        custom_conversion_functions=_CONVERTERS, custom_shape_calculators=dict.fromkeys(_CONVERTERS, _shape),
+    )
+    for o in [o for o in onx.graph.output if o.name not in keep]:
+        onx.graph.output.remove(o)
+    return onx, inputs
+
+
+def _graft_xgb(onx, booster, threshold: float) -> None:
+    """After the graph's ``features`` output: the booster's trees on the features as float32
+    (what XGBoost compares), P(1) = sigmoid(base margin + sum of leaves), ``probability`` and
+    ``prediction`` (1 iff P(1) >= threshold)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from lakeml.ml import xgb
+
+    try:
+        trees, base = xgb.trees(booster)
+    except ValueError as e:
+        raise NotConvertible(str(e)) from None
+    g = onx.graph
+    feats = next(o for o in g.output if o.name == "features")
+    g.output.remove(feats)
+
+    def const(name, values, dtype=np.float64):
+        g.initializer.append(numpy_helper.from_array(np.asarray(values, dtype=dtype), name))
+        return name
+
+    def node(op, ins, out, domain="", **attrs):
+        g.node.append(helper.make_node(op, ins, [out], name=f"xgb_{out}", domain=domain, **attrs))
+        return out
+
+    x = node("Cast", [node("Cast", ["features"], "xgb_x32", to=TensorProto.FLOAT)], "xgb_x", to=TensorProto.DOUBLE)
+    m = node("TreeEnsemble", [x], "xgb_leaves", domain="ai.onnx.ml", **_ensemble_attrs(trees))
+    m = node("Add", [m, const("xgb_base_margin", [base])], "xgb_margin")
+    p1 = node("Sigmoid", [m], "xgb_p1")
+    p0 = node("Sub", [const("xgb_one", [1.0]), p1], "xgb_p0")
+    node("Concat", [p0, p1], "probability", axis=1)
+    hit = node("GreaterOrEqual", [p1, const("xgb_threshold", [threshold])], "xgb_hit")
+    flat = node("Squeeze", [node("Flatten", [hit], "xgb_flat", axis=0), const("xgb_axis0", [0], np.int64)], "xgb_hit_n")
+    node("Cast", [flat], "prediction", to=TensorProto.INT64)
+    g.output.extend([
+        helper.make_tensor_value_info("prediction", TensorProto.INT64, [None]),
+        helper.make_tensor_value_info("probability", TensorProto.DOUBLE, [None, 2]),
+    ])
 
 
 def _op_name(stage) -> str:

@@ -27,11 +27,31 @@ from lakeml import features
 from lakeml.core import tables, tracking
 from lakeml.core.config import EnvConfig, ModelSpec, UseCaseConfig, to_yaml
 from lakeml.core.errors import ConfigError, LakemlError, first_line
-from lakeml.ml import metrics, plots, portable
+from lakeml.ml import metrics, plots, portable, xgb
 
 log = logging.getLogger(__name__)
 
 CLASSIFIERS = {"logistic_regression": LogisticRegression, "random_forest": RandomForestClassifier, "gbt": GBTClassifier}
+
+
+def _classifier(spec: ModelSpec, label: str, weight: str | None = "weight", num_workers: int | None = None):
+    """The unfitted classifier stage the conf names (XGBoost's estimator is a Python one)."""
+    if spec.classifier == xgb.NAME:
+        return xgb.estimator(label, spec.seed, num_workers)
+    clf = CLASSIFIERS[spec.classifier](featuresCol="features", labelCol=label, **({"weightCol": weight} if weight else {}))
+    if clf.hasParam("seed"):
+        clf.setSeed(spec.seed)
+    return clf
+
+
+def _xgb_workers(spec: ModelSpec) -> int | None:
+    """XGBoost trains in one barrier stage of ``num_workers`` tasks, and the tuning fits
+    ``parallelism`` models at once: each gets its share of the session's cores."""
+    if spec.classifier != xgb.NAME or "num_workers" in spec.params:
+        return None
+    active = SparkSession.getActiveSession()
+    cores = active.sparkContext.defaultParallelism if active is not None else 1
+    return max(1, cores // max(1, spec.tuning.parallelism))
 class TrainingError(LakemlError):
     """Training cannot give a model: no labelled snapshot yet, or a test ROC AUC below the floor."""
 
@@ -52,7 +72,7 @@ def check_model(spec: ModelSpec, label: str, source: str = "model spec") -> None
     1.5``): a bad value names its conf key before any data is read. Needs a Spark session
     (no data)."""
     build_pipeline(spec, label, source)  # unknown names and wrong types
-    bare = CLASSIFIERS[spec.classifier](featuresCol="features", labelCol=label)
+    bare = _classifier(spec, label, weight=None)
     checks = [("model.params", name, v) for name, v in spec.params.items()]
     for name, values in spec.grid.items():
         if not bare.hasParam(name):
@@ -64,6 +84,8 @@ def check_model(spec: ModelSpec, label: str, source: str = "model spec") -> None
             converted = param.typeConverter(value)
         except (TypeError, ValueError) as e:
             raise ConfigError(f"{source}: {key}.{name}: {value!r} is not a valid {name} for {type(bare).__name__} ({e})") from None
+        if spec.classifier == xgb.NAME:
+            continue  # a Python estimator: XGBoost checks its values when it trains
         try:
             bare.copy({param: converted})._transfer_params_to_java()
         except Exception as e:  # noqa: BLE001 - the JVM's IllegalArgumentException, through py4j
@@ -89,10 +111,10 @@ def build_pipeline(spec: ModelSpec, label: str, source: str = "model spec") -> t
     else:
         cat_vec = indexed  # trees split categorical indices directly
     stages.append(VectorAssembler(inputCols=imputed + cat_vec, outputCol="features", handleInvalid="keep"))
-    clf = CLASSIFIERS[spec.classifier](featuresCol="features", labelCol=label, weightCol="weight")
-    if clf.hasParam("seed"):
-        clf.setSeed(spec.seed)
+    clf = _classifier(spec, label, num_workers=_xgb_workers(spec))
     _set_params(clf, spec.params, "model.params", source)
+    if spec.classifier == xgb.NAME and xgb.early_stopping(clf):
+        clf.set(clf.getParam("validationIndicatorCol"), xgb.VALIDATION_COL)
     stages.append(clf)
     return Pipeline(stages=stages), clf
 
@@ -119,6 +141,13 @@ def with_class_weights(df: DataFrame, label: str, mode: str) -> DataFrame:
     return df.withColumn("weight", expr)
 
 
+def training_rows(df: DataFrame, label: str, spec: ModelSpec) -> DataFrame:
+    """What the pipeline is fitted on: the rows with their class weights (and, for XGBoost,
+    the seeded share its early stopping validates on)."""
+    out = with_class_weights(df, label, spec.class_weight)
+    return xgb.with_validation(out, spec.seed) if spec.classifier == xgb.NAME else out
+
+
 def time_split(labelled_dates: list[date], horizon_days: int) -> tuple[list[date], date]:
     if not labelled_dates:
         raise TrainingError("No labelled snapshot yet: generate more days of data (the label window must close).")
@@ -132,13 +161,20 @@ def time_split(labelled_dates: list[date], horizon_days: int) -> tuple[list[date
     return sorted(train), test
 
 
-def set_threshold(model: PipelineModel, t: float) -> None:
-    """Make the fitted classifier predict 1 exactly when P(1) >= t."""
+def set_threshold(model: PipelineModel, t: float) -> PipelineModel:
+    """Make the fitted pipeline predict 1 exactly when P(1) >= t: the classifier's own
+    threshold (MLlib), or a ``PositiveThreshold`` stage after it (XGBoost, which predicts the
+    likelier class). Returns the model (a new one when a stage was added)."""
     clf = model.stages[-1]
-    if clf.hasParam("threshold") and not clf.hasParam("thresholds"):
+    if type(clf).__name__ == "SparkXGBClassifierModel":
+        return PipelineModel(stages=[*model.stages, xgb.PositiveThreshold(threshold=t)])
+    if isinstance(clf, xgb.PositiveThreshold):
+        clf.set(clf.threshold, t)
+    elif clf.hasParam("threshold") and not clf.hasParam("thresholds"):
         clf.set(clf.getParam("threshold"), t)
     else:
         clf.set(clf.getParam("thresholds"), [1.0 - t, t])
+    return model
 
 
 def feature_importances(model: PipelineModel, scored: DataFrame) -> list[tuple[str, float]]:
@@ -146,10 +182,15 @@ def feature_importances(model: PipelineModel, scored: DataFrame) -> list[tuple[s
 
     Slot names come from the assembler's metadata on ``scored`` (one-hot slots are named
     ``column_value``)."""
-    clf = model.stages[-1]
-    vals = clf.featureImportances.toArray() if hasattr(clf, "featureImportances") else abs(clf.coefficients.toArray())
+    clf = xgb.classifier_stage(model) or model.stages[-1]
     attrs = scored.schema["features"].metadata.get("ml_attr", {}).get("attrs", {})
     names = {a["idx"]: a["name"] for group in attrs.values() for a in group}
+    if hasattr(clf, "get_booster"):
+        vals = xgb.importances(clf, scored.schema["features"].metadata.get("ml_attr", {}).get("num_attrs", len(names)))
+    elif hasattr(clf, "featureImportances"):
+        vals = clf.featureImportances.toArray()
+    else:
+        vals = abs(clf.coefficients.toArray())
     clean = [names.get(i, f"f{i}").replace("__imp", "").replace("__idx", "").replace("__ohe", "") for i in range(len(vals))]
     return sorted(zip(clean, (float(v) for v in vals), strict=True), key=lambda p: -p[1])
 
@@ -176,7 +217,7 @@ def fit(spark: SparkSession, uc: UseCaseConfig, data: DataFrame, dates: list[dat
     ``dates``: the labelled snapshots of ``data``, if known."""
     spec, label, p1 = uc.model, uc.label.column, uc.probability
     train_dates, test_date = time_split(labelled_dates(data) if dates is None else dates, uc.label.horizon_days)
-    train = with_class_weights(data.where(F.col("as_of_date").isin(train_dates)), label, spec.class_weight).persist()
+    train = training_rows(data.where(F.col("as_of_date").isin(train_dates)), label, spec).persist()
     test = data.where(F.col("as_of_date") == F.lit(test_date)).persist()
     pipe, clf = build_pipeline(spec, label, uc.source_file)
     grid = param_grid(clf, spec, uc.source_file)
@@ -196,7 +237,7 @@ def fit(spark: SparkSession, uc: UseCaseConfig, data: DataFrame, dates: list[dat
         threshold = metrics.best_f1_threshold(metrics.curves(train_scored, label, p1))
     else:
         threshold = float(spec.threshold)
-    set_threshold(model, threshold)
+    model = set_threshold(model, threshold)
     test_scored = model.transform(test).withColumn(p1, metrics.positive_probability()).persist()
     result = {
         "model": model,

@@ -10,7 +10,7 @@ Every file is validated against a typed schema on load. Unknown keys, wrong type
 missing files stop with a ``ConfigError`` that names the file and the key, e.g.::
 
     conf/<usecase>/usecase.yaml: model.classifier: Input should be 'logistic_regression',
-    'random_forest' or 'gbt' (got 'xgboost')
+    'random_forest', 'gbt' or 'xgboost' (got 'xgbost')
 
 Values of the form ``${VAR}`` or ``${VAR:-default}`` are read from the environment, which
 is how secrets (passwords, tokens) get in: never from a file. A ``${VAR}`` without a default

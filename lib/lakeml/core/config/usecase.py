@@ -163,7 +163,7 @@ class ModelSpec(Strict):
     experiment: str
     categorical: list[str]
     numeric: list[str]
-    classifier: Literal["logistic_regression", "random_forest", "gbt"]
+    classifier: Literal["logistic_regression", "random_forest", "gbt", "xgboost"]
     params: dict[str, Any] = Field(default_factory=dict)
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     tuning: TuningSpec = Field(default_factory=TuningSpec)
