@@ -288,12 +288,17 @@ def _load(ref: ModelRef):
     return _LOADED[key]
 
 
-def load_spark_model_version(client: MlflowClient, name: str, version: str, alias: str | None = None):
-    """(PipelineModel, ModelRef) for ``models:/<name>/<version>``; ``alias`` is what the ref
-    reports (the alias that version served under)."""
+def version_ref(client: MlflowClient, name: str, version: str, alias: str | None = None) -> ModelRef:
+    """The ModelRef of ``models:/<name>/<version>``; ``alias`` is what the ref reports (the
+    alias that version served under)."""
     try:
         mv = client.get_model_version(name, str(version))
     except MlflowException:
         raise MissingDataError(f"{name!r} has no version {version} in the registry at {mlflow.get_registry_uri()}") from None
-    ref = ModelRef(name, str(mv.version), mv.run_id, alias)
+    return ModelRef(name, str(mv.version), mv.run_id, alias)
+
+
+def load_spark_model_version(client: MlflowClient, name: str, version: str, alias: str | None = None):
+    """(PipelineModel, ModelRef) for ``models:/<name>/<version>``."""
+    ref = version_ref(client, name, version, alias)
     return _load(ref), ref

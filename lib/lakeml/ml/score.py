@@ -1,7 +1,8 @@
 """Batch inference: the champion model over one snapshot of the feature table.
 
-Scoring is ``PipelineModel.transform`` (JVM, no Python UDF). The predictions table is
-partitioned by score_date; re-scoring a date atomically replaces that date's rows of the
+Scoring is ``PipelineModel.transform`` (engine ``native``), or the version's ONNX copy in
+ONNX Runtime inside ``mapInArrow`` (engine ``onnx``, ``scoring.engine`` in the use case
+file): the same table either way. The predictions table is partitioned by score_date; re-scoring a date atomically replaces that date's rows of the
 same alias and leaves every other date alone, so history is kept and nothing duplicates.
 """
 
@@ -20,25 +21,53 @@ from lakeml import features
 from lakeml.core import tables, tracking
 from lakeml.core.config import EnvConfig, UseCaseConfig
 from lakeml.core.errors import MissingDataError
-from lakeml.ml import metrics
+from lakeml.ml import metrics, onnx_runtime, portable
 
 log = logging.getLogger(__name__)
 
 
-def score_batch(model: PipelineModel, rows: DataFrame, entity: str, ref: tracking.ModelRef, probability: str) -> DataFrame:
+def score_batch(model: PipelineModel | bytes, rows: DataFrame, entity: str, ref: tracking.ModelRef, probability: str) -> DataFrame:
     """Predictions for feature rows: one output row per input row, P(label = 1) in the
-    column ``probability``. Pure."""
-    return model.transform(rows).select(
+    column ``probability``. ``model``: the Spark pipeline, or the bytes of its ONNX copy
+    (scored in ONNX Runtime on the executors). Pure."""
+    if isinstance(model, bytes):
+        scored = onnx_runtime.score_frame(rows, model, [entity, "as_of_date"], probability)
+    else:
+        scored = model.transform(rows).select(
+            entity, "as_of_date", metrics.positive_probability().alias(probability), F.col("prediction").cast("int").alias("prediction"))
+    return scored.select(
         F.col(entity),
         F.col("as_of_date").alias("score_date"),
-        metrics.positive_probability().alias(probability),
-        F.col("prediction").cast("int").alias("prediction"),
+        F.col(probability),
+        F.col("prediction"),
         F.lit(ref.name).alias("model_name"),
         F.lit(ref.version).alias("model_version"),
         F.lit(ref.run_id).alias("model_run_id"),
         F.lit(ref.alias).alias("model_alias"),
         F.current_timestamp().alias("scored_at"),
     )
+
+
+_ONNX: dict[tuple, bytes] = {}  # a registered version never changes: its ONNX copy is fetched once per process
+
+
+def onnx_model(client, ref: tracking.ModelRef, uc: UseCaseConfig) -> bytes:
+    """The bytes of the ONNX copy logged with version ``ref`` (scoring.engine: onnx), or an
+    error saying why there is none and what to do."""
+    key = (tracking.mlflow.get_registry_uri(), ref.name, ref.version, ref.run_id)
+    if key not in _ONNX:
+        tags = client.get_model_version(ref.name, ref.version).tags
+        if "onnx" not in tags.get(portable.FORMATS_TAG, "").split(","):
+            why = tags.get("portable_onnx_missing", "it was trained before ONNX copies were made, or with export.onnx: false")
+            raise MissingDataError(
+                f"scoring.engine is onnx ({uc.source_file}) but {ref.name} version {ref.version} has no ONNX copy: {why}. "
+                "Score it with scoring.engine: native, or train a version whose pipeline converts"
+            )
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as d:
+            _ONNX[key] = portable.download(ref.run_id, portable.ONNX_ARTIFACT, d).read_bytes()
+    return _ONNX[key]
 
 
 def run(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, score_date: date | None = None, alias: str = tracking.CHAMPION,
@@ -56,7 +85,12 @@ def run_many(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, todo: list[
     client = tracking.configure(env)
     refs = []
     for d, alias, version in todo:
-        if version is None:
+        if uc.scoring.engine == "onnx":
+            ref = tracking.get_alias(client, uc.model.name, alias) if version is None else tracking.version_ref(client, uc.model.name, version, alias)
+            if ref is None:
+                tracking.load_spark_model(client, uc.model.name, alias)  # raises the error that says how to get one
+            model = onnx_model(client, ref, uc)
+        elif version is None:
             model, ref = tracking.load_spark_model(client, uc.model.name, alias)
         else:
             model, ref = tracking.load_spark_model_version(client, uc.model.name, version, alias)

@@ -13,6 +13,7 @@ from lakeml.core.config.usecase import (
     ModelSpec,
     MonitoringSpec,
     RetrainingSpec,
+    ScoringSpec,
     SourceSpec,
     TablesSpec,
     UseCaseConfig,
@@ -21,6 +22,6 @@ from lakeml.core.config.usecase import (
 
 __all__ = [
     "CheckSpec", "ColumnSpec", "DemoSpec", "EnvConfig", "ExportSpec", "FeaturesSpec", "LabelSpec", "ModelSpec",
-    "MonitoringSpec", "QualitySpec", "RetrainingSpec", "SourceSpec", "TablesSpec", "UseCaseConfig", "ValidationSpec",
+    "MonitoringSpec", "QualitySpec", "RetrainingSpec", "ScoringSpec", "SourceSpec", "TablesSpec", "UseCaseConfig", "ValidationSpec",
     "known_usecases", "load_env", "load_usecase", "referenced_vars", "to_yaml",
 ]

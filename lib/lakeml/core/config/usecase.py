@@ -289,6 +289,18 @@ class ExportSpec(Strict):
         return v
 
 
+class ScoringSpec(Strict):
+    """How batch inference runs the model (lakeml.ml.score).
+
+    ``native``: the registered Spark pipeline's ``transform``. ``onnx``: the version's ONNX
+    copy (logged with every trained version when ``export.onnx``) in ONNX Runtime, inside
+    ``mapInArrow`` on the executors: Arrow batches of the feature rows, one
+    ``InferenceSession`` per Python worker. Both write the same predictions table (P(1)
+    within the export's parity tolerance)."""
+
+    engine: Literal["native", "onnx"] = "native"
+
+
 class UseCaseConfig(Strict):
     name: str
     description: str = ""
@@ -304,6 +316,7 @@ class UseCaseConfig(Strict):
     validation: ValidationSpec = Field(default_factory=ValidationSpec)
     retraining: RetrainingSpec = Field(default_factory=RetrainingSpec)
     export: ExportSpec = Field(default_factory=ExportSpec)
+    scoring: ScoringSpec = Field(default_factory=ScoringSpec)
     source_file: str = ""
     conf_dir: str = ""
 
