@@ -1,5 +1,6 @@
 """Model building blocks: the pipeline from conf, class weights, the time split, thresholds."""
 
+import os
 from datetime import date, timedelta
 
 import pytest
@@ -74,7 +75,8 @@ def test_xgboost_params_are_checked_by_name_and_early_stopping_validates_on_a_sh
     train.check_model(spec, "y", "usecase.yaml")
     _, clf = train.build_pipeline(spec, "y")
     assert clf.getOrDefault("validationIndicatorCol") == "_xgb_validation" and clf.getOrDefault("weightCol") == "weight"
-    assert clf.getOrDefault("num_workers") == max(1, spark.sparkContext.defaultParallelism // spec.tuning.parallelism)
+    # all of a barrier stage's tasks run at once: the workers fit the cores, not spark.default.parallelism
+    assert clf.getOrDefault("num_workers") == max(1, os.cpu_count() // spec.tuning.parallelism)
     rows = train.training_rows(spark.range(2000).select((F.col("id") % 5 == 0).cast("int").alias("y")), "y", spec)
     share = rows.where("_xgb_validation").count() / 2000
     assert 0.15 < share < 0.25

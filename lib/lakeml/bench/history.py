@@ -53,14 +53,16 @@ def _stage_seconds(summary: dict) -> dict[str, float]:
     return out
 
 
-def ingest_floor(spark, uc, zone: Path, day) -> dict:
-    """A plain read of one batch's files and a Delta append per source: the same I/O as the
-    ingest stage without its work (typing, quarantine, silver, log)."""
+def ingest_floor(spark, uc, zone: Path, day=None) -> dict:
+    """A plain read of one batch's files (``day``; every batch when None) and a Delta append
+    per source: the same I/O as the ingest stage without its work (typing, quarantine,
+    silver, log)."""
     t0 = time.perf_counter()
     rows = 0
     for name, spec in uc.sources.items():
-        folder = zone / str(day) / name
-        files = [str(p) for p in folder.iterdir() if p.is_file() and not p.name.startswith((".", "_"))] if folder.is_dir() else []
+        folders = [zone / str(day) / name] if day is not None else sorted(zone.glob(f"*/{name}"))
+        files = [str(p) for folder in folders if folder.is_dir() for p in folder.rglob("*")
+                 if p.is_file() and not p.name.startswith((".", "_"))]
         if not files:
             continue
         reader = spark.read

@@ -47,6 +47,40 @@ def mllib_gbt(uc: UseCaseConfig, train_df: DataFrame, test_df: DataFrame, params
     return {"fit_seconds": round(fit_s, 2), "roc_auc": round(auc, 4), "rows": rows}
 
 
+def xgboost_fit(uc: UseCaseConfig, train_df: DataFrame, test_df: DataFrame, params: dict) -> dict:
+    """One fit of the use case's pipeline with XGBoost's PySpark estimator as its last stage
+    (``classifier: xgboost``), the tuned GBT parameters mapped to XGBoost's names, no grid."""
+    mapped = {"n_estimators": int(params.get("maxIter", 40)), "learning_rate": float(params.get("stepSize", 0.1)),
+              "max_depth": int(params.get("maxDepth", 5)), "subsample": float(params.get("subsamplingRate", 1.0))}
+    spec = uc.model.model_copy(update={"classifier": "xgboost", "params": mapped, "grid": {},
+                                       "tuning": uc.model.tuning.model_copy(update={"parallelism": 1})})
+    label = uc.label.column
+    pipe, _ = train.build_pipeline(spec, label, uc.source_file)
+    tr = train.training_rows(train_df, label, spec).persist()
+    te = test_df.persist()
+    rows = tr.count() + te.count()
+    t0 = time.perf_counter()
+    model = pipe.fit(tr)
+    fit_s = time.perf_counter() - t0
+    scored = model.transform(te).withColumn("p1", metrics.positive_probability())
+    auc = BinaryClassificationEvaluator(labelCol=label, rawPredictionCol="p1", metricName="areaUnderROC", numBins=0).evaluate(scored)
+    tr.unpersist()
+    te.unpersist()
+    return {"fit_seconds": round(fit_s, 2), "roc_auc": round(auc, 4), "rows": rows, "params": mapped}
+
+
+def score_floor(uc: UseCaseConfig, rows: DataFrame, table: str) -> int:
+    """The scoring stage without the model: the same snapshot read and a prediction table of
+    the same columns written, with a constant score."""
+    out = rows.select(
+        F.col(uc.entity), F.col("as_of_date").alias("score_date"), F.lit(0.5).alias(uc.probability), F.lit(0).alias("prediction"),
+        F.lit(uc.model.name).alias("model_name"), F.lit("0").alias("model_version"), F.lit("floor").alias("model_run_id"),
+        F.lit("floor").alias("model_alias"), F.current_timestamp().alias("scored_at"),
+    )
+    out.write.format("delta").mode("overwrite").partitionBy("score_date").saveAsTable(table)
+    return rows.sparkSession.table(table).count()
+
+
 def to_pandas(df: DataFrame, uc: UseCaseConfig, categories: dict[str, list[str]] | None = None) -> tuple[pd.DataFrame, dict]:
     """Features (+ label) as pandas, categoricals as pandas categories with fixed levels
     (those of the training frame), so train and test encode alike."""

@@ -24,6 +24,10 @@ TARGETS = {
     "features_vs_duckdb": 5.0,
     "gbt_auc_gap": 0.01,
     "driver_peak_mb": 2048,
+    "xgboost_vs_lightgbm": 5.0,  # train stage (xgboost fit) <= 5x LightGBM's fit + collect
+    "xgboost_auc_gap": 0.005,
+    "score_vs_floor": 0.5,  # scoring rows/s >= 50 % of the floor's
+    "ingest_vs_floor": 0.5,
 }
 
 
@@ -58,6 +62,17 @@ def ratios(r: dict) -> dict:
         out["features_vs_duckdb"] = s("features")["seconds"] / s("peer:features_duckdb")["seconds"]
     if "roc_auc" in s("peer:train_mllib_gbt") and "roc_auc" in s("peer:train_lightgbm"):
         out["gbt_auc_gap"] = s("peer:train_lightgbm")["roc_auc"] - s("peer:train_mllib_gbt")["roc_auc"]
+    x, lg = s("peer:train_xgboost"), s("peer:train_lightgbm")
+    if "fit_seconds" in x and "fit_seconds" in lg:
+        out["xgboost_vs_lightgbm"] = x["fit_seconds"] / max(lg["fit_seconds"] + s("peer:train_collect_to_pandas").get("seconds", 0), 1e-3)
+        out["xgboost_auc_gap"] = lg["roc_auc"] - x["roc_auc"]
+    fl = s("floor:score").get("seconds")
+    if fl and s("score").get("transform_write_seconds"):
+        out["score_vs_floor"] = fl / s("score")["transform_write_seconds"]  # same rows: rate ratio = inverse time ratio
+    if fl and s("peer:score_onnx_engine").get("seconds"):
+        out["onnx_score_vs_floor"] = fl / max(s("peer:score_onnx_engine")["seconds"] - s("peer:score_onnx_engine").get("model_load_seconds", 0), 1e-3)
+    if s("floor:ingest").get("seconds") and s("ingest").get("seconds"):
+        out["ingest_vs_floor"] = s("floor:ingest")["seconds"] / s("ingest")["seconds"]
     return out
 
 
@@ -101,6 +116,29 @@ def _peer_table(r: dict) -> list[str]:
             f"| scoring (+ Delta write) | transform {_n(score_rate(r))} rows/s/core (+ {s('score').get('model_load_seconds')} s model load) | "
             f"mlflow spark_udf {_n(s('peer:score_mlflow_spark_udf')['rows_per_s_per_core'])} rows/s/core | "
             f"{q['score_vs_spark_udf']:.0f}× faster |"
+        )
+    if s("peer:train_xgboost") and "xgboost_vs_lightgbm" in q:
+        x = s("peer:train_xgboost")
+        lines.append(
+            f"| training, classifier: xgboost (xgboost.spark in the pipeline) | fit {x['fit_seconds']} s, ROC AUC {x['roc_auc']} | "
+            f"LightGBM fit + collect {lg['fit_seconds'] + s('peer:train_collect_to_pandas')['seconds']:.1f} s, ROC AUC {lg['roc_auc']} | "
+            f"{q['xgboost_vs_lightgbm']:.1f}× LightGBM's time, AUC gap {q['xgboost_auc_gap']:+.4f} |"
+        )
+    if "score_vs_floor" in q:
+        lines.append(
+            f"| scoring vs its floor (same read + write, constant score) | transform + write {s('score')['transform_write_seconds']} s | "
+            f"floor {s('floor:score')['seconds']} s | {100 * q['score_vs_floor']:.0f} % of the floor's rate |"
+        )
+    if "onnx_score_vs_floor" in q:
+        o = s("peer:score_onnx_engine")
+        lines.append(
+            f"| scoring.engine: onnx (ONNX Runtime in mapInArrow) | {o['seconds']} s ({o.get('model_load_seconds')} s fetching the model) | "
+            f"floor {s('floor:score')['seconds']} s | {100 * q['onnx_score_vs_floor']:.0f} % of the floor's rate |"
+        )
+    if "ingest_vs_floor" in q:
+        lines.append(
+            f"| ingest vs its floor (plain read + Delta append of the same files) | {s('ingest')['seconds']} s | "
+            f"floor {s('floor:ingest')['seconds']} s | {100 * q['ingest_vs_floor']:.0f} % of the floor's rate |"
         )
     if s("peer:score_pandas_udf"):
         lines.append(
@@ -173,6 +211,18 @@ def target_table(results: list[dict]) -> list[str]:
         ("MLlib GBT within 0.01 ROC AUC of LightGBM", f"{q.get('gbt_auc_gap', 0):+.4f}", q.get("gbt_auc_gap", 1) <= TARGETS["gbt_auc_gap"]),
         ("driver peak ≤ 2 GB at every scale (project stages)", " / ".join(f"{p:,} MB" for p in peaks), max(peaks) <= TARGETS["driver_peak_mb"]),
     ]
+    if "xgboost_vs_lightgbm" in q:
+        rows += [
+            ("train (classifier: xgboost) ≤ 5× LightGBM fit + collect", f"{q['xgboost_vs_lightgbm']:.1f}×",
+             q["xgboost_vs_lightgbm"] <= TARGETS["xgboost_vs_lightgbm"]),
+            ("xgboost ROC AUC ≥ LightGBM's − 0.005", f"{-q['xgboost_auc_gap']:+.4f}", q["xgboost_auc_gap"] <= TARGETS["xgboost_auc_gap"]),
+        ]
+    if "score_vs_floor" in q:
+        best = max(q["score_vs_floor"], q.get("onnx_score_vs_floor", 0))
+        rows.append(("scoring ≥ 50 % of the scoring floor's rate (best engine)",
+                     f"native {100 * q['score_vs_floor']:.0f} %, onnx {100 * q.get('onnx_score_vs_floor', 0):.0f} %", best >= TARGETS["score_vs_floor"]))
+    if "ingest_vs_floor" in q:
+        rows.append(("ingest ≥ 50 % of its floor's rate", f"{100 * q['ingest_vs_floor']:.0f} %", q["ingest_vs_floor"] >= TARGETS["ingest_vs_floor"]))
     slow = [(n, growth(results, n)) for n in PROJECT_STAGES]
     slow = [(n, b) for n, b in slow if b is not None]
     if slow:

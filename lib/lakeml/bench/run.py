@@ -121,6 +121,14 @@ def _stages(spark, env, uc, entities: int, days: int, rec, result: dict) -> dict
         r["quarantined"] = sum(x.rows_quarantined for x in reports)
     result["rows"]["bronze"] = tables.row_counts(spark, [uc.table(s.table) for s in uc.sources.values()])
     bronze_rows = sum(result["rows"]["bronze"].values())
+    from pathlib import Path
+
+    from lakeml.bench.history import ingest_floor
+
+    with rec.stage("floor:ingest") as r:
+        fl = ingest_floor(spark, uc, Path(env.landing_zone(uc.name)))
+        r["input_rows"] = r["output_rows"] = fl["rows"]
+        r["note"] = "plain spark.read of the same landing files + one Delta append per source, no validation"
 
     with rec.stage("features", bronze_rows) as r:
         # the feature computation; the no-leakage probe of new SQL (once per SQL change, on a
@@ -156,7 +164,7 @@ def _stages(spark, env, uc, entities: int, days: int, rec, result: dict) -> dict
     with rec.stage("monitor", s["rows"]) as r:
         monitor.run(spark, env, uc)
         r["note"] = "input = scored rows (the reference rows are read as well)"
-    return {"as_of_dates": f["as_of_dates"], "bronze_rows": bronze_rows, "train": tr, "score": s}
+    return {"as_of_dates": f["as_of_dates"], "bronze_rows": bronze_rows, "train": tr, "score": s, "env": env}
 
 
 def _peers(spark, uc, udf_rows: int, rec, done: dict) -> None:
@@ -183,6 +191,10 @@ def _peers(spark, uc, udf_rows: int, rec, done: dict) -> None:
     with rec.stage("peer:train_mllib_gbt") as r:
         r.update(peers.mllib_gbt(uc, train_df, test_df, params))
         r["input_rows"] = r["rows"]
+    with rec.stage("peer:train_xgboost") as r:
+        r.update(peers.xgboost_fit(uc, train_df, test_df, params))
+        r["input_rows"] = r["rows"]
+        r["note"] = "classifier: xgboost, one fit of the project's pipeline (xgboost.spark, num_workers = cores)"
     with rec.stage("peer:train_collect_to_pandas") as r:
         train_pdf, levels = peers.to_pandas(train_df, uc)
         test_pdf, _ = peers.to_pandas(test_df, uc, levels)
@@ -194,6 +206,18 @@ def _peers(spark, uc, udf_rows: int, rec, done: dict) -> None:
 
     # scoring: the same snapshot rows through the other two paths
     snapshot = tables.read(spark, uc.table(uc.tables.features)).where(F.col("as_of_date") == F.lit(sc["score_date"]))
+    with rec.stage("floor:score", sc["rows"]) as r:
+        r["output_rows"] = peers.score_floor(uc, snapshot, uc.table("bench_scores_floor"))
+        r["note"] = "the snapshot read and a predictions table of the same columns written, constant score, no model"
+    from lakeml.ml import score
+
+    onnx_uc = uc.model_copy(update={"scoring": uc.scoring.model_copy(update={"engine": "onnx"}),
+                                    "tables": uc.tables.model_copy(update={"predictions": "bench_scores_onnx"})})
+    with rec.stage("peer:score_onnx_engine", sc["rows"]) as r:
+        o = score.run(spark, done["env"], onnx_uc, score_date=sc["score_date"], version=sc["model_version"])
+        r["output_rows"] = o["rows"]
+        r["model_load_seconds"] = o["model_load_seconds"]
+        r["note"] = "scoring.engine: onnx, the version's ONNX copy in ONNX Runtime inside mapInArrow, Delta replaceWhere"
     with rec.stage("peer:score_sklearn_fit") as r:
         model = peers.sklearn_model(uc, train_pdf, params)
         r["input_rows"] = len(train_pdf)

@@ -45,13 +45,15 @@ def _classifier(spec: ModelSpec, label: str, weight: str | None = "weight", num_
 
 
 def _xgb_workers(spec: ModelSpec) -> int | None:
-    """XGBoost trains in one barrier stage of ``num_workers`` tasks, and the tuning fits
-    ``parallelism`` models at once: each gets its share of the session's cores."""
+    """XGBoost trains in one barrier stage of ``num_workers`` tasks, which must all run at
+    once, and the tuning fits ``parallelism`` models at once: each gets its share of the
+    task slots the session has now (its cores, not ``spark.default.parallelism``)."""
     if spec.classifier != xgb.NAME or "num_workers" in spec.params:
         return None
     active = SparkSession.getActiveSession()
-    cores = active.sparkContext.defaultParallelism if active is not None else 1
-    return max(1, cores // max(1, spec.tuning.parallelism))
+    return max(1, xgb.task_slots(active) // max(1, spec.tuning.parallelism)) if active is not None else 1
+
+
 class TrainingError(LakemlError):
     """Training cannot give a model: no labelled snapshot yet, or a test ROC AUC below the floor."""
 

@@ -48,6 +48,16 @@ def estimator(label: str, seed: int, num_workers: int | None = None):
     return clf
 
 
+def task_slots(spark) -> int:
+    """Tasks the session can run at once now (local: its cores; a cluster: the registered
+    executors' cores); at least 1."""
+    jsc = spark.sparkContext._jsc.sc()
+    try:
+        return max(1, int(jsc.maxNumConcurrentTasks(jsc.resourceProfileManager().defaultResourceProfile())))
+    except Exception:  # noqa: BLE001 - an internal Spark API: fall back to one worker, which always fits
+        return 1
+
+
 def early_stopping(clf) -> bool:
     return clf.isDefined("early_stopping_rounds") and clf.getOrDefault("early_stopping_rounds") is not None
 
