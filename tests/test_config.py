@@ -70,8 +70,8 @@ def test_misspelled_key_names_file_and_key(conf_copy):
 
 def test_wrong_value_names_key_and_value(conf_copy):
     path = conf_copy / "churn" / "usecase.yaml"
-    _edit(path, lambda d: d["model"].update({"classifier": "xgboost"}))
-    with pytest.raises(ConfigError, match=r"model\.classifier: .*'xgboost'"):
+    _edit(path, lambda d: d["model"].update({"classifier": "xgbost"}))
+    with pytest.raises(ConfigError, match=r"model\.classifier: .*'xgbost'"):
         load_usecase(conf_copy, "churn")
 
 

@@ -29,12 +29,11 @@ def split(data: DataFrame, train_dates, test_date) -> tuple[DataFrame, DataFrame
     return data.where(F.col("as_of_date").isin(train_dates)), data.where(F.col("as_of_date") == F.lit(test_date))
 
 
-def mllib_gbt(uc: UseCaseConfig, train_df: DataFrame, test_df: DataFrame, params: dict) -> dict:
-    """One fit of the use case's pipeline with ``params`` (the tuned ones), no grid."""
-    spec = uc.model.model_copy(update={"params": {**uc.model.params, **params}, "grid": {}})
+def _one_fit(uc: UseCaseConfig, spec, train_df: DataFrame, test_df: DataFrame) -> dict:
+    """One fit of the pipeline ``spec`` describes (no grid): its seconds and test ROC AUC."""
     label = uc.label.column
     pipe, _ = train.build_pipeline(spec, label, uc.source_file)
-    tr = train.with_class_weights(train_df, label, spec.class_weight).persist()
+    tr = train.training_rows(train_df, label, spec).persist()
     te = test_df.persist()
     rows = tr.count() + te.count()  # materialise the cache outside the timed fit
     t0 = time.perf_counter()
@@ -47,6 +46,12 @@ def mllib_gbt(uc: UseCaseConfig, train_df: DataFrame, test_df: DataFrame, params
     return {"fit_seconds": round(fit_s, 2), "roc_auc": round(auc, 4), "rows": rows}
 
 
+def mllib_gbt(uc: UseCaseConfig, train_df: DataFrame, test_df: DataFrame, params: dict) -> dict:
+    """One fit of the use case's pipeline with ``params`` (the tuned ones), no grid."""
+    spec = uc.model.model_copy(update={"params": {**uc.model.params, **params}, "grid": {}})
+    return _one_fit(uc, spec, train_df, test_df)
+
+
 def xgboost_fit(uc: UseCaseConfig, train_df: DataFrame, test_df: DataFrame, params: dict) -> dict:
     """One fit of the use case's pipeline with XGBoost's PySpark estimator as its last stage
     (``classifier: xgboost``), the tuned GBT parameters mapped to XGBoost's names, no grid."""
@@ -54,19 +59,7 @@ def xgboost_fit(uc: UseCaseConfig, train_df: DataFrame, test_df: DataFrame, para
               "max_depth": int(params.get("maxDepth", 5)), "subsample": float(params.get("subsamplingRate", 1.0))}
     spec = uc.model.model_copy(update={"classifier": "xgboost", "params": mapped, "grid": {},
                                        "tuning": uc.model.tuning.model_copy(update={"parallelism": 1})})
-    label = uc.label.column
-    pipe, _ = train.build_pipeline(spec, label, uc.source_file)
-    tr = train.training_rows(train_df, label, spec).persist()
-    te = test_df.persist()
-    rows = tr.count() + te.count()
-    t0 = time.perf_counter()
-    model = pipe.fit(tr)
-    fit_s = time.perf_counter() - t0
-    scored = model.transform(te).withColumn("p1", metrics.positive_probability())
-    auc = BinaryClassificationEvaluator(labelCol=label, rawPredictionCol="p1", metricName="areaUnderROC", numBins=0).evaluate(scored)
-    tr.unpersist()
-    te.unpersist()
-    return {"fit_seconds": round(fit_s, 2), "roc_auc": round(auc, 4), "rows": rows, "params": mapped}
+    return {**_one_fit(uc, spec, train_df, test_df), "params": mapped}
 
 
 def score_floor(uc: UseCaseConfig, rows: DataFrame, table: str) -> int:
