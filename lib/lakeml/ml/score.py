@@ -2,8 +2,9 @@
 
 Scoring is ``PipelineModel.transform`` (engine ``native``), or the version's ONNX copy in
 ONNX Runtime inside ``mapInArrow`` (engine ``onnx``, ``scoring.engine`` in the use case
-file): the same table either way. The predictions table is partitioned by score_date; re-scoring a date atomically replaces that date's rows of the
-same alias and leaves every other date alone, so history is kept and nothing duplicates.
+file): the same table either way. The predictions table is partitioned by score_date;
+re-scoring a date atomically replaces that date's rows of the same alias and leaves every
+other date alone, so history is kept and nothing duplicates.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@
 The imputer, indexers and assembler stay; XGBoost trains across ``num_workers`` Spark tasks
 (barrier mode; by default every core the session has, divided by the tuning's
 ``parallelism``), with the class weights as ``weight_col``. ``early_stopping_rounds`` in
-``model.params`` stops on a validation share of the training rows (``validation_share``,
-a seeded random fifth by default). The fitted pipeline gets one more stage,
+``model.params`` stops on a validation share of the training rows (``VALIDATION_SHARE``,
+a seeded random fifth). The fitted pipeline gets one more stage,
 :class:`PositiveThreshold`, so that ``prediction`` is 1 exactly when P(1) >= the chosen
 threshold, as with the MLlib classifiers; it saves and loads with the pipeline (Python
 stages persist through pyspark's own pipeline writer, and MLflow's Spark flavour uses it).
