@@ -37,8 +37,9 @@ SCALE ?= 30000,100000,1000000
 DAYS ?= 120
 HISTORY ?= 90,180,360,720
 HISTORY_ENTITIES ?= 30000
+BENCH_ARGS ?=
 bench: setup
-	$(PY) scripts/bench.py --scales $(SCALE) --days $(DAYS) --history "$(HISTORY)" --history-entities $(HISTORY_ENTITIES) $(UC_ARGS)
+	$(PY) scripts/bench.py --scales $(SCALE) --days $(DAYS) --history "$(HISTORY)" --history-entities $(HISTORY_ENTITIES) $(UC_ARGS) $(BENCH_ARGS)
 
 lint: setup
 	$(PY) -m ruff check lib jobs tests

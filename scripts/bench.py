@@ -5,7 +5,7 @@
     .venv/bin/python scripts/bench.py --scales 30000,100000,1000000 [--days 120]
         [--first-after-days 30] [--udf-rows 50000] [--history 90,180,360,720]
         [--history-entities 30000] [--json docs/benchmarks.json] [--md docs/benchmarks.md]
-        [--report-only | --history-only | --scales-only]
+        [--report-only | --history-only | --scales-only] [--standalone | --standalone-only]
 
 One process (one cold Spark session) per scale, on its own fresh data folder under
 var/bench/; then the "history growth" run (lakeml.bench.history: one daily run after H days
@@ -15,6 +15,11 @@ history growth; the hand-written analysis at its end is kept), and the 1-billion
 estimate in docs/scaling.md. --report-only rewrites the Markdown from the JSON without
 running anything; --history-only runs only the history part (the scales are kept from the
 JSON); --scales-only only the scales (the history is kept).
+
+--standalone adds (and --standalone-only runs alone, keeping the rest of the JSON) the
+project's stages at the same scales on the standalone Spark master + worker of
+scripts/cluster.sh (started if down, and stopped again): the tasks run in executor JVMs, so
+the driver's memory is the driver's alone. Storage stays the embedded env's.
 """
 
 from __future__ import annotations
@@ -53,6 +58,36 @@ def _run_part(title: str, what: str, cmd: list[str], env: dict, part: Path) -> i
     return rc
 
 
+def _standalone(a, env: dict) -> dict | None:
+    """The project's stages at every scale on the stack's standalone cluster; None on a failure."""
+    from lakeml.ops.cluster.supervisor import Stack
+
+    stack = Stack()
+    names = ["spark-master", "spark-worker"]
+    started = [n for n in names if stack.pid(stack.get(n)) is None]
+    if started:
+        print(f"== bench standalone: starting {', '.join(started)} (scripts/cluster.sh up {' '.join(names)})", flush=True)
+        if subprocess.call([sys.executable, "-m", "lakeml.ops.cluster", "up", *names], env=env, cwd=ROOT) != 0:
+            print("error: the standalone cluster did not start; see above", file=sys.stderr)
+            return None
+    master = f"spark://127.0.0.1:{stack.ports.spark_master}"
+    out: dict = {"master": master, "results": []}
+    try:
+        for n in a.scales:
+            part = a.work_dir / f"standalone_{n}_d{a.days}.json"
+            env["LAKEML_DATA_DIR"] = str(a.work_dir / f"standalone_{n}_d{a.days}")
+            cmd = [sys.executable, "-m", "lakeml.bench.run", "--entities", str(n), "--days", str(a.days), "--first-after-days",
+                   str(a.first_after_days), "--master", master, "--no-peers", "--out", str(part)]
+            cmd += ["--usecase", a.usecase] if a.usecase else []
+            if _run_part(f"standalone {master}: {n:,} entities × {a.days} days", f"standalone scale {n:,}", cmd, env, part) != 0:
+                return None
+            out["results"].append(json.loads(part.read_text()))
+    finally:
+        if started:
+            subprocess.call([sys.executable, "-m", "lakeml.ops.cluster", "down", *started], env=env, cwd=ROOT)
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scales", type=_scales, default=_scales("30000,100000,1000000"), help="entities (features.entity of the use case) per scale, comma-separated")
@@ -70,22 +105,26 @@ def main() -> int:
     p.add_argument("--history-entities", type=int, default=30_000, help="entities of the history-growth run")
     p.add_argument("--history-only", action="store_true", help="run only the history-growth part; keep the scales of --json")
     p.add_argument("--scales-only", action="store_true", help="run only the scales; keep the history of --json")
+    p.add_argument("--standalone", action="store_true", help="also run the project's stages on the standalone cluster (driver memory alone)")
+    p.add_argument("--standalone-only", action="store_true", help="run only the standalone part; keep the rest of --json")
     a = p.parse_args()
 
-    command = "make bench SCALE=" + ",".join(str(s) for s in a.scales) + f" DAYS={a.days}" + (f" USECASE={a.usecase}" if a.usecase else "")
+    command = "make bench SCALE=" + ",".join(str(s) for s in a.scales) + f" DAYS={a.days}" + (f" USECASE={a.usecase}" if a.usecase else "") + (" BENCH_ARGS=--standalone" if a.standalone else "")
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "lib"), os.environ.get("PYTHONPATH")])),
         "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
         "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable),
     }
-    if a.report_only or a.history_only:
+    if a.report_only or a.history_only or a.standalone_only:
         doc = json.loads(a.json.read_text())
     else:
         old = json.loads(a.json.read_text()) if a.json.exists() else {}
         doc = {"command": command, "machine": harness.machine(), "results": []}
         if a.scales_only:
             doc["history"] = old.get("history")  # kept as measured
+        if not a.standalone:
+            doc["standalone"] = old.get("standalone")
         t0 = time.time()
         for i, n in enumerate(a.scales, 1):
             part = a.work_dir / f"{n}_d{a.days}.json"
@@ -101,7 +140,13 @@ def main() -> int:
             a.json.write_text(json.dumps(doc, indent=2, default=str))  # after every scale: a crash keeps what was measured
         doc["total_seconds"] = round(time.time() - t0)
         a.json.write_text(json.dumps(doc, indent=2, default=str))
-    if a.history and not a.report_only and not a.scales_only:
+    if (a.standalone or a.standalone_only) and not a.report_only:
+        st = _standalone(a, env)
+        if st is None:
+            return 1
+        doc["standalone"] = st
+        a.json.write_text(json.dumps(doc, indent=2, default=str))
+    if a.history and not a.report_only and not a.scales_only and not a.standalone_only:
         part = a.work_dir / "history.json"
         env["LAKEML_DATA_DIR"] = str(a.work_dir / "history")
         cmd = [sys.executable, "-m", "lakeml.bench.history", "--entities", str(a.history_entities), "--history", a.history, "--out", str(part)]
@@ -111,9 +156,9 @@ def main() -> int:
             return rc
         doc["history"] = json.loads(part.read_text())
         a.json.write_text(json.dumps(doc, indent=2, default=str))
-    report.write_markdown(a.md, doc["results"], doc["command"], doc["machine"], doc.get("history"))
+    report.write_markdown(a.md, doc["results"], doc["command"], doc["machine"], doc.get("history"), doc.get("standalone"))
     report.write_estimate(a.scaling_md, doc["results"])
-    print("\n".join(report.target_table(doc["results"])))
+    print("\n".join(report.target_table(doc["results"], doc.get("standalone"))))
     print(f"\nwrote {a.json}, {a.md}, {a.scaling_md}")
     return 0
 

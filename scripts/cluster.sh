@@ -4,10 +4,11 @@
 #   ./scripts/cluster.sh up [SERVICE ...]   start what is not running, wait until each answers
 #   ./scripts/cluster.sh status             each service, its address, pid and health
 #   ./scripts/cluster.sh logs [SERVICE]     the tail of each log
-#   ./scripts/cluster.sh down               stop what `up` started
+#   ./scripts/cluster.sh down [SERVICE ...] stop what `up` started (all, or the named ones)
 #
 # Services: postgres, hdfs, mlflow, spark-master, spark-worker, thriftserver, on 127.0.0.1.
-# Data and logs: var/cluster/ (LAKEML_CLUSTER_DIR). Needs LAKEML_PG_PASSWORD.
+# Data and logs: var/cluster/ (LAKEML_CLUSTER_DIR). postgres, mlflow and
+# thriftserver need LAKEML_PG_PASSWORD.
 # `up` first installs what the stack needs and is missing (scripts/setup.sh --cluster).
 set -euo pipefail
 if [ "${1:-}" = "up" ]; then

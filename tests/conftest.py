@@ -27,6 +27,9 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
+# a few quick parameters per classifier, for tests that fit each of them
+CLASSIFIER_PARAMS = {"logistic_regression": {"maxIter": 5}, "random_forest": {"numTrees": 5}, "gbt": {"maxIter": 5},
+                     "xgboost": {"n_estimators": 30, "max_depth": 3, "early_stopping_rounds": 3}}
 # small enough for CI, large enough for the planted signal to show (ROC AUC ~0.8)
 TINY = DemoSpec(maker="demo.py", entities=1500, days=200, start_date=date(2026, 1, 1), seed=7, bad_row_rate=0.002)
 

@@ -85,6 +85,13 @@ def test_bench_runs_every_stage_and_peer(tmp_path):
     # the event-log profile is split by benchmark stage
     assert r["profile"]["features"] and r["profile"]["features"][0]["seconds"] >= 0
     text = md.read_text()
-    assert "## Targets" in text and "peer:features_duckdb" in text and "scoring.engine: onnx" in text and "train (classifier: xgboost)" in text
+    assert "## Targets" in text and "peer:features_duckdb" in text and "scoring.engine: onnx" in text and "one xgboost fit ≤ 5×" in text
     assert "ingest vs its floor" in text and "hand-written analysis stays" in text and "old numbers" not in text
     assert "input rows at 1 B events" in scaling.read_text()
+    # a standalone-cluster run (--standalone) is the same record: its section and its driver target
+    alone = {"master": "spark://127.0.0.1:7077", "results": [r]}
+    peak = report.driver_peak(r)
+    assert peak == max(r["stages"][n]["driver_rss_mb"] for n in report.PROJECT_STAGES)
+    section = "\n".join(report.standalone_section(alone))
+    assert "## The driver alone: the standalone cluster" in section and f"| **peak** | **{peak:,}** |" in section
+    assert f"| driver RSS on the standalone cluster ≤ 2 GB at every scale | {peak:,} MB |" in "\n".join(report.target_table([r], alone))

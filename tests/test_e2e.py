@@ -7,9 +7,10 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from conftest import TINY
+from conftest import CLASSIFIER_PARAMS, CONF, TINY
 from lakeml import features, pipeline
 from lakeml.core import tracking
+from lakeml.core.config import load_usecase
 from lakeml.core.errors import MissingDataError, MissingTableError
 from lakeml.demo import maker
 from lakeml.lake import ingest
@@ -240,3 +241,55 @@ def test_a_scheduled_retrain_below_the_floor_is_recorded_and_the_champion_keeps_
     assert (last.action, last.decision, last.champion_before, last.champion_after) == ("train", "rejected", champion, champion)
     assert last.trigger.startswith("policy: drift") and "auc_floor" in last.reasons
     assert "retraining rejected (the champion keeps serving)" in pipeline.describe(summary, uc)
+
+
+# --------------------------------------------------------------------------- every classifier
+
+
+@pytest.mark.parametrize("classifier", sorted(set(CLASSIFIER_PARAMS) - {load_usecase(CONF, "churn").model.classifier}))
+def test_each_classifier_goes_through_the_lifecycle(spark, env, uc, built, classifier):
+    """Train -> gate -> champion -> scored by both engines -> monitored -> rolled back, with
+    each classifier the conf can name but the shipped one (the whole module runs on that, and
+    tests/test_lifecycle.py compares its engines)."""
+    from lakeml import monitor
+
+    client = tracking.configure(env)
+    champion = tracking.get_alias(client, uc.model.name, "champion").version
+    other = uc.model_copy(update={"model": uc.model.model_copy(update={
+        "classifier": classifier, "params": CLASSIFIER_PARAMS[classifier], "grid": {}, "auc_floor": 0.0})})
+    r = train.run(spark, env, other)  # registered with its ONNX copy, parity checked
+    v = r.model.version
+    assert tracking.get_alias(client, uc.model.name, "challenger").version == v
+    assert client.get_model_version(uc.model.name, v).tags["portable_formats"] == "onnx"  # within parity, or no copy
+    d = gate.validate(spark, env, other)
+    assert d.challenger_version == v and d.decision in ("promoted", "refused")
+    assert _decisions(spark, uc).where((F.col("challenger_version") == v) & (F.col("action") == "validate")).count() == 1
+    if d.decision == "refused":
+        promote.force(spark, env, other, v, f"{classifier} drill")
+    assert tracking.get_alias(client, uc.model.name, "champion").version == v
+
+    newest = features.newest_snapshot(spark, uc)
+    pt = uc.table(uc.tables.predictions)
+    keep = [uc.entity, "prediction", "model_version", "model_alias"]
+
+    def champion_rows():
+        return (spark.table(pt).where((F.col("score_date") == newest) & (F.col("model_alias") == "champion"))
+                .select(*keep, F.col(uc.probability).alias("p")).localCheckpoint())
+
+    native = score.run(spark, env, other, score_date=newest)
+    assert native["model_version"] == v
+    by_native = champion_rows()
+    onnx = score.run(spark, env, other.model_copy(update={"scoring": uc.scoring.model_copy(update={"engine": "onnx"})}), score_date=newest)
+    assert onnx["rows"] == native["rows"] == by_native.count() > 0
+    by_onnx = champion_rows()
+    assertDataFrameEqual(by_onnx.drop("p"), by_native.drop("p"))
+    worst = by_onnx.alias("o").join(by_native.alias("n"), uc.entity).agg(F.max(F.abs(F.col("o.p") - F.col("n.p")))).first()[0]
+    assert worst <= uc.export.parity_tolerance, worst
+
+    m = monitor.run(spark, env, other, score_date=newest, to_mlflow=False)
+    assert m["drift"]["model_version"] == v
+    assert spark.table(uc.table(uc.tables.drift_metrics)).where((F.col("score_date") == newest) & (F.col("model_version") == v)).count() > 0
+
+    back = promote.rollback(spark, env, other, f"end of the {classifier} drill")
+    assert (back.champion_before, back.champion_after) == (v, champion)
+    assert score.run(spark, env, uc, score_date=newest)["model_version"] == champion

@@ -6,16 +6,17 @@ from datetime import date, timedelta
 import pytest
 from pyspark.sql import functions as F
 
+from conftest import CLASSIFIER_PARAMS
 from lakeml.core import tracking
 from lakeml.core.errors import ConfigError
 from lakeml.ml import metrics, score, train
 
 
 def test_unknown_classifier_parameter_names_the_key(spark, uc):
-    spec = uc.model.model_copy(update={"params": {"maxDepht": 3}})
+    spec = uc.model.model_copy(update={"classifier": "gbt", "params": {"maxDepht": 3}, "grid": {}})
     with pytest.raises(ConfigError, match=r"model\.params\.maxDepht: GBTClassifier has no parameter 'maxDepht'"):
         train.build_pipeline(spec, "y", "usecase.yaml")
-    spec = uc.model.model_copy(update={"grid": {"regParam": [0.1]}})
+    spec = uc.model.model_copy(update={"classifier": "gbt", "params": {}, "grid": {"regParam": [0.1]}})
     _, clf = train.build_pipeline(spec, "y")
     with pytest.raises(ConfigError, match=r"model\.grid\.regParam"):
         train.param_grid(clf, spec)
@@ -36,10 +37,6 @@ def test_balanced_class_weights(spark):
     w = train.with_class_weights(df, "y", "balanced").groupBy("y").agg(F.sum("weight").alias("w"))
     sums = {r.y: r.w for r in w.collect()}
     assert sums[0] == pytest.approx(sums[1]) == pytest.approx(50.0)
-
-
-CLASSIFIER_PARAMS = {"logistic_regression": {"maxIter": 5}, "random_forest": {"numTrees": 5}, "gbt": {"maxIter": 5},
-                     "xgboost": {"n_estimators": 30, "max_depth": 3, "early_stopping_rounds": 3}}
 
 
 @pytest.mark.parametrize("classifier", list(CLASSIFIER_PARAMS))

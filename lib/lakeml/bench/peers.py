@@ -1,7 +1,8 @@
 """What a user would pick instead of the project's stage, run on the same data.
 
-- training: one MLlib GBT fit vs LightGBM in-process, same split, same hyper-parameters
-  as far as the two libraries share them; ROC AUC on the same test snapshot;
+- training: one MLlib GBT fit and one XGBoost (PySpark) fit vs LightGBM in-process, same
+  split, the same boosting settings (``boosting``: trees, rate, depth, subsample, from the
+  use case's tuned parameters); ROC AUC on the same test snapshot;
 - scoring: ``PipelineModel.transform`` (the project's score stage) vs
   ``mlflow.pyfunc.spark_udf`` on the same registered model vs a ``pandas_udf`` with a
   broadcast scikit-learn model trained on the same features; every path ends in a Delta
@@ -46,17 +47,32 @@ def _one_fit(uc: UseCaseConfig, spec, train_df: DataFrame, test_df: DataFrame) -
     return {"fit_seconds": round(fit_s, 2), "roc_auc": round(auc, 4), "rows": rows}
 
 
-def mllib_gbt(uc: UseCaseConfig, train_df: DataFrame, test_df: DataFrame, params: dict) -> dict:
-    """One fit of the use case's pipeline with ``params`` (the tuned ones), no grid."""
-    spec = uc.model.model_copy(update={"params": {**uc.model.params, **params}, "grid": {}})
-    return _one_fit(uc, spec, train_df, test_df)
+PEER_TREES = 40  # trees of every peer fit when the use case's count is a cap for early stopping
 
 
-def xgboost_fit(uc: UseCaseConfig, train_df: DataFrame, test_df: DataFrame, params: dict) -> dict:
+def boosting(params: dict) -> dict:
+    """The settings every boosting peer shares (trees, learning rate, depth, row subsample),
+    from the use case's tuned parameters in MLlib's names (gbt) or XGBoost's (xgboost)."""
+    def pick(*names, default):
+        return next((params[n] for n in names if n in params), default)
+
+    trees = pick("maxIter", default=None) or (PEER_TREES if "early_stopping_rounds" in params else pick("n_estimators", default=PEER_TREES))
+    return {"trees": int(trees), "rate": float(pick("stepSize", "learning_rate", default=0.1)), "depth": int(pick("maxDepth", "max_depth", default=5)),
+            "subsample": float(pick("subsamplingRate", "subsample", default=1.0))}
+
+
+def mllib_gbt(uc: UseCaseConfig, train_df: DataFrame, test_df: DataFrame, b: dict) -> dict:
+    """One fit of the use case's pipeline with MLlib's GBT as its last stage (``classifier:
+    gbt``) and the shared boosting settings ``b``, no grid."""
+    mapped = {"maxIter": b["trees"], "stepSize": b["rate"], "maxDepth": b["depth"], "subsamplingRate": b["subsample"], "maxBins": 32}
+    spec = uc.model.model_copy(update={"classifier": "gbt", "params": mapped, "grid": {}})
+    return {**_one_fit(uc, spec, train_df, test_df), "params": mapped}
+
+
+def xgboost_fit(uc: UseCaseConfig, train_df: DataFrame, test_df: DataFrame, b: dict) -> dict:
     """One fit of the use case's pipeline with XGBoost's PySpark estimator as its last stage
-    (``classifier: xgboost``), the tuned GBT parameters mapped to XGBoost's names, no grid."""
-    mapped = {"n_estimators": int(params.get("maxIter", 40)), "learning_rate": float(params.get("stepSize", 0.1)),
-              "max_depth": int(params.get("maxDepth", 5)), "subsample": float(params.get("subsamplingRate", 1.0))}
+    (``classifier: xgboost``) and the shared boosting settings ``b``, no grid, no early stopping."""
+    mapped = {"n_estimators": b["trees"], "learning_rate": b["rate"], "max_depth": b["depth"], "subsample": b["subsample"]}
     spec = uc.model.model_copy(update={"classifier": "xgboost", "params": mapped, "grid": {},
                                        "tuning": uc.model.tuning.model_copy(update={"parallelism": 1})})
     return {**_one_fit(uc, spec, train_df, test_df), "params": mapped}
@@ -91,19 +107,18 @@ def as_model_frame(pdf: pd.DataFrame, uc: UseCaseConfig, categories: dict[str, l
     return pdf, categories
 
 
-def lightgbm_fit(uc: UseCaseConfig, train_pdf: pd.DataFrame, test_pdf: pd.DataFrame, params: dict, threads: int) -> dict:
+def lightgbm_fit(uc: UseCaseConfig, train_pdf: pd.DataFrame, test_pdf: pd.DataFrame, b: dict, threads: int) -> dict:
     import lightgbm as lgb
     from sklearn.metrics import roc_auc_score
 
     label = uc.label.column
     feats = [*uc.model.categorical, *uc.model.numeric]
-    depth = int(params.get("maxDepth", 5))
     clf = lgb.LGBMClassifier(
-        n_estimators=int(params.get("maxIter", 40)),
-        learning_rate=float(params.get("stepSize", 0.1)),
-        max_depth=depth,
-        num_leaves=2**depth,
-        subsample=float(params.get("subsamplingRate", 1.0)),
+        n_estimators=b["trees"],
+        learning_rate=b["rate"],
+        max_depth=b["depth"],
+        num_leaves=2 ** b["depth"],
+        subsample=b["subsample"],
         subsample_freq=1,
         class_weight="balanced" if uc.model.class_weight == "balanced" else None,
         random_state=uc.model.seed,
@@ -117,16 +132,15 @@ def lightgbm_fit(uc: UseCaseConfig, train_pdf: pd.DataFrame, test_pdf: pd.DataFr
     return {"fit_seconds": round(fit_s, 2), "roc_auc": round(float(auc), 4), "rows": len(train_pdf) + len(test_pdf)}
 
 
-def sklearn_model(uc: UseCaseConfig, train_pdf: pd.DataFrame, params: dict):
+def sklearn_model(uc: UseCaseConfig, train_pdf: pd.DataFrame, b: dict):
     """A scikit-learn gradient-boosting model on the same features (categoricals native)."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    depth = int(params.get("maxDepth", 5))
     clf = HistGradientBoostingClassifier(
-        max_iter=int(params.get("maxIter", 40)),
-        learning_rate=float(params.get("stepSize", 0.1)),
-        max_depth=depth,
-        max_leaf_nodes=2**depth,
+        max_iter=b["trees"],
+        learning_rate=b["rate"],
+        max_depth=b["depth"],
+        max_leaf_nodes=2 ** b["depth"],
         categorical_features="from_dtype",
         class_weight="balanced" if uc.model.class_weight == "balanced" else None,
         random_state=uc.model.seed,

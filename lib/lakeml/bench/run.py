@@ -35,10 +35,12 @@ def _cores(master: str) -> int:
 
 
 def run(entities: int, days: int, udf_rows: int, out: Path, keep_data: bool = False, first_after_days: int | None = None,
-        usecase: str | None = None) -> dict:
+        usecase: str | None = None, master: str | None = None, peers: bool = True) -> dict:
     from lakeml.core.config import load_env, load_usecase
 
     env = load_env(CONF_DIR, os.environ.get("LAKEML_ENV", "embedded"))
+    if master:
+        env = on_master(env, master)
     uc = load_usecase(CONF_DIR, usecase, env)
     data_dir = Path(os.environ.get("LAKEML_DATA_DIR") or PROJECT_ROOT / "var" / "bench" / f"{uc.name}_{entities}_d{days}")
     if data_dir.exists() and not keep_data:
@@ -81,7 +83,8 @@ def run(entities: int, days: int, udf_rows: int, out: Path, keep_data: bool = Fa
     rec = harness.Recorder(cores, sampler, on_start=lambda name: spark.sparkContext.setJobGroup(name, f"bench stage {name}"))
     try:
         done = _stages(spark, env, uc, entities, days, rec, result)
-        _peers(spark, uc, udf_rows, rec, done)
+        if peers:
+            _peers(spark, uc, udf_rows, rec, done)
     finally:
         result["stages"] = rec.results
         result["total_seconds"] = round(time.perf_counter() - t0, 1)
@@ -97,6 +100,21 @@ def run(entities: int, days: int, udf_rows: int, out: Path, keep_data: bool = Fa
         out.write_text(json.dumps(result, indent=2, default=str))
         log.info("[bench] wrote %s", out)
     return result
+
+
+# a driver that only drives: the sizes of the cluster env (conf/envs/cluster.yaml)
+CLUSTER_SIZES = ("spark.driver.memory", "spark.executor.memory", "spark.executor.cores")
+
+
+def on_master(env, master: str):
+    """``env`` with its storage, but tasks on ``master`` (e.g. the stack's standalone
+    cluster): executors are other JVMs, so the driver's memory is the driver's alone. The
+    driver and executor sizes are the cluster env's."""
+    from lakeml.core.config import load_env
+
+    sizes = load_env(CONF_DIR, "cluster").spark.conf
+    conf = {**env.spark.conf, **{k: sizes[k] for k in CLUSTER_SIZES if k in sizes}}
+    return env.model_copy(update={"spark": env.spark.model_copy(update={"master": master, "conf": conf})})
 
 
 def _stages(spark, env, uc, entities: int, days: int, rec, result: dict) -> dict:
@@ -148,6 +166,7 @@ def _stages(spark, env, uc, entities: int, days: int, rec, result: dict) -> dict
         tr = train.run(spark, env, uc)
         r["input_rows"] = tr.train_rows + tr.test_rows
         r["roc_auc"] = round(tr.metrics["roc_auc"], 4)
+        r["classifier"] = uc.model.classifier
         r["best_params"] = tr.best_params
         r["note"] = "grid of models + refit + MLflow logging + ONNX export with parity check"
     result["train"] = {"train_dates": tr.train_dates, "test_date": tr.test_date, "version": tr.model.version, "best_params": tr.best_params}
@@ -185,8 +204,9 @@ def _peers(spark, uc, udf_rows: int, rec, done: dict) -> None:
         r["output_rows"] = d["rows"]
         r["note"] = "the use case's SQL transpiled with sqlglot, features written to one Parquet file"
 
-    # training: one GBT fit vs LightGBM on the project's split, tuned parameters
-    params = {**uc.model.params, **tr.best_params}
+    # training: one GBT and one xgboost fit vs LightGBM on the project's split, the same
+    # boosting settings (the tuned ones)
+    params = peers.boosting({**uc.model.params, **tr.best_params})
     train_df, test_df = peers.split(features.labelled_features(spark, uc), tr.train_dates, tr.test_date)
     with rec.stage("peer:train_mllib_gbt") as r:
         r.update(peers.mllib_gbt(uc, train_df, test_df, params))
@@ -245,11 +265,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--udf-rows", type=int, default=100_000, help="rows scored through mlflow's spark_udf (it is slow; rows/s is compared)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--keep-data", action="store_true", help="do not empty the data folder first")
+    p.add_argument("--master", help="run the tasks there (e.g. spark://127.0.0.1:7077) with the cluster env's driver and executor sizes; storage stays the env's")
+    p.add_argument("--no-peers", action="store_true", help="the project's stages only")
     a = p.parse_args(argv)
     from lakeml import cli
 
     cli.setup_logging()
-    run(a.entities, a.days, a.udf_rows, a.out, a.keep_data, a.first_after_days, a.usecase)
+    run(a.entities, a.days, a.udf_rows, a.out, a.keep_data, a.first_after_days, a.usecase, a.master, not a.no_peers)
 
 
 if __name__ == "__main__":

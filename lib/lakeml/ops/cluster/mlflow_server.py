@@ -43,4 +43,5 @@ def service(stack: Stack) -> Service:
         prepare=_store_reachable,
         ready=lambda st: http_text(f"http://{HOST}:{st.ports.mlflow}/health").strip() == "OK",
         timeout=120,
+        needs_password=True,
     )

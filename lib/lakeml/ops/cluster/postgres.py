@@ -157,4 +157,5 @@ def service(stack: Stack) -> Service:
         ready=_pg_ready,
         after_start=_pg_after_start,
         timeout=60,
+        needs_password=True,
     )

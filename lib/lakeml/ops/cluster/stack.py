@@ -36,7 +36,7 @@ def services(stack: Stack) -> list[Service]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    usage = "usage: cluster.sh up [SERVICE ...] | down | status | logs [SERVICE]"
+    usage = "usage: cluster.sh up [SERVICE ...] | down [SERVICE ...] | status | logs [SERVICE]"
     if not argv or argv[0] in ("-h", "--help"):
         print(usage)
         return 0 if argv else 2
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
             stack.up(rest or None)
             _print_status(stack)
         elif cmd == "down":
-            stack.down()
+            stack.down(rest or None)
         elif cmd == "status":
             rows = _print_status(stack)
             return 0 if all(r[3] == "ready" for r in rows) else 3

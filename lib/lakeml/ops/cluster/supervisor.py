@@ -100,6 +100,7 @@ class Service:
     prepare: Callable[[Stack], None] = lambda stack: None
     after_start: Callable[[Stack], None] = lambda stack: None
     timeout: float = 180.0
+    needs_password: bool = False  # it reads LAKEML_PG_PASSWORD (checked before anything starts)
 
 
 class Stack:
@@ -154,7 +155,8 @@ class Stack:
     # lifecycle ----------------------------------------------------------------------
     def up(self, names: list[str] | None = None) -> None:
         todo = [self.get(n) for n in names] if names else self.services
-        self.password()
+        if any(s.needs_password for s in todo):
+            self.password()
         for s in todo:
             self._start(s)
 
@@ -207,8 +209,9 @@ class Stack:
             f"Last lines of {self.log_file(s)}:\n{tail(self.log_file(s))}"
         )
 
-    def down(self) -> None:
-        for s in reversed(self.services):
+    def down(self, names: list[str] | None = None) -> None:
+        todo = [self.get(n) for n in names] if names else self.services
+        for s in reversed(todo):
             pid = self.pid(s)
             if pid is None:
                 continue

@@ -55,5 +55,5 @@ def service(stack: Stack) -> Service:
     p = stack.ports
     return Service(
         "thriftserver", f"jdbc:hive2://{HOST}:{p.thrift}", p.thrift, marker="HiveThriftServer2",
-        command=_thrift_cmd, ready=_thrift_ready, timeout=240,
+        command=_thrift_cmd, ready=_thrift_ready, timeout=240, needs_password=True,
     )
