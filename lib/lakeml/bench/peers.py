@@ -177,3 +177,10 @@ def score_spark_udf(spark: SparkSession, uc: UseCaseConfig, model_uri: str, rows
     out = rows.select(uc.features.entity, F.col("as_of_date").alias("score_date"), udf(*[F.col(c) for c in cols]).alias("prediction"))
     tables.overwrite(out, table)
     return spark.table(table).count()
+
+
+def python_error(e: Exception) -> str:
+    """The last line of the Python error a Spark task raised (else the exception's first line)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    raised = [ln for ln in lines if ln.split(":", 1)[0].endswith(("Error", "Exception")) and not ln.startswith(("org.", "at "))]
+    return (raised[-1] if raised else lines[0] if lines else type(e).__name__)[:300]

@@ -251,8 +251,13 @@ def _peers(spark, uc, udf_rows: int, rec, done: dict) -> None:
     sample.count()
     version = sc["model_version"]  # the version the native path scored with
     with rec.stage("peer:score_mlflow_spark_udf", n_udf) as r:
-        r["output_rows"] = peers.score_spark_udf(spark, uc, f"models:/{uc.model.name}/{version}", sample, uc.table("bench_scores_spark_udf"))
         r["note"] = f"mlflow.pyfunc.spark_udf on registered version {version}, first {n_udf:,} rows of the snapshot, Delta overwrite"
+        try:
+            r["output_rows"] = peers.score_spark_udf(spark, uc, f"models:/{uc.model.name}/{version}", sample, uc.table("bench_scores_spark_udf"))
+        except Exception as e:  # a peer that cannot score this model is a result, not a crash of the bench
+            r["error"] = peers.python_error(e)
+            r["note"] = f"mlflow.pyfunc.spark_udf on registered version {version} could not score it: {r['error']}"
+            log.warning("peer:score_mlflow_spark_udf failed: %s", r["error"])
     sample.unpersist()
 
 
