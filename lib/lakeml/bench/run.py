@@ -35,12 +35,14 @@ def _cores(master: str) -> int:
 
 
 def run(entities: int, days: int, udf_rows: int, out: Path, keep_data: bool = False, first_after_days: int | None = None,
-        usecase: str | None = None, master: str | None = None, peers: bool = True) -> dict:
+        usecase: str | None = None, master: str | None = None, peers: bool = True, driver_memory: str | None = None) -> dict:
     from lakeml.core.config import load_env, load_usecase
 
     env = load_env(CONF_DIR, os.environ.get("LAKEML_ENV", "embedded"))
     if master:
         env = on_master(env, master)
+    if driver_memory:
+        env = env.model_copy(update={"spark": env.spark.model_copy(update={"conf": {**env.spark.conf, "spark.driver.memory": driver_memory}})})
     uc = load_usecase(CONF_DIR, usecase, env)
     data_dir = Path(os.environ.get("LAKEML_DATA_DIR") or PROJECT_ROOT / "var" / "bench" / f"{uc.name}_{entities}_d{days}")
     if data_dir.exists() and not keep_data:
@@ -272,11 +274,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--keep-data", action="store_true", help="do not empty the data folder first")
     p.add_argument("--master", help="run the tasks there (e.g. spark://127.0.0.1:7077) with the cluster env's driver and executor sizes; storage stays the env's")
     p.add_argument("--no-peers", action="store_true", help="the project's stages only")
+    p.add_argument("--driver-memory", help="spark.driver.memory for this run (e.g. 1g: what the driver needs, not what it may take)")
     a = p.parse_args(argv)
     from lakeml import cli
 
     cli.setup_logging()
-    run(a.entities, a.days, a.udf_rows, a.out, a.keep_data, a.first_after_days, a.usecase, a.master, not a.no_peers)
+    run(a.entities, a.days, a.udf_rows, a.out, a.keep_data, a.first_after_days, a.usecase, a.master, not a.no_peers, a.driver_memory)
 
 
 if __name__ == "__main__":
