@@ -320,7 +320,7 @@ def standalone_section(st: dict) -> list[str]:
     lines = [
         "## The driver alone: the standalone cluster",
         "",
-        f"The project's stages again at every scale, with the tasks in executor JVMs of the standalone master + worker of "
+        f"The project's stages again at {', '.join(scale_name(r) for r in res)} (`scripts/bench.py --standalone`), with the tasks in executor JVMs of the standalone master + worker of "
         f"`scripts/cluster.sh` (`{st['master']}`, {', '.join(f'{k}={v}' for k, v in first['spark_conf'].items())}; "
         "executor sizes of the cluster env), storage as in the embedded env. The driver's Python process and its JVM are "
         "all that is sampled: executors are the worker's children, not the driver's.",
