@@ -58,6 +58,13 @@ def _run_part(title: str, what: str, cmd: list[str], env: dict, part: Path) -> i
     return rc
 
 
+def _scale_cmd(a, n: int, part: Path, *extra: str) -> list[str]:
+    """The command that measures one scale (lakeml.bench.run) into ``part``."""
+    cmd = [sys.executable, "-m", "lakeml.bench.run", "--entities", str(n), "--days", str(a.days),
+           "--first-after-days", str(a.first_after_days), *extra, "--out", str(part)]
+    return cmd + (["--usecase", a.usecase] if a.usecase else [])
+
+
 def _standalone(a, env: dict) -> dict | None:
     """The project's stages at every scale on the stack's standalone cluster; None on a failure."""
     from lakeml.ops.cluster.supervisor import Stack
@@ -76,9 +83,7 @@ def _standalone(a, env: dict) -> dict | None:
         for n in a.scales:
             part = a.work_dir / f"standalone_{n}_d{a.days}.json"
             env["LAKEML_DATA_DIR"] = str(a.work_dir / f"standalone_{n}_d{a.days}")
-            cmd = [sys.executable, "-m", "lakeml.bench.run", "--entities", str(n), "--days", str(a.days), "--first-after-days",
-                   str(a.first_after_days), "--master", master, "--no-peers", "--out", str(part)]
-            cmd += ["--usecase", a.usecase] if a.usecase else []
+            cmd = _scale_cmd(a, n, part, "--master", master, "--no-peers")
             if _run_part(f"standalone {master}: {n:,} entities × {a.days} days", f"standalone scale {n:,}", cmd, env, part) != 0:
                 return None
             out["results"].append(json.loads(part.read_text()))
@@ -129,9 +134,7 @@ def main() -> int:
         for i, n in enumerate(a.scales, 1):
             part = a.work_dir / f"{n}_d{a.days}.json"
             env["LAKEML_DATA_DIR"] = str(a.work_dir / f"{n}_d{a.days}")  # its own warehouse, metastore and MLflow
-            cmd = [sys.executable, "-m", "lakeml.bench.run", "--entities", str(n), "--days", str(a.days),
-                   "--first-after-days", str(a.first_after_days), "--udf-rows", str(a.udf_rows), "--out", str(part)]
-            cmd += ["--usecase", a.usecase] if a.usecase else []
+            cmd = _scale_cmd(a, n, part, "--udf-rows", str(a.udf_rows))
             rc = _run_part(f"scale {i}/{len(a.scales)}: {n:,} entities × {a.days} days  (+{time.time() - t0:.0f}s)", f"scale {n:,}", cmd, env, part)
             if rc != 0:
                 return rc

@@ -62,14 +62,15 @@ def ratios(r: dict) -> dict:
         out["features_vs_duckdb"] = s("features")["seconds"] / s("peer:features_duckdb")["seconds"]
     if "roc_auc" in s("peer:train_mllib_gbt") and "roc_auc" in s("peer:train_lightgbm"):
         out["gbt_auc_gap"] = s("peer:train_lightgbm")["roc_auc"] - s("peer:train_mllib_gbt")["roc_auc"]
-    x, lg = s("peer:train_xgboost"), s("peer:train_lightgbm")
-    if "fit_seconds" in x and "fit_seconds" in lg:
-        out["xgboost_vs_lightgbm"] = x["fit_seconds"] / max(lg["fit_seconds"] + s("peer:train_collect_to_pandas").get("seconds", 0), 1e-3)
-        out["xgboost_auc_gap"] = lg["roc_auc"] - x["roc_auc"]
-    tr = s("train")
-    if tr.get("classifier") == "xgboost" and "fit_seconds" in lg:  # the whole stage: grid, refit, logging, ONNX export
-        out["train_vs_lightgbm"] = tr["seconds"] / max(lg["fit_seconds"] + s("peer:train_collect_to_pandas").get("seconds", 0), 1e-3)
-        out["train_auc_gap"] = lg["roc_auc"] - tr["roc_auc"]
+    x, lg, tr = s("peer:train_xgboost"), s("peer:train_lightgbm"), s("train")
+    if "fit_seconds" in lg:
+        lgb_s = max(lg["fit_seconds"] + s("peer:train_collect_to_pandas").get("seconds", 0), 1e-3)  # what LightGBM needs: collect + fit
+        if "fit_seconds" in x:
+            out["xgboost_vs_lightgbm"] = x["fit_seconds"] / lgb_s
+            out["xgboost_auc_gap"] = lg["roc_auc"] - x["roc_auc"]
+        if tr.get("classifier") == "xgboost":  # the whole stage: grid, refit, logging, ONNX export
+            out["train_vs_lightgbm"] = tr["seconds"] / lgb_s
+            out["train_auc_gap"] = lg["roc_auc"] - tr["roc_auc"]
     fl = s("floor:score").get("seconds")
     if fl and s("score").get("transform_write_seconds"):
         out["score_vs_floor"] = fl / s("score")["transform_write_seconds"]  # same rows: rate ratio = inverse time ratio
@@ -115,17 +116,13 @@ def _peer_table(r: dict) -> list[str]:
             f"LightGBM fit {lg['fit_seconds']} s (+ {s('peer:train_collect_to_pandas')['seconds']} s to collect), ROC AUC {lg['roc_auc']} | "
             f"AUC gap {q['gbt_auc_gap']:+.4f}; LightGBM fits {g['fit_seconds'] / max(lg['fit_seconds'], 0.01):.0f}× faster |"
         )
-    if s("peer:score_mlflow_spark_udf").get("error"):
-        lines.append(
-            f"| scoring (+ Delta write) | transform {_n(score_rate(r))} rows/s/core (+ {s('score').get('model_load_seconds')} s model load) | "
-            f"mlflow spark_udf: cannot score this model (`{s('peer:score_mlflow_spark_udf')['error']}`) | only transform scores it |"
-        )
-    elif s("peer:score_mlflow_spark_udf"):
-        lines.append(
-            f"| scoring (+ Delta write) | transform {_n(score_rate(r))} rows/s/core (+ {s('score').get('model_load_seconds')} s model load) | "
-            f"mlflow spark_udf {_n(s('peer:score_mlflow_spark_udf')['rows_per_s_per_core'])} rows/s/core | "
-            f"{q['score_vs_spark_udf']:.0f}× faster |"
-        )
+    udf = s("peer:score_mlflow_spark_udf")
+    if udf:
+        ours = f"| scoring (+ Delta write) | transform {_n(score_rate(r))} rows/s/core (+ {s('score').get('model_load_seconds')} s model load) | "
+        if udf.get("error"):
+            lines.append(ours + f"mlflow spark_udf: cannot score this model (`{udf['error']}`) | only transform scores it |")
+        else:
+            lines.append(ours + f"mlflow spark_udf {_n(udf['rows_per_s_per_core'])} rows/s/core | {q['score_vs_spark_udf']:.0f}× faster |")
     if s("peer:train_xgboost") and "xgboost_vs_lightgbm" in q:
         x = s("peer:train_xgboost")
         lines.append(

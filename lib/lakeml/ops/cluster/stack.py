@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             rows = _print_status(stack)
             return 0 if all(r[3] == "ready" for r in rows) else 3
         elif cmd == "logs":
-            for s in [stack.get(n) for n in rest] or stack.services:
+            for s in stack.named(rest):
                 print(f"==> {stack.log_file(s)} <==\n{tail(stack.log_file(s), 60)}\n")
         else:
             print(usage, file=sys.stderr)

@@ -153,8 +153,12 @@ class Stack:
         return pw
 
     # lifecycle ----------------------------------------------------------------------
+    def named(self, names: list[str] | None) -> list[Service]:
+        """The services ``names`` lists (in that order), or all of them."""
+        return [self.get(n) for n in names] if names else self.services
+
     def up(self, names: list[str] | None = None) -> None:
-        todo = [self.get(n) for n in names] if names else self.services
+        todo = self.named(names)
         if any(s.needs_password for s in todo):
             self.password()
         for s in todo:
@@ -210,8 +214,7 @@ class Stack:
         )
 
     def down(self, names: list[str] | None = None) -> None:
-        todo = [self.get(n) for n in names] if names else self.services
-        for s in reversed(todo):
+        for s in reversed(self.named(names)):
             pid = self.pid(s)
             if pid is None:
                 continue
