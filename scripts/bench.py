@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "lib"))
 
-from lakeml.bench import harness, report  # noqa: E402
+from lakeml.bench import estimate, harness, report  # noqa: E402
 
 
 def _scales(s: str) -> list[int]:
@@ -160,7 +160,7 @@ def main() -> int:
         doc["history"] = json.loads(part.read_text())
         a.json.write_text(json.dumps(doc, indent=2, default=str))
     report.write_markdown(a.md, doc["results"], doc["command"], doc["machine"], doc.get("history"), doc.get("standalone"))
-    report.write_estimate(a.scaling_md, doc["results"])
+    estimate.write_estimate(a.scaling_md, doc["results"])
     print("\n".join(report.target_table(doc["results"], doc.get("standalone"))))
     print(f"\nwrote {a.json}, {a.md}, {a.scaling_md}")
     return 0
