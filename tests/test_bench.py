@@ -68,7 +68,7 @@ def test_bench_runs_every_stage_and_peer(tmp_path):
     r = doc["results"][0]
     assert r["session_start_seconds"] > 0
     want = report.PROJECT_STAGES + ["peer:features_duckdb", "peer:train_mllib_gbt", "peer:train_lightgbm", "peer:train_xgboost",
-                                    "peer:score_pandas_udf", "peer:score_mlflow_spark_udf", "peer:score_onnx_engine",
+                                    "peer:score_pandas_udf", "peer:score_mlflow_spark_udf", "peer:score_native_engine",
                                     "floor:ingest", "floor:score"]
     assert [s for s in want if s not in r["stages"]] == []
     empty = {n: st for n, st in ((n, r["stages"][n]) for n in want) if not (st["seconds"] > 0 and st["input_rows"] > 0 and st["driver_rss_mb"] > 0)}
@@ -82,13 +82,14 @@ def test_bench_runs_every_stage_and_peer(tmp_path):
     assert "should not be invoked from executor side" in udf["error"] and "output_rows" not in udf
     assert 0.5 < r["stages"]["peer:train_lightgbm"]["roc_auc"] <= 1 and 0.5 < r["stages"]["peer:train_mllib_gbt"]["roc_auc"] <= 1
     assert 0.5 < r["stages"]["peer:train_xgboost"]["roc_auc"] <= 1
+    assert r["stages"]["score"]["engine"] == "onnx"  # scoring.engine auto: the version has its ONNX copy
     # the floors read and write what their stage does: the same landing rows, the same scored rows
     assert r["stages"]["floor:ingest"]["output_rows"] == sum(r["rows"]["landing"].values())
-    assert r["stages"]["floor:score"]["output_rows"] == r["stages"]["peer:score_onnx_engine"]["output_rows"] == r["stages"]["score"]["input_rows"]
+    assert r["stages"]["floor:score"]["output_rows"] == r["stages"]["peer:score_native_engine"]["output_rows"] == r["stages"]["score"]["input_rows"]
     # the event-log profile is split by benchmark stage
     assert r["profile"]["features"] and r["profile"]["features"][0]["seconds"] >= 0
     text = md.read_text()
-    assert "## Targets" in text and "peer:features_duckdb" in text and "scoring.engine: onnx" in text and "one xgboost fit ≤ 5×" in text
+    assert "## Targets" in text and "peer:features_duckdb" in text and "scoring.engine: native (transform), the other engine" in text and "one xgboost fit ≤ 5×" in text
     assert "ingest vs its floor" in text and "hand-written analysis stays" in text and "old numbers" not in text
     assert "input rows at 1 B events" in scaling.read_text()
     # a standalone-cluster run (--standalone) is the same record: its section and its driver target

@@ -276,8 +276,8 @@ def test_each_classifier_goes_through_the_lifecycle(spark, env, uc, built, class
         return (spark.table(pt).where((F.col("score_date") == newest) & (F.col("model_alias") == "champion"))
                 .select(*keep, F.col(uc.probability).alias("p")).localCheckpoint())
 
-    native = score.run(spark, env, other, score_date=newest)
-    assert native["model_version"] == v
+    native = score.run(spark, env, other.model_copy(update={"scoring": uc.scoring.model_copy(update={"engine": "native"})}), score_date=newest)
+    assert native["model_version"] == v and native["engine"] == "native"
     by_native = champion_rows()
     onnx = score.run(spark, env, other.model_copy(update={"scoring": uc.scoring.model_copy(update={"engine": "onnx"})}), score_date=newest)
     assert onnx["rows"] == native["rows"] == by_native.count() > 0

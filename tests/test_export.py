@@ -151,8 +151,13 @@ def test_log_portable_logs_artifacts_and_tags_the_version(spark, env, rows, fitt
     assert float(np.max(np.abs(onnx_runtime.score_onnx(onnx_file, pdf) - p_native))) <= TOL
 
 
-def test_a_copy_that_cannot_be_made_says_why_and_training_goes_on(spark, env, rows, fitted):
+def test_a_copy_that_cannot_be_made_says_why_and_training_goes_on(spark, env, uc, rows, fitted):
+    """... and scoring.engine auto scores that version with the Spark pipeline, while onnx
+    refuses it with the reason."""
     from pyspark.ml.feature import SQLTransformer
+
+    from lakeml.core.errors import MissingDataError
+    from lakeml.ml import score
 
     df, _ = rows
     clf, model, _, _ = fitted
@@ -167,3 +172,12 @@ def test_a_copy_that_cannot_be_made_says_why_and_training_goes_on(spark, env, ro
     assert mv.tags[portable.FORMATS_TAG] == "none"
     assert mv.tags["portable_onnx_missing"] == "a pipeline stage has no ONNX form (see the log)"
     assert client.get_run(run.info.run_id).data.tags["portable_onnx_missing"] == mv.tags["portable_onnx_missing"]
+
+    def engine(name):
+        return uc.model_copy(update={"model": uc.model.model_copy(update={"name": ref.name}),
+                                     "scoring": uc.scoring.model_copy(update={"engine": name})})
+
+    model, got, used = score.load(client, engine("auto"), "challenger", ref.version)
+    assert used == "native" and isinstance(model, PipelineModel) and got.version == ref.version
+    with pytest.raises(MissingDataError, match="has no ONNX copy: a pipeline stage has no ONNX form"):
+        score.load(client, engine("onnx"), "challenger", ref.version)

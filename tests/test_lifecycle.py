@@ -159,16 +159,17 @@ def test_the_report_speaks_the_use_case(world, scheduled_runs):
     assert [n for n in others if n in text.lower()] == []
 
 
-def test_the_onnx_engine_writes_the_table_the_native_one_does(spark, env, world, scheduled_runs):
-    """scoring.engine: onnx (ONNX Runtime in mapInArrow, on the version's ONNX copy) scores
-    the newest snapshot again: the predictions table holds the same rows as the native
-    transform wrote, P(1) within the export's parity tolerance. (Last in the module: it
-    rewrites the newest date's champion rows.)"""
+def test_the_native_engine_writes_the_table_the_onnx_one_does(spark, env, world, scheduled_runs):
+    """The scheduled runs scored with scoring.engine auto, which takes the version's ONNX copy
+    (ONNX Runtime in mapInArrow); the native transform scores the newest snapshot again: the
+    predictions table holds the same rows, P(1) within the export's parity tolerance. (Last
+    in the module: it rewrites the newest date's champion rows.)"""
     from pyspark.testing import assertDataFrameEqual
 
     from lakeml.ml import score
 
     uc = world["uc"]
+    assert uc.scoring.engine == "auto"
     pt = uc.table(uc.tables.predictions)
     newest = spark.table(pt).agg(F.max("score_date")).first()[0]
     keep = [uc.entity, "score_date", "prediction", "model_name", "model_version", "model_run_id", "model_alias"]
@@ -177,11 +178,12 @@ def test_the_onnx_engine_writes_the_table_the_native_one_does(spark, env, world,
         return (spark.table(pt).where((F.col("score_date") == newest) & (F.col("model_alias") == "champion"))
                 .select(*keep, F.col(uc.probability).alias("p")).localCheckpoint())
 
-    native = champion_rows()
-    onnx_uc = uc.model_copy(update={"scoring": uc.scoring.model_copy(update={"engine": "onnx"})})
-    out = score.run(spark, world["env"], onnx_uc, score_date=newest)
-    assert out["rows"] == native.count() > 0
     onnx = champion_rows()
-    assertDataFrameEqual(onnx.drop("p"), native.drop("p"))
+    native_uc = uc.model_copy(update={"scoring": uc.scoring.model_copy(update={"engine": "native"})})
+    out = score.run(spark, world["env"], native_uc, score_date=newest)
+    assert out["engine"] == "native" and out["rows"] == onnx.count() > 0
+    native = champion_rows()
+    assertDataFrameEqual(native.drop("p"), onnx.drop("p"))
     worst = onnx.alias("o").join(native.alias("n"), uc.entity).agg(F.max(F.abs(F.col("o.p") - F.col("n.p")))).first()[0]
     assert worst <= uc.export.parity_tolerance, worst
+    assert score.run(spark, world["env"], uc, score_date=newest)["engine"] == "onnx"  # auto: the version has its copy

@@ -22,6 +22,7 @@ import time
 from datetime import date
 from pathlib import Path
 
+from lakeml.bench import report
 from lakeml.core.paths import CONF_DIR, PROJECT_ROOT
 
 log = logging.getLogger("lakeml.bench")
@@ -179,7 +180,8 @@ def _stages(spark, env, uc, entities: int, days: int, rec, result: dict) -> dict
         r["model_load_seconds"] = s["model_load_seconds"]
         r["transform_write_seconds"] = s["score_write_seconds"]
         r["transform_write_rows_per_s_per_core"] = round(s["rows"] / max(s["score_write_seconds"], 1e-3) / rec.cores)
-        r["note"] = "load the champion from MLflow, then PipelineModel.transform + Delta replaceWhere of one snapshot"
+        r["engine"] = s["engine"]
+        r["note"] = f"load the champion from MLflow, then {report.ENGINES[s['engine']]} (scoring.engine: {uc.scoring.engine}) + Delta replaceWhere of one snapshot"
     result["score_date"] = s["score_date"]
 
     with rec.stage("monitor", s["rows"]) as r:
@@ -233,13 +235,14 @@ def _peers(spark, uc, udf_rows: int, rec, done: dict) -> None:
         r["note"] = "the snapshot read and a predictions table of the same columns written, constant score, no model"
     from lakeml.ml import score
 
-    onnx_uc = uc.model_copy(update={"scoring": uc.scoring.model_copy(update={"engine": "onnx"}),
-                                    "tables": uc.tables.model_copy(update={"predictions": "bench_scores_onnx"})})
-    with rec.stage("peer:score_onnx_engine", sc["rows"]) as r:
-        o = score.run(spark, done["env"], onnx_uc, score_date=sc["score_date"], version=sc["model_version"])
+    other = "native" if sc["engine"] == "onnx" else "onnx"  # the engine the stage did not run
+    other_uc = uc.model_copy(update={"scoring": uc.scoring.model_copy(update={"engine": other}),
+                                     "tables": uc.tables.model_copy(update={"predictions": f"bench_scores_{other}"})})
+    with rec.stage(f"peer:score_{other}_engine", sc["rows"]) as r:
+        o = score.run(spark, done["env"], other_uc, score_date=sc["score_date"], version=sc["model_version"])
         r["output_rows"] = o["rows"]
         r["model_load_seconds"] = o["model_load_seconds"]
-        r["note"] = "scoring.engine: onnx, the version's ONNX copy in ONNX Runtime inside mapInArrow, Delta replaceWhere"
+        r["note"] = f"scoring.engine: {other}, {report.ENGINES[other]}, the same version and snapshot, Delta replaceWhere"
     with rec.stage("peer:score_sklearn_fit") as r:
         model = peers.sklearn_model(uc, train_pdf, params)
         r["input_rows"] = len(train_pdf)

@@ -38,12 +38,15 @@ log = logging.getLogger(__name__)
 PARALLEL_SOURCES = 8  # sources loaded at once
 
 
-def validate(raw: DataFrame, spec: SourceSpec) -> DataFrame:
+def validate(raw: DataFrame, spec: SourceSpec, duplicates: bool = True) -> DataFrame:
     """Type the string columns of ``raw``; ``_reason`` is null for a good row, else why not.
 
     Pure: DataFrame in, DataFrame out. ``_raw`` is the record as it arrived, for the
     rows that are quarantined (null for accepted rows). Rows marked in ``_skip`` (blank
     lines, CSV headers) are no records: no reason, not accepted, kept for the counts.
+    ``duplicates``: rank the rows of each key and batch (a window: every row shuffled) to
+    quarantine the later ones; without it the rows are typed only, which is the same
+    result when :func:`shares_a_key` finds no key and batch with more than one row.
     """
     for c in (SKIP, SHAPE):
         if c not in raw.columns:
@@ -67,11 +70,22 @@ def validate(raw: DataFrame, spec: SourceSpec) -> DataFrame:
     # record text is built only for the rows that are quarantined.
     w = Window.partitionBy(*[values[k] for k in spec.keys], F.col("_batch_date")).orderBy("_source_file", F.xxhash64(*[F.col(c) for c in spec.columns], F.col(CORRUPT)))
     df = raw.withColumn("_pre", reason)
-    dup = record & F.col("_pre").isNull() & (F.row_number().over(w) > 1)
-    df = df.withColumn("_pre", F.when(dup, F.lit("duplicate key within batch")).otherwise(F.col("_pre")))
+    if duplicates:
+        dup = record & F.col("_pre").isNull() & (F.row_number().over(w) > 1)
+        df = df.withColumn("_pre", F.when(dup, F.lit("duplicate key within batch")).otherwise(F.col("_pre")))
     raw_text = F.coalesce(F.col(CORRUPT), F.to_json(F.struct(*[F.col(c) for c in spec.columns])))
     return df.select(*[v.alias(n) for n, v in values.items()], F.when(F.col("_pre").isNotNull(), raw_text).alias("_raw"), F.col("_pre").alias("_reason"),
                      SKIP, F.coalesce(F.col(CORRUPT) == "", F.lit(False)).alias("_whole"), *META)
+
+
+def shares_a_key(typed: DataFrame, spec: SourceSpec) -> bool:
+    """Whether a good row of ``typed`` (:func:`validate` without ``duplicates``) shares its
+    key and batch with another row, so that the duplicate ranking can change something.
+    An aggregate of the keys only: the usual answer, no, costs a shuffle of the keys, where
+    the ranking shuffles whole rows."""
+    good = F.col("_reason").isNull() & F.col(SKIP).isNull()
+    groups = typed.groupBy(*spec.keys, "_batch_date").agg(F.count(F.lit(1)).alias("n"), F.count(F.when(good, 1)).alias("g"))
+    return not groups.where((F.col("n") > 1) & (F.col("g") > 0)).isEmpty()
 
 
 def accepted_rows(validated: DataFrame, spec: SourceSpec) -> DataFrame:
@@ -329,8 +343,14 @@ def ingest_source(spark: SparkSession, uc: UseCaseConfig, source: str, batches: 
     scanned = [f for f in files if f not in unreadable]
     scan = parallel.start(spark, lambda: readers.count_rows(spark, spec, scanned))
     while True:
-        validated = validate(read_raw(spark, spec, files, batches={p: d for p, (d, _) in listed.items()}, unreadable=unreadable), spec).persist()
+        raw = read_raw(spark, spec, files, batches={p: d for p, (d, _) in listed.items()}, unreadable=unreadable)
+        validated = validate(raw, spec, duplicates=False).persist()
         try:
+            # the rows are typed and cached once; only when a key of a batch has more than
+            # one row are they read and typed again with the duplicate ranking
+            if shares_a_key(validated, spec):
+                validated.unpersist()
+                validated = validate(raw, spec).persist()
             # one pass: per file, its lines (blank ones and headers apart), rows quarantined,
             # and the time span of the accepted rows
             per_file = (
@@ -371,13 +391,14 @@ def ingest_source(spark: SparkSession, uc: UseCaseConfig, source: str, batches: 
         his = [r["hi"] for r in stats.values() if r["hi"] is not None]
         span = silver.span_days(min(los), max(his)) if los else 0
         good = silver.laid_out(accepted_rows(validated, spec), spec, accepted, span)
+        first_load = not tables.exists(spark, bronze)
         _write_slices(good, bronze, tables.in_predicate("_batch_date", dates), append_to is not None)
         phase()
         # the version the append made, unless another writer committed in between: then the
         # next run finds bronze at another version than recorded and replaces (safe, slower)
         bronze_version = append_to + 1 if append_to is not None else _version(spark, bronze)
-        if rebuild_silver:
-            silver.rebuild(spark, uc, source)
+        if rebuild_silver:  # a first load's bronze is these rows: silver from the cached ones, not a second read
+            silver.rebuild(spark, uc, source, accepted_rows(validated, spec) if first_load else None)
         else:
             silver.merge(spark, uc, source, accepted_rows(validated, spec), one_batch=len(batches) == 1, rows=accepted, span_days=span,
                          time_range=(min(los), max(his)) if los else None)

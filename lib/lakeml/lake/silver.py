@@ -81,10 +81,11 @@ def _newer(s: str = "s", t: str = "t") -> Column:
     )
 
 
-def rebuild(spark: SparkSession, uc: UseCaseConfig, source: str) -> None:
-    """Silver of ``source`` recomputed from all of bronze (a full recompute)."""
+def rebuild(spark: SparkSession, uc: UseCaseConfig, source: str, bronze: DataFrame | None = None) -> None:
+    """Silver of ``source`` recomputed from all of bronze (a full recompute). ``bronze``:
+    the rows bronze holds, when the caller has them at hand (a first load's cached rows)."""
     spec = uc.sources[source]
-    bronze = spark.table(uc.table(spec.table))
+    bronze = spark.table(uc.table(spec.table)) if bronze is None else bronze
     current = latest_per_key(bronze, spec.keys).persist()
     try:
         rows, span = layout(current, spec)
