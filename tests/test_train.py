@@ -9,7 +9,7 @@ from pyspark.sql import functions as F
 from conftest import CLASSIFIER_PARAMS
 from lakeml.core import tracking
 from lakeml.core.errors import ConfigError
-from lakeml.ml import metrics, score, train
+from lakeml.ml import metrics, score, train, xgb
 
 
 def test_unknown_classifier_parameter_names_the_key(spark, uc):
@@ -74,6 +74,10 @@ def test_xgboost_params_are_checked_by_name_and_early_stopping_validates_on_a_sh
     assert clf.getOrDefault("validationIndicatorCol") == "_xgb_validation" and clf.getOrDefault("weightCol") == "weight"
     # all of a barrier stage's tasks run at once: the workers fit the cores, not spark.default.parallelism
     assert clf.getOrDefault("num_workers") == max(1, os.cpu_count() // spec.tuning.parallelism)
+    # ... and no more than the training rows make MIN_ROWS_PER_WORKER each: small data is not split
+    assert train.build_pipeline(spec, "y", rows=xgb.MIN_ROWS_PER_WORKER - 1)[1].getOrDefault("num_workers") == 1
+    many = train.build_pipeline(spec, "y", rows=100 * xgb.MIN_ROWS_PER_WORKER)[1]
+    assert many.getOrDefault("num_workers") == clf.getOrDefault("num_workers")
     rows = train.training_rows(spark.range(2000).select((F.col("id") % 5 == 0).cast("int").alias("y")), "y", spec)
     share = rows.where("_xgb_validation").count() / 2000
     assert 0.15 < share < 0.25

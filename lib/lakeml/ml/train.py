@@ -44,14 +44,17 @@ def _classifier(spec: ModelSpec, label: str, weight: str | None = "weight", num_
     return clf
 
 
-def _xgb_workers(spec: ModelSpec) -> int | None:
+def _xgb_workers(spec: ModelSpec, rows: int | None = None) -> int | None:
     """XGBoost trains in one barrier stage of ``num_workers`` tasks, which must all run at
     once, and the tuning fits ``parallelism`` models at once: each gets its share of the
-    task slots the session has now (its cores, not ``spark.default.parallelism``)."""
+    task slots the session has now (its cores, not ``spark.default.parallelism``), and,
+    when the training ``rows`` are known, no more workers than ``xgb.MIN_ROWS_PER_WORKER``
+    rows each make."""
     if spec.classifier != xgb.NAME or "num_workers" in spec.params:
         return None
     active = SparkSession.getActiveSession()
-    return max(1, xgb.task_slots(active) // max(1, spec.tuning.parallelism)) if active is not None else 1
+    share = max(1, xgb.task_slots(active) // max(1, spec.tuning.parallelism)) if active is not None else 1
+    return share if rows is None else max(1, min(share, rows // xgb.MIN_ROWS_PER_WORKER))
 
 
 class TrainingError(LakemlError):
@@ -95,8 +98,9 @@ def check_model(spec: ModelSpec, label: str, source: str = "model spec") -> None
             raise ConfigError(f"{source}: {key}.{name}: {value!r} is out of range for {type(bare).__name__} ({msg})") from None
 
 
-def build_pipeline(spec: ModelSpec, label: str, source: str = "model spec") -> tuple[Pipeline, object]:
-    """The unfitted Pipeline and its classifier stage (for the parameter grid)."""
+def build_pipeline(spec: ModelSpec, label: str, source: str = "model spec", rows: int | None = None) -> tuple[Pipeline, object]:
+    """The unfitted Pipeline and its classifier stage (for the parameter grid); ``rows``:
+    how many it will be fitted on, if known (XGBoost's worker count)."""
     imputed = [f"{c}__imp" for c in spec.numeric]
     indexed = [f"{c}__idx" for c in spec.categorical]
     stages: list = []
@@ -113,7 +117,7 @@ def build_pipeline(spec: ModelSpec, label: str, source: str = "model spec") -> t
     else:
         cat_vec = indexed  # trees split categorical indices directly
     stages.append(VectorAssembler(inputCols=imputed + cat_vec, outputCol="features", handleInvalid="keep"))
-    clf = _classifier(spec, label, num_workers=_xgb_workers(spec))
+    clf = _classifier(spec, label, num_workers=_xgb_workers(spec, rows))
     _set_params(clf, spec.params, "model.params", source)
     if spec.classifier == xgb.NAME and xgb.early_stopping(clf):
         clf.set(clf.getParam("validationIndicatorCol"), xgb.VALIDATION_COL)
@@ -221,7 +225,8 @@ def fit(spark: SparkSession, uc: UseCaseConfig, data: DataFrame, dates: list[dat
     train_dates, test_date = time_split(labelled_dates(data) if dates is None else dates, uc.label.horizon_days)
     train = training_rows(data.where(F.col("as_of_date").isin(train_dates)), label, spec).persist()
     test = data.where(F.col("as_of_date") == F.lit(test_date)).persist()
-    pipe, clf = build_pipeline(spec, label, uc.source_file)
+    n_train = train.count()
+    pipe, clf = build_pipeline(spec, label, uc.source_file, n_train)
     grid = param_grid(clf, spec, uc.source_file)
     ev = BinaryClassificationEvaluator(labelCol=label, metricName=spec.tuning.metric)
     t = spec.tuning
@@ -246,7 +251,7 @@ def fit(spark: SparkSession, uc: UseCaseConfig, data: DataFrame, dates: list[dat
         "threshold": threshold,
         "train_dates": train_dates,
         "test_date": test_date,
-        "train_rows": train.count(),
+        "train_rows": n_train,
         "test_rows": test.count(),
         "metrics": metrics.evaluate(test_scored, label, p1, threshold),
         "curves": metrics.curves(test_scored, label, p1),
