@@ -34,7 +34,7 @@ VALIDATION_COL = "_xgb_validation"
 VALIDATION_SHARE = 0.2
 # fewer training rows than this per worker and the data is not split further: a worker's
 # histograms and its share of the early-stopping rows get too small to be steady (on the
-# tests' 1 500 customers two workers gave a test ROC AUC of 0.67, one 0.73), and a barrier
+# tests' 1 500 demo entities two workers gave a test ROC AUC of 0.67, one 0.73), and a barrier
 # stage's start costs more than the split saves
 MIN_ROWS_PER_WORKER = 50_000
 
