@@ -3,11 +3,12 @@
 
 The imputer, indexers and assembler stay; XGBoost trains across ``num_workers`` Spark tasks
 (barrier mode; by default every core the session has, divided by the tuning's
-``parallelism``, and at most one per ``MIN_ROWS_PER_WORKER`` training rows), with the class weights as ``weight_col``. ``early_stopping_rounds`` in
-``model.params`` stops on a validation share of the training rows (``VALIDATION_SHARE``,
-a seeded random fifth). The fitted pipeline gets one more stage,
-:class:`PositiveThreshold`, so that ``prediction`` is 1 exactly when P(1) >= the chosen
-threshold, as with the MLlib classifiers; it saves and loads with the pipeline (Python
+``parallelism``, and at most one per ``MIN_ROWS_PER_WORKER`` training rows), with the
+class weights as ``weight_col``. ``early_stopping_rounds`` in ``model.params`` stops on
+a validation share of the training rows (``VALIDATION_SHARE``, a seeded random fifth).
+The fitted pipeline gets one more stage, :class:`PositiveThreshold`, so that
+``prediction`` is 1 exactly when P(1) >= the chosen threshold, as with the MLlib
+classifiers; it saves and loads with the pipeline (Python
 stages persist through pyspark's own pipeline writer, and MLflow's Spark flavour uses it).
 
 For ONNX, :func:`trees` reads the booster's JSON model into the tree lists that
