@@ -171,8 +171,9 @@ def _stages(spark, env, uc, entities: int, days: int, rec, result: dict) -> dict
         r["roc_auc"] = round(tr.metrics["roc_auc"], 4)
         r["classifier"] = uc.model.classifier
         r["best_params"] = tr.best_params
+        r["trees"] = tr.trees
         r["note"] = "grid of models + refit + MLflow logging + ONNX export with parity check"
-    result["train"] = {"train_dates": tr.train_dates, "test_date": tr.test_date, "version": tr.model.version, "best_params": tr.best_params}
+    result["train"] = {"train_dates": tr.train_dates, "test_date": tr.test_date, "version": tr.model.version, "best_params": tr.best_params, "trees": tr.trees}
 
     with rec.stage("score") as r:
         s = score.run(spark, env, uc)
@@ -210,7 +211,7 @@ def _peers(spark, uc, udf_rows: int, rec, done: dict) -> None:
 
     # training: one GBT and one xgboost fit vs LightGBM on the project's split, the same
     # boosting settings (the tuned ones)
-    params = peers.boosting({**uc.model.params, **tr.best_params})
+    params = peers.boosting({**uc.model.params, **tr.best_params}, tr.trees)
     train_df, test_df = peers.split(features.labelled_features(spark, uc), tr.train_dates, tr.test_date)
     with rec.stage("peer:train_mllib_gbt") as r:
         r.update(peers.mllib_gbt(uc, train_df, test_df, params))

@@ -176,3 +176,12 @@ def labelled_features(spark: SparkSession, uc: UseCaseConfig) -> DataFrame:
     ft = tables.read(spark, uc.table(uc.tables.features), made_by=tables.FEATURES_JOB)
     lb = tables.read(spark, uc.table(uc.tables.labels), made_by=tables.FEATURES_JOB)
     return ft.join(lb, [uc.features.entity, "as_of_date"]).where(F.col(uc.label.column).isNotNull())
+
+
+def labelled_dates(spark: SparkSession, uc: UseCaseConfig) -> list[date]:
+    """The snapshot dates that have feature rows and known labels, from both tables'
+    ``as_of_date`` partitions (no join of the rows: that cost 15 s at 1 M entities)."""
+    ft = tables.read(spark, uc.table(uc.tables.features), made_by=tables.FEATURES_JOB).select("as_of_date").distinct()
+    lb = tables.read(spark, uc.table(uc.tables.labels), made_by=tables.FEATURES_JOB)
+    lb = lb.where(F.col(uc.label.column).isNotNull()).select("as_of_date").distinct()
+    return sorted(r[0] for r in ft.join(lb, "as_of_date").collect())

@@ -1,8 +1,9 @@
 """Train the MLlib pipeline of the use case, evaluate it on a later snapshot, and register it.
 
 Pipeline: Imputer (median) -> StringIndexer (+ OneHotEncoder for logistic regression) ->
-VectorAssembler -> classifier from conf, with class weights. Tuned with a parameter grid
-from conf (TrainValidationSplit or CrossValidator, ``parallelism`` models at a time).
+VectorAssembler -> classifier from conf, with class weights. The feature stages are fitted
+once on the training rows; the classifier is tuned on their cached output with a parameter
+grid from conf (TrainValidationSplit or CrossValidator, ``parallelism`` models at a time).
 
 Time-based split: the test set is the newest labelled snapshot; training uses only the
 snapshots whose label window had closed by then (as_of + horizon <= test as_of), so no
@@ -30,6 +31,11 @@ from lakeml.core.errors import ConfigError, LakemlError, first_line
 from lakeml.ml import metrics, plots, portable, xgb
 
 log = logging.getLogger(__name__)
+
+# the max-F1 threshold is chosen on at most this many training rows (a seeded sample): its
+# curve, from 1 000 probability bins, is steady long before, and scoring every training row
+# again cost 8 s of the train stage at 1 M entities
+THRESHOLD_ROWS = 200_000
 
 CLASSIFIERS = {"logistic_regression": LogisticRegression, "random_forest": RandomForestClassifier, "gbt": GBTClassifier}
 
@@ -201,6 +207,15 @@ def feature_importances(model: PipelineModel, scored: DataFrame) -> list[tuple[s
     return sorted(zip(clean, (float(v) for v in vals), strict=True), key=lambda p: -p[1])
 
 
+def tree_count(model: PipelineModel) -> int | None:
+    """Trees (boosting rounds) the fitted classifier predicts with; None for a linear model."""
+    clf = xgb.classifier_stage(model)
+    if clf is not None:
+        return xgb.trees_used(clf)
+    last = model.stages[-1]
+    return int(last.getNumTrees) if hasattr(last, "getNumTrees") else None
+
+
 @dataclass
 class TrainResult:
     model: tracking.ModelRef
@@ -212,6 +227,7 @@ class TrainResult:
     best_params: dict = field(default_factory=dict)
     train_rows: int = 0
     test_rows: int = 0
+    trees: int | None = None
 
 
 def labelled_dates(data: DataFrame) -> list[date]:
@@ -226,22 +242,33 @@ def fit(spark: SparkSession, uc: UseCaseConfig, data: DataFrame, dates: list[dat
     train = training_rows(data.where(F.col("as_of_date").isin(train_dates)), label, spec).persist()
     test = data.where(F.col("as_of_date") == F.lit(test_date)).persist()
     n_train = train.count()
+    if test.isEmpty():  # dates from both tables' partitions: their rows must meet too
+        raise TrainingError(f"no feature row of {test_date} has a label in {uc.table(uc.tables.labels)}: "
+                            f"recompute that snapshot with jobs/features.py --as-of {test_date}")
     pipe, clf = build_pipeline(spec, label, uc.source_file, n_train)
     grid = param_grid(clf, spec, uc.source_file)
     ev = BinaryClassificationEvaluator(labelCol=label, metricName=spec.tuning.metric)
     t = spec.tuning
     if t.method == "cross_validator":
-        tuner = CrossValidator(estimator=pipe, estimatorParamMaps=grid, evaluator=ev, numFolds=t.folds, parallelism=t.parallelism, seed=spec.seed)
+        tuner = CrossValidator(estimator=clf, estimatorParamMaps=grid, evaluator=ev, numFolds=t.folds, parallelism=t.parallelism, seed=spec.seed)
     else:
-        tuner = TrainValidationSplit(estimator=pipe, estimatorParamMaps=grid, evaluator=ev, trainRatio=t.train_ratio, parallelism=t.parallelism, seed=spec.seed)
-    tuned = tuner.fit(train)
-    model: PipelineModel = tuned.bestModel
+        tuner = TrainValidationSplit(estimator=clf, estimatorParamMaps=grid, evaluator=ev, trainRatio=t.train_ratio, parallelism=t.parallelism, seed=spec.seed)
+    # the feature stages (imputer medians, category indices, encoder, assembler) are fitted
+    # once, on every training row, and their output cached: the grid and the refit then fit
+    # the classifier alone, where a whole pipeline per model fitted each feature stage again
+    prep = Pipeline(stages=pipe.getStages()[:-1]).fit(train)
+    keep = ["features", label, "weight", *([xgb.VALIDATION_COL] if xgb.VALIDATION_COL in train.columns else [])]
+    prepared = prep.transform(train).select(*keep).persist()
+    prepared.count()
+    train.unpersist()
+    tuned = tuner.fit(prepared)
+    model = PipelineModel(stages=[*prep.stages, tuned.bestModel])
     scores = tuned.avgMetrics if hasattr(tuned, "avgMetrics") else tuned.validationMetrics
     best_i = max(range(len(scores)), key=lambda i: scores[i])
     best_params = {p.name: v for p, v in grid[best_i].items()}
-    train_scored = model.transform(train).withColumn(p1, metrics.positive_probability())
     if spec.threshold == "max_f1":
-        threshold = metrics.best_f1_threshold(metrics.curves(train_scored, label, p1))
+        chosen_on = prepared if n_train <= THRESHOLD_ROWS else prepared.sample(fraction=THRESHOLD_ROWS / n_train, seed=spec.seed)
+        threshold = metrics.best_f1_threshold(metrics.curves(tuned.bestModel.transform(chosen_on).withColumn(p1, metrics.positive_probability()), label, p1))
     else:
         threshold = float(spec.threshold)
     model = set_threshold(model, threshold)
@@ -257,10 +284,11 @@ def fit(spark: SparkSession, uc: UseCaseConfig, data: DataFrame, dates: list[dat
         "curves": metrics.curves(test_scored, label, p1),
         "importances": feature_importances(model, test_scored),
         "best_params": best_params,
+        "trees": tree_count(model),
         "tuning_scores": scores,
         "test_scored": test_scored,
     }
-    train.unpersist()
+    prepared.unpersist()
     test.unpersist()
     return result
 
@@ -275,7 +303,7 @@ def run(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig) -> TrainResult:
     tracking.tag_orphan_versions(client, uc.model.name)  # versions such a crash (or an older release) left: never chosen
     ft, lt = uc.table(uc.tables.features), uc.table(uc.tables.labels)
     data = features.labelled_features(spark, uc)
-    dates = labelled_dates(data)
+    dates = features.labelled_dates(spark, uc)
     time_split(dates, uc.label.horizon_days)  # too few days of data: said before a run is started
     versions = {ft: tables.version(spark, ft), lt: tables.version(spark, lt)}
     # all or nothing: the run logs everything and ends; only then is a version registered
@@ -300,6 +328,7 @@ def run(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig) -> TrainResult:
                 "train_from": r["train_dates"][0],
                 "train_to": r["train_dates"][-1],
                 "test_as_of": r["test_date"],
+                **({"trees": r["trees"]} if r["trees"] is not None else {}),
                 **{f"param.{k}": v for k, v in uc.model.params.items()},
                 **{f"best.{k}": v for k, v in r["best_params"].items()},
             }
@@ -316,10 +345,10 @@ def run(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig) -> TrainResult:
                 f"test ROC AUC {m['roc_auc']:.4f} is below model.auc_floor {uc.model.auc_floor} "
                 f"({uc.source_file}); the model was logged (run {run.info.run_id}) but not registered"
             )
-        signature = _signature(spark, r["model"], data, uc)
+        signature = _signature(r["test_scored"], uc)
         model_uri = tracking.log_spark_model(r["model"], signature)
         if uc.export.onnx:
-            portable_rows = data.where(F.col("as_of_date") == F.lit(r["test_date"])).select(*uc.model.categorical, *uc.model.numeric)
+            portable_rows = r["test_scored"].select(*uc.model.categorical, *uc.model.numeric)  # the test rows, cached
             portable.log_portable(r["model"], portable_rows, run.info.run_id, None, uc.export)
     r["test_scored"].unpersist()
     run_tags = client.get_run(run.info.run_id).data.tags
@@ -338,22 +367,23 @@ def run(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig) -> TrainResult:
         # the first model of a name is the champion until the validation gate exists
         tracking.set_alias(client, uc.model.name, tracking.CHAMPION, ref.version)
     log.info("trained %s version %s: test ROC AUC %.4f, PR AUC %.4f", uc.model.name, ref.version, m["roc_auc"], m["pr_auc"])
-    return TrainResult(ref, m, r["threshold"], r["train_dates"], r["test_date"], became, r["best_params"], r["train_rows"], r["test_rows"])
+    return TrainResult(ref, m, r["threshold"], r["train_dates"], r["test_date"], became, r["best_params"], r["train_rows"], r["test_rows"],
+                       r["trees"])
 
 
-def _signature(spark: SparkSession, model: PipelineModel, data: DataFrame, uc: UseCaseConfig):
-    """Input/output schema of the model, from five rows (no full collect)."""
+def _signature(test_scored: DataFrame, uc: UseCaseConfig):
+    """Input/output schema of the model, from five of the scored test rows (cached: reading
+    the labelled features and scoring them again cost 25 s at 1 M entities)."""
     from mlflow.models import infer_signature
 
     cols = [uc.entity, "as_of_date", *uc.model.categorical, *uc.model.numeric]
-    sample = data.select(*cols).limit(5)
-    out = model.transform(sample).select(metrics.positive_probability().alias(uc.probability), "prediction")
+    rows = test_scored.select(*cols, uc.probability, "prediction").limit(5).toPandas()
     try:
         import warnings
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the integer-columns hint: features are imputed
-            return infer_signature(sample.toPandas(), out.toPandas())
+            return infer_signature(rows[cols], rows[[uc.probability, "prediction"]])
     except Exception as e:  # the signature is documentation; never fail training on it
         log.warning("no model signature: %s", e)
         return None

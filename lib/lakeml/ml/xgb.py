@@ -94,6 +94,14 @@ def classifier_stage(model):
     return next((st for st in reversed(model.stages) if type(st).__name__ == "SparkXGBClassifierModel"), None)
 
 
+def trees_used(clf) -> int:
+    """How many boosting rounds the fitted model predicts with (to its best iteration after
+    early stopping)."""
+    booster = clf.get_booster()
+    best = booster.attr("best_iteration")
+    return int(best) + 1 if best is not None else int(booster.num_boosted_rounds())
+
+
 def importances(clf, n: int) -> list[float]:
     """Total gain per feature slot (0 for a slot no tree splits on)."""
     score = clf.get_booster().get_score(importance_type="total_gain")
