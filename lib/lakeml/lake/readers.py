@@ -48,11 +48,10 @@ def spark_path(path: str) -> str:
     return re.sub(r"([\\\[\]{}*?])", r"\\\1", path)
 
 
-def _real_path(c: Column) -> Column:
+def _real_path(uri: str) -> str:
     """Spark's ``_metadata.file_path`` is a URI (``a%20b.csv``); the real path, without the
-    ``file:`` scheme, as the listing has it. ``+`` is literal in a URI path (protected from
-    the decoder, which would make it a space)."""
-    return F.url_decode(F.regexp_replace(F.regexp_replace(c, r"\+", "%2B"), r"^file:/+", "/"))
+    ``file:`` scheme, as the listing has it (``+`` is literal in a URI path)."""
+    return urllib.parse.unquote(re.sub(r"^file:/+", "/", uri))
 
 
 def real_path(path: str) -> str:
@@ -109,19 +108,31 @@ def _batch_of(f: str, batches: dict[str, date] | None) -> date | None:
     return (batches or {}).get(f) or batch_of_path(real_path(f))
 
 
-def _files_frame(spark: SparkSession, files: list[str], batches: dict[str, date] | None, headers: dict[str, str | None] | None) -> DataFrame:
+def _with_files(df: DataFrame, files: list[str], batches: dict[str, date] | None, headers: dict[str, str | None] | None) -> DataFrame:
+    """``df`` (a file source's rows) with each row's file: its real path (``_source_file``),
+    batch and header (``_h``). Joined on Spark's own URI of the file (``_metadata.file_path``),
+    which ``inputFiles()`` gives from the listing without reading a row: no line decodes its
+    path (decoding it per line cost a fifth of the read)."""
+    listed = {real_path(f): f for f in files}
     rows = []
-    for f in files:
+    for uri in df.inputFiles():
+        f = listed.get(_real_path(uri))
+        if f is None:
+            raise ConservationError(f"Spark reads {uri}, which is not one of the listed files {sorted(listed)[:3]}...")
         h = None if headers is None else (headers.get(f) or "").removeprefix("\ufeff")
-        rows.append((real_path(f), _batch_of(f, batches), h))
-    return spark.createDataFrame(rows, "_source_file string, _batch_date date, _h string")
+        # a local file is file:///x in inputFiles() and file:/x in _metadata: both are keys (a
+        # row matches one; one that matched neither would fail the conservation check loudly)
+        rows += [(key, real_path(f), _batch_of(f, batches), h) for key in {uri, re.sub(r"^file:/+", "file:/", uri)}]
+    info = df.sparkSession.createDataFrame(rows, "_uri string, _source_file string, _batch_date date, _h string")
+    # left: a line never disappears here
+    return df.withColumn("_uri", F.col("_metadata.file_path")).join(F.broadcast(info), "_uri", "left").drop("_uri")
 
 
-def _lines(spark: SparkSession, spec: SourceSpec, files: list[str], info: DataFrame) -> DataFrame:
+def _lines(spark: SparkSession, spec: SourceSpec, files: list[str], batches: dict[str, date] | None,
+           headers: dict[str, str | None] | None) -> DataFrame:
     """Every line of the files (blank ones too), with its file's real path, batch and header,
     its length in bytes (``_len``) and whether that is beyond ``max_line_bytes`` (``_long``)."""
-    lines = spark.read.text([spark_path(f) for f in files]).select("value", _real_path(F.col("_metadata.file_path")).alias("_source_file"))
-    lines = lines.join(F.broadcast(info), "_source_file", "left")  # left: a line never disappears here
+    lines = _with_files(spark.read.text([spark_path(f) for f in files]), files, batches, headers)
     return lines.withColumn("_len", F.octet_length("value")).withColumn("_long", F.col("_len") > spec.max_line_bytes)
 
 
@@ -184,7 +195,7 @@ def _read_text(spark: SparkSession, spec: SourceSpec, files: list[str], headers:
     utf8 = F.is_valid_utf8(F.col("value"))
     raw_line = F.make_valid_utf8(F.col("value"))
     if spec.format == "json":
-        lines = _lines(spark, spec, files, _files_frame(spark, files, batches, None))
+        lines = _lines(spark, spec, files, batches, None)
         # each derived value is its own column, computed once per line (a regex or a JSON
         # parse repeated inside every CASE WHEN made this read four times slower)
         lines = lines.withColumn("_t", F.when(~F.col("_long"), F.btrim(F.col("value"), F.lit(WHITESPACE))))
@@ -218,7 +229,7 @@ def _read_text(spark: SparkSession, spec: SourceSpec, files: list[str], headers:
     # CSV
     expected = csv_header(spec)
     headers = headers if headers is not None else {f: landing.first_line(spark, f) for f in files}
-    lines = _lines(spark, spec, files, _files_frame(spark, files, batches, headers))
+    lines = _lines(spark, spec, files, batches, headers)
     # each file's first line is its header (compared byte for byte: a first line that is
     # not UTF-8 text is no header but a malformed record); a byte-order mark before it is
     # not part of it (Hadoop's line reader drops it, Python's keeps it); a line equal to
@@ -279,10 +290,9 @@ def _json_container(c: str, v: Column) -> Column:
 
 def _read_parquet(spark: SparkSession, spec: SourceSpec, files: list[str], batches: dict[str, date] | None) -> DataFrame:
     none = F.lit(None).cast("string")
-    info = _files_frame(spark, files, batches, None).drop("_h")
 
     def as_strings(df: DataFrame) -> DataFrame:
-        df = df.withColumn("_source_file", _real_path(F.col("_metadata.file_path"))).join(F.broadcast(info), "_source_file", "left")
+        df = _with_files(df, files, batches, None).drop("_h")
         types = {f.name: f.dataType for f in df.schema.fields}
         complex_ = [c for c in spec.columns if c in types and isinstance(types[c], (StructType, ArrayType, MapType))]
         shape = _messages([(F.col(c).isNotNull(), f"{c}: a {types[c].simpleString()} in the Parquet file where a {spec.columns[c].type} is declared")
@@ -338,11 +348,12 @@ def count_rows(spark: SparkSession, spec: SourceSpec, files: list[str]) -> dict[
     reader that parses them: what conservation is checked against."""
     if not files:
         return {}
-    path = _real_path(F.col("_metadata.file_path")).alias("f")
 
     def grouped(paths: list[str]) -> dict[str, int]:
         df = spark.read.parquet(*paths) if spec.format == "parquet" else spark.read.text(paths)
-        return {r.f: r.n for r in df.select(path).groupBy("f").agg(F.count(F.lit(1)).alias("n")).collect()}
+        # grouped by Spark's URI of the file; its path is decoded once per file, not per line
+        per_uri = df.groupBy(F.col("_metadata.file_path").alias("f")).agg(F.count(F.lit(1)).alias("n")).collect()
+        return {_real_path(r.f): r.n for r in per_uri}
 
     paths = [spark_path(f) for f in files]
     try:
