@@ -54,10 +54,16 @@ def validate(raw: DataFrame, spec: SourceSpec, duplicates: bool = True) -> DataF
     record = F.col(SKIP).isNull()
     checks = [(F.col(CORRUPT).isNotNull(), F.coalesce(F.col("_problem"), F.lit("malformed record"))), (F.col(SHAPE).isNotNull(), F.col(SHAPE))]
     values: dict[str, Column] = {}
-    for name, cs in spec.columns.items():
+    # each column's typed value and reason are computed once, as columns of their own: the
+    # reasons and the output both use them, and inside their CASE WHENs they were parsed
+    # (regex, cast) again for each use
+    parsed = {name: parse_value(F.col(name), name, cs, spec.years) for name, cs in spec.columns.items()}
+    raw = raw.select("*", *[v.alias(f"__v{i}") for i, (v, _) in enumerate(parsed.values())],
+                     *[w.alias(f"__w{i}") for i, (_, w) in enumerate(parsed.values())])
+    for i, (name, cs) in enumerate(spec.columns.items()):
         r = F.col(name)
         empty = r.isNull() | (F.trim(r) == "")
-        value, why = parse_value(r, name, cs, spec.years)
+        value, why = F.col(f"__v{i}"), F.col(f"__w{i}")
         if cs.required:
             checks.append((empty & F.col(CORRUPT).isNull(), F.lit(f"missing required {name}")))
         checks.append((~empty & why.isNotNull(), why))
