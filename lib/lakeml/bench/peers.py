@@ -47,18 +47,19 @@ def _one_fit(uc: UseCaseConfig, spec, train_df: DataFrame, test_df: DataFrame) -
     return {"fit_seconds": round(fit_s, 2), "roc_auc": round(auc, 4), "rows": rows}
 
 
-PEER_TREES = 40  # trees of every peer fit when the use case's count is a cap for early stopping
+# trees of every peer fit when the use case's count is a cap for early stopping. Not the
+# stage model's count (300 at 1 M): MLlib's GBT at 300 trees ran 7 min and failed with a
+# StackOverflowError serialising its lineage (2026-12-01)
+PEER_TREES = 40
 
 
-def boosting(params: dict, trees: int | None = None) -> dict:
+def boosting(params: dict) -> dict:
     """The settings every boosting peer shares (trees, learning rate, depth, row subsample),
-    from the use case's tuned parameters in MLlib's names (gbt) or XGBoost's (xgboost);
-    ``trees``: as many as the train stage's model has (its early stopping's count), so that
-    every peer fits a model of the same size."""
+    from the use case's tuned parameters in MLlib's names (gbt) or XGBoost's (xgboost)."""
     def pick(*names, default):
         return next((params[n] for n in names if n in params), default)
 
-    trees = trees or pick("maxIter", default=None) or (PEER_TREES if "early_stopping_rounds" in params else pick("n_estimators", default=PEER_TREES))
+    trees = pick("maxIter", default=None) or (PEER_TREES if "early_stopping_rounds" in params else pick("n_estimators", default=PEER_TREES))
     return {"trees": int(trees), "rate": float(pick("stepSize", "learning_rate", default=0.1)), "depth": int(pick("maxDepth", "max_depth", default=5)),
             "subsample": float(pick("subsamplingRate", "subsample", default=1.0))}
 

@@ -211,7 +211,7 @@ def _peers(spark, uc, udf_rows: int, rec, done: dict) -> None:
 
     # training: one GBT and one xgboost fit vs LightGBM on the project's split, the same
     # boosting settings (the tuned ones)
-    params = peers.boosting({**uc.model.params, **tr.best_params}, tr.trees)
+    params = peers.boosting({**uc.model.params, **tr.best_params})
     train_df, test_df = peers.split(features.labelled_features(spark, uc), tr.train_dates, tr.test_date)
     with rec.stage("peer:train_mllib_gbt") as r:
         r.update(peers.mllib_gbt(uc, train_df, test_df, params))
