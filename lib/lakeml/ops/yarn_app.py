@@ -6,8 +6,10 @@ In cluster deploy mode the driver runs in the application master's container: wh
 application's state. :func:`submit_and_report` runs spark-submit (it waits for the end and
 exits non-zero when the application failed), then reads the driver's ``stdout`` of every
 attempt from the NodeManager that ran it (its REST API, found through the ResourceManager's)
-and prints it; when the application failed, the tail of the last attempt's ``stderr`` (the
-Python traceback) follows. The exit code is spark-submit's.
+and prints it (Spark merges the Python driver's stderr, its log, into it); when the
+application failed, what the driver said last (a job's ``error: ...`` line, else its Python
+traceback, else the end of the application master's log) follows on stderr. The exit code
+is spark-submit's.
 """
 
 from __future__ import annotations
@@ -122,8 +124,12 @@ def submit_and_report(cmd: list[str]) -> int:
             if text:
                 print(text, flush=True)
         if rc != 0:
-            container, err = driver_logs(rm_url, app_id, "stderr")[-1]
-            print(f"{app_id} failed; the driver's stderr ({container}) says:\n{why_failed(err)}", file=sys.stderr)
+            # Spark's PythonRunner merges the Python driver's stderr into the container's
+            # stdout; the container's stderr is the application master's JVM
+            container, out = attempts[-1]
+            said = why_failed(out) if ("\nerror: " in f"\n{out}" or "Traceback (most recent" in out) else None
+            said = said or why_failed(driver_logs(rm_url, app_id, "stderr")[-1][1])
+            print(f"{app_id} failed; its driver ({container}) said:\n{said}", file=sys.stderr)
     except (OSError, KeyError, ValueError) as e:
         print(f"the driver's output of {app_id} could not be read through {rm_url}: {e}", file=sys.stderr)
     print(f"{app_id}: {'succeeded' if rc == 0 else f'failed (spark-submit exit code {rc})'}; logs: {rm_url}/cluster/app/{app_id}",
