@@ -282,21 +282,25 @@ def _table_digest(table: str) -> tuple:
         conn.close()
 
 
-def _kill_when(proc: subprocess.Popen, said: str, process: str, lines: list[str]) -> int:
-    """Read ``proc``'s output until a line contains ``said``, then SIGKILL the one process
-    whose command line contains ``process``; its pid."""
+def _kill_when(proc: subprocess.Popen, said: str, process: str, lines: list[str], base: str) -> int:
+    """Read ``proc``'s output until a line contains ``said``, then SIGKILL the one JVM of the
+    stack in ``base`` (its working folder is there) whose command line contains ``process``;
+    its pid."""
     for line in proc.stdout:
         lines.append(line)
         if said in line:
             break
-    pids = [int(x) for x in subprocess.run(["pgrep", "-f", process], capture_output=True, text=True).stdout.split()]
+    found = [int(x) for x in subprocess.run(["pgrep", "-f", process], capture_output=True, text=True).stdout.split()]
+    # the JVM itself (on YARN the container's `bash -c "java ..."` matches as well)
+    pids = [p for p in found if os.path.realpath(f"/proc/{p}/cwd").startswith(os.path.realpath(base))
+            and Path(f"/proc/{p}/comm").read_text().strip() == "java"]
     assert len(pids) == 1, f"one {process} expected, found {pids}\n{''.join(lines[-40:])}"
     os.kill(pids[0], 9)
     return pids[0]
 
 
 @pytest.mark.parametrize("env,executor", [("cluster", "executor.CoarseGrainedExecutorBackend"), ("yarn", "YarnCoarseGrainedExecutorBackend")])
-def test_an_executor_killed_during_features_is_survived(ran_pipeline, env, executor):
+def test_an_executor_killed_during_features_is_survived(ran_pipeline, stack_env, env, executor):
     """kill -9 of the only executor's JVM while the features backfill runs: Spark starts
     another (the standalone worker / YARN a new container), recomputes what was lost, and
     the feature table ends as a clean run leaves it."""
@@ -307,7 +311,7 @@ def test_an_executor_killed_during_features_is_survived(ran_pipeline, env, execu
                             cwd=str(Path(__file__).resolve().parents[1]), env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     try:
-        _kill_when(proc, "features of churn:", executor, lines)
+        _kill_when(proc, "features of churn:", executor, lines, stack_env["LAKEML_CLUSTER_DIR"])
         lines += proc.stdout.readlines()
     finally:
         rc = proc.wait(timeout=900)
