@@ -333,12 +333,14 @@ def test_the_application_master_killed_in_cluster_mode_is_retried(ran_pipeline, 
     deadline = time.time() + 300
     first = None
     while time.time() < deadline and proc.poll() is None:
-        first = next((f for f in logs.glob("application_*/container_*_01_000001/stderr") if "lakeml.ml.score" in f.read_text(errors="replace")
+        # the Python driver's log is in the container's stdout (Spark merges its stderr there)
+        first = next((f for f in logs.glob("application_*/container_*_01_000001/stdout") if "lakeml.core.session" in f.read_text(errors="replace")
                       and time.time() - f.stat().st_mtime < 60), None)
         if first:
             break
         time.sleep(0.5)
-    assert first is not None, "the driver never started scoring"
+    assert first is not None, "the driver never started its Spark session"
+    time.sleep(2)  # into loading the model and scoring
     app = first.parent.parent.name
     pids = [int(x) for x in subprocess.run(["pgrep", "-f", f"ApplicationMaster.*{app}|{first.parent.name}.*ApplicationMaster"],
                                            capture_output=True, text=True).stdout.split()]
