@@ -8,6 +8,9 @@
 #   scripts/resolve_jars.sh hdfs    the local single-node HDFS (scripts/jars/hdfs/pom.xml) into
 #                                   .cache/hdfs ($LAKEML_HDFS_JARS_DIR), all of them: the classpath
 #                                   of a JVM of its own (lib/lakeml/ops/cluster/hdfs.py)
+#   scripts/resolve_jars.sh yarn    Hadoop's YARN ResourceManager and NodeManager (scripts/jars/yarn/pom.xml)
+#                                   into .cache/yarn ($LAKEML_YARN_JARS_DIR), all of them: the
+#                                   classpath of those daemons (lib/lakeml/ops/cluster/yarn.py)
 #
 # A folder is resolved again only when its pom changes: .resolved in it holds the pom's sha256.
 set -euo pipefail
@@ -15,7 +18,8 @@ SET="${1:-}"
 case "$SET" in
   delta) OUT="${LAKEML_JARS_DIR:-}"; DEFAULT=jars ;;
   hdfs) OUT="${LAKEML_HDFS_JARS_DIR:-}"; DEFAULT=hdfs ;;
-  *) echo "usage: scripts/resolve_jars.sh delta|hdfs" >&2; exit 2 ;;
+  yarn) OUT="${LAKEML_YARN_JARS_DIR:-}"; DEFAULT=yarn ;;
+  *) echo "usage: scripts/resolve_jars.sh delta|hdfs|yarn" >&2; exit 2 ;;
 esac
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="${OUT:-$ROOT/.cache/$DEFAULT}"

@@ -2,7 +2,7 @@
 # Install what is missing, nothing more: Java 17+ and Maven (Debian packages), the pinned
 # Python venv (.venv from requirements.lock), the Delta jars (.cache/jars via Maven).
 # With --cluster, also what the cluster stack needs: the PostgreSQL server (Debian package)
-# and the HDFS jars (.cache/hdfs via Maven).
+# and the HDFS and YARN jars (.cache/hdfs, .cache/yarn via Maven).
 # Idempotent and quiet when everything is there.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -47,4 +47,5 @@ LAKEML_PYTHON="$VENV/bin/python" "$ROOT/scripts/resolve_jars.sh" delta
 if [ "${1:-}" = "--cluster" ]; then
   ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || apt_install postgresql
   "$ROOT/scripts/resolve_jars.sh" hdfs
+  "$ROOT/scripts/resolve_jars.sh" yarn
 fi

@@ -27,7 +27,7 @@ from test_landing_ops import make_tree, quarters
 pytestmark = [pytest.mark.cluster, pytest.mark.subprocess]
 
 PORTS = Ports()
-SERVICES = ["postgres", "hdfs", "mlflow", "spark-master", "spark-worker", "thriftserver"]
+SERVICES = ["postgres", "hdfs", "mlflow", "spark-master", "spark-worker", "yarn-rm", "yarn-nm", "spark-history", "thriftserver"]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def stack_env():
     # not under pytest's basetemp: every pytest session that starts (another suite running
     # meanwhile) makes /tmp/pytest-of-<user> private again, and PostgreSQL, which runs as
     # the postgres user, then loses its data directory (PANIC ... Permission denied)
-    busy = [p for p in (PORTS.postgres, PORTS.namenode, PORTS.mlflow, PORTS.spark_master, PORTS.thrift) if port_open(p)]
+    busy = [p for p in (PORTS.postgres, PORTS.namenode, PORTS.mlflow, PORTS.spark_master, PORTS.yarn_rm, PORTS.history_ui, PORTS.thrift) if port_open(p)]
     if busy:
         pytest.fail(
             f"ports {busy} are taken: another stack (./scripts/cluster.sh status) or another server runs; "
@@ -216,6 +216,143 @@ def test_notebook_runs_against_the_cluster(ran_pipeline, stack_env, monkeypatch)
     execute_notebook(monkeypatch, "cluster", {k: stack_env[k] for k in ("LAKEML_PG_PASSWORD", "LAKEML_DATA_DIR")})
 
 
+def _predictions() -> list[tuple]:
+    from pyhive import hive
+
+    conn = hive.connect(host=HOST, port=PORTS.thrift, username="analyst")
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT customer_id, score_date, model_version, churn_probability FROM churn.predictions ORDER BY customer_id, score_date")
+        return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def _yarn_app(name: str) -> dict:
+    """The newest YARN application called ``name`` (the ResourceManager's REST API)."""
+    apps = __import__("json").loads(
+        __import__("urllib.request", fromlist=["urlopen"]).urlopen(f"http://{HOST}:{PORTS.yarn_rm_ui}/ws/v1/cluster/apps").read()
+    )["apps"]["app"]
+    return max((a for a in apps if a["name"] == name), key=lambda a: a["startedTime"])
+
+
+def test_yarn_cluster_mode_scores_into_the_same_table(ran_pipeline):
+    """The driver in YARN's application master, Python and lib/ and conf/ shipped to it: the
+    score job rewrites the newest date with the same rows; its summary reaches this terminal;
+    the application is in YARN and in the History Server."""
+    before = _predictions()
+    p = run_cmd(["./spark-submit.sh", "--env", "yarn", "--deploy-mode", "cluster", "jobs/score.py"])
+    assert '"table": "churn.predictions"' in p.stdout and '"model_version": "1"' in p.stdout, p.stdout[-3000:]
+    assert _predictions() == before
+    app = _yarn_app("lakeml-score")
+    assert (app["state"], app["finalStatus"], app["applicationType"]) == ("FINISHED", "SUCCEEDED", "SPARK")
+    assert f"{app['id']}: succeeded" in p.stderr
+    from lakeml.ops.cluster import history
+
+    deadline = time.time() + 60
+    while time.time() < deadline and app["id"] not in {a["id"] for a in history.applications(Stack())}:
+        time.sleep(2)
+    assert app["id"] in {a["id"] for a in history.applications(Stack())}
+
+
+def test_yarn_client_mode_and_a_failure_in_cluster_mode(ran_pipeline):
+    """Client mode: the driver here, executors in YARN containers. Cluster mode: a job that
+    fails exits non-zero, and the driver's own error reaches the user."""
+    p = run_cmd(["./spark-submit.sh", "--env", "yarn", "jobs/quality.py"])
+    assert '"failures": []' in p.stdout and "master yarn" in p.stdout + p.stderr, p.stdout[-2000:]
+    assert _yarn_app("lakeml-quality")["finalStatus"] == "SUCCEEDED"
+    bad = run_cmd(["./spark-submit.sh", "--env", "yarn", "--deploy-mode", "cluster", "--conf", "spark.yarn.maxAppAttempts=1",
+                   "jobs/score.py", "--date", "1999-01-01"], check=False)
+    assert bad.returncode != 0
+    said = bad.stderr.split("said:", 1)[-1]
+    assert said.lstrip().startswith("error: ") and "1999-01-01" in said, bad.stderr[-3000:]
+    assert _yarn_app("lakeml-score")["finalStatus"] == "FAILED"
+
+
+def _table_digest(table: str) -> tuple:
+    """Row count and an order-free hash of every row, through the Thrift Server."""
+    from pyhive import hive
+
+    conn = hive.connect(host=HOST, port=PORTS.thrift, username="analyst")
+    try:
+        cur = conn.cursor()
+        cur.execute(f"SELECT count(*), sum(CAST(xxhash64(*) AS DECIMAL(38, 0))) FROM {table}")
+        return cur.fetchone()
+    finally:
+        conn.close()
+
+
+def _kill_when(proc: subprocess.Popen, said: str, process: str, lines: list[str], base: str) -> int:
+    """Read ``proc``'s output until a line contains ``said``, then SIGKILL the one JVM of the
+    stack in ``base`` (its working folder is there) whose command line contains ``process``;
+    its pid."""
+    for line in proc.stdout:
+        lines.append(line)
+        if said in line:
+            break
+    found = [int(x) for x in subprocess.run(["pgrep", "-f", process], capture_output=True, text=True).stdout.split()]
+    # the JVM itself (on YARN the container's `bash -c "java ..."` matches as well)
+    pids = [p for p in found if os.path.realpath(f"/proc/{p}/cwd").startswith(os.path.realpath(base))
+            and Path(f"/proc/{p}/comm").read_text().strip() == "java"]
+    assert len(pids) == 1, f"one {process} expected, found {pids}\n{''.join(lines[-40:])}"
+    os.kill(pids[0], 9)
+    return pids[0]
+
+
+@pytest.mark.parametrize("env,executor", [("cluster", "executor.CoarseGrainedExecutorBackend"), ("yarn", "YarnCoarseGrainedExecutorBackend")])
+def test_an_executor_killed_during_features_is_survived(ran_pipeline, stack_env, env, executor):
+    """kill -9 of the only executor's JVM while the features backfill runs: Spark starts
+    another (the standalone worker / YARN a new container), recomputes what was lost, and
+    the feature table ends as a clean run leaves it."""
+    table = "churn.customer_features"
+    before = _table_digest(table)
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPARK_GATEWAY", "MLFLOW_"))}
+    proc = subprocess.Popen(["./spark-submit.sh", "--env", env, "jobs/features.py", "--backfill", "--skip-leakage-check"],
+                            cwd=str(Path(__file__).resolve().parents[1]), env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    try:
+        _kill_when(proc, "features of churn:", executor, lines, stack_env["LAKEML_CLUSTER_DIR"])
+        lines += proc.stdout.readlines()
+    finally:
+        rc = proc.wait(timeout=900)
+    out = "".join(lines)
+    assert rc == 0, out[-6000:]
+    assert re.search(r"(Lost executor|Executor lost|Container .* exited|ExecutorLostFailure|Removing executor)", out, re.I), out[-4000:]
+    assert _table_digest(table) == before
+
+
+def test_the_application_master_killed_in_cluster_mode_is_retried(ran_pipeline, stack_env):
+    """kill -9 of the application master (the driver) while the score job runs in YARN's
+    cluster mode: YARN starts a second attempt (spark.yarn.maxAppAttempts 2), the job runs
+    again from the start and leaves the same predictions: no half-written table."""
+    before = _predictions()
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPARK_GATEWAY", "MLFLOW_"))}
+    proc = subprocess.Popen(["./spark-submit.sh", "--env", "yarn", "--deploy-mode", "cluster", "jobs/score.py"],
+                            cwd=str(Path(__file__).resolve().parents[1]), env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    logs = Path(stack_env["LAKEML_CLUSTER_DIR"]) / "yarn" / "nm-logs"
+    deadline = time.time() + 300
+    first = None
+    while time.time() < deadline and proc.poll() is None:
+        # the Python driver's log is in the container's stdout (Spark merges its stderr there)
+        first = next((f for f in logs.glob("application_*/container_*_01_000001/stdout") if "lakeml.core.session" in f.read_text(errors="replace")
+                      and time.time() - f.stat().st_mtime < 60), None)
+        if first:
+            break
+        time.sleep(0.5)
+    assert first is not None, "the driver never started its Spark session"
+    time.sleep(2)  # into loading the model and scoring
+    app = first.parent.parent.name
+    pids = [int(x) for x in subprocess.run(["pgrep", "-f", f"ApplicationMaster.*{app}|{first.parent.name}.*ApplicationMaster"],
+                                           capture_output=True, text=True).stdout.split()]
+    assert pids, f"no application master process of {app}"
+    for pid in pids:
+        os.kill(pid, 9)
+    out, err = proc.communicate(timeout=900)
+    assert proc.returncode == 0, err[-6000:]
+    assert "---- attempt 2" in out and '"table": "churn.predictions"' in out, out[-3000:]
+    assert _predictions() == before
+
+
 def test_a_service_that_fails_to_start_shows_its_log(stack_env, tmp_path):
     # a PostgreSQL whose data folder is not one it can use: it exits at once, saying why
     data = tmp_path / "broken" / "postgres"
@@ -260,7 +397,9 @@ def test_down_stops_everything_and_jobs_then_fail_fast(stack_env):
     while time.time() < deadline and any(_pid_alive(p) for p in pids):
         time.sleep(0.5)
     assert not [p for p in pids if _pid_alive(p)]
-    assert not [p for p in (PORTS.postgres, PORTS.namenode, PORTS.webhdfs, PORTS.mlflow, PORTS.spark_master, PORTS.thrift) if port_open(p)]
+    ports = (PORTS.postgres, PORTS.namenode, PORTS.webhdfs, PORTS.mlflow, PORTS.spark_master, PORTS.yarn_rm, PORTS.yarn_rm_ui, PORTS.yarn_nm,
+             PORTS.yarn_nm_ui, PORTS.history_ui, PORTS.thrift)
+    assert not [p for p in ports if port_open(p)]
     left = subprocess.run(["pgrep", "-f", str(stack.base)], capture_output=True, text=True).stdout.split()
     assert not left, f"processes of the stack still running: {left}"
     st = run_cmd(["./scripts/cluster.sh", "status"], check=False)

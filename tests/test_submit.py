@@ -12,7 +12,7 @@ from conftest import CONF, ROOT, edit_yaml, run_cmd
 from lakeml.core.config import load_env
 from lakeml.core.errors import UsageError
 from lakeml.core.session import jar_paths
-from lakeml.ops import preflight, submit
+from lakeml.ops import dist, preflight, submit
 
 subprocess = pytest.mark.subprocess  # starts the scripts as a user would
 
@@ -193,21 +193,22 @@ def test_every_script_says_to_run_setup_without_a_python(script):
 
 
 @subprocess
-def test_one_jar_resolver_for_both_sets():
+def test_one_jar_resolver_for_every_set():
     p = run_cmd(["scripts/resolve_jars.sh"], check=False)
-    assert p.returncode == 2 and p.stderr == "usage: scripts/resolve_jars.sh delta|hdfs\n"
-    sets = {"delta": ROOT / ".cache/jars/delta-spark_4.1_2.13-4.4.0.jar", "hdfs": ROOT / ".cache/hdfs/hadoop-client-minicluster-3.4.2.jar"}
+    assert p.returncode == 2 and p.stderr == "usage: scripts/resolve_jars.sh delta|hdfs|yarn\n"
+    sets = {"delta": ROOT / ".cache/jars/delta-spark_4.1_2.13-4.4.0.jar", "hdfs": ROOT / ".cache/hdfs/hadoop-client-minicluster-3.4.2.jar",
+            "yarn": ROOT / ".cache/yarn/hadoop-yarn-server-resourcemanager-3.4.2.jar"}
     first = {s: run_cmd(["scripts/resolve_jars.sh", s], timeout=900).returncode for s in sets}
     again = {s: run_cmd(["scripts/resolve_jars.sh", s]) for s in sets}
-    assert first == {"delta": 0, "hdfs": 0}
-    assert {s: (p.stdout, p.stderr) for s, p in again.items()} == {"delta": ("", ""), "hdfs": ("", "")}  # stamped: not resolved again
-    assert {s: jar.is_file() for s, jar in sets.items()} == {"delta": True, "hdfs": True}
-    # delta leaves out what pyspark ships (Spark's own Hadoop), hdfs keeps everything
+    assert first == {"delta": 0, "hdfs": 0, "yarn": 0}
+    assert {s: (p.stdout, p.stderr) for s, p in again.items()} == {"delta": ("", ""), "hdfs": ("", ""), "yarn": ("", "")}  # stamped: not resolved again
+    assert {s: jar.is_file() for s, jar in sets.items()} == {"delta": True, "hdfs": True, "yarn": True}
+    # delta leaves out what pyspark ships (Spark's own Hadoop), hdfs and yarn keep everything
     assert not list((ROOT / ".cache/jars").glob("hadoop-client-api-*.jar"))
     assert list((ROOT / ".cache/hdfs").glob("hadoop-client-api-*.jar"))
 
 
 def test_lib_zip_holds_the_package(tmp_path):
-    z = submit.build_lib_zip(tmp_path / "lakeml.zip")
+    z = dist.build_lib_zip(tmp_path / "lakeml.zip")
     names = zipfile.ZipFile(z).namelist()
     assert {"lakeml/__init__.py", "lakeml/lake/ingest.py", "lakeml/ops/submit.py"} <= set(names)

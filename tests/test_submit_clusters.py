@@ -11,8 +11,8 @@ import sys
 import pytest
 
 from conftest import CONF, ROOT, run_cmd
-from lakeml.core.config import load_env, referenced_vars
-from lakeml.core.errors import ConfigError
+from lakeml.core.config import referenced_vars
+from lakeml.core.errors import ConfigError, UsageError
 from lakeml.ops import submit
 
 SPARK_HOME = "/opt/spark"  # a cluster client's Spark install (never started: --dry-run)
@@ -23,15 +23,25 @@ CONF_ZIP = str(ROOT / "dist" / "conf.zip")
 JARS = ["delta-spark_4.1_2.13-4.4.0.jar", "delta-storage-4.4.0.jar"]
 
 YARN_VARS = [
+    "LAKEML_VENV_ARCHIVE",
     "YARN_QUEUE",
     "LAKEML_DRIVER_MEMORY",
     "LAKEML_EXECUTORS",
     "LAKEML_EXECUTOR_CORES",
     "LAKEML_EXECUTOR_MEMORY",
+    "LAKEML_EXECUTOR_OVERHEAD",
+    "LAKEML_YARN_ATTEMPTS",
+    "LAKEML_EVENT_LOG_DIR",
+    "LAKEML_HDFS_PORT",
     "HIVE_METASTORE_URIS",
-    "LAKEML_VENV_ARCHIVE",
+    "LAKEML_PG_PORT",
+    "LAKEML_PG_PASSWORD",
     "LAKEML_LAKE",
+    "LAKEML_WEBHDFS",
+    "LAKEML_WEBHDFS_PORT",
     "MLFLOW_TRACKING_URI",
+    "LAKEML_MLFLOW_PORT",
+    "LAKEML_THRIFT_PORT",
 ]
 K8S_VARS = [
     "K8S_API",
@@ -54,8 +64,12 @@ K8S_VARS = [
 def submitter(monkeypatch, tmp_path):
     """A clean submitting environment: none of the envs' variables set, fixed Spark install,
     a jar folder of known content; the job path is resolved from the project root."""
-    for var in {*YARN_VARS, *K8S_VARS, "PYSPARK_DRIVER_PYTHON"}:
+    for var in {*YARN_VARS, *K8S_VARS, "PYSPARK_DRIVER_PYTHON", "YARN_CONF_DIR", "LAKEML_CLUSTER_DIR"}:
         monkeypatch.delenv(var, raising=False)
+    hadoop_conf = tmp_path / "hadoop-conf"  # the cluster's client configuration (never read: --dry-run)
+    hadoop_conf.mkdir()
+    (hadoop_conf / "yarn-site.xml").write_text("<configuration/>")
+    monkeypatch.setenv("HADOOP_CONF_DIR", str(hadoop_conf))
     jars = tmp_path / "jars"
     jars.mkdir()
     for j in JARS:
@@ -83,47 +97,93 @@ def _delta_confs(warehouse: str) -> list[str]:
     ]
 
 
-def _yarn_command(jars, v: dict[str, str], forwarded: list[str]) -> list[str]:
-    """The YARN command for the values ``v``; ``forwarded``: the variables set at submit."""
-    py = "./environment/bin/python"
+def _yarn_command(jars, v: dict[str, str], forwarded: list[str], mode: str = "client") -> list[str]:
+    """The YARN command for the values ``v`` in deploy ``mode``; ``forwarded``: the variables
+    set at submit (handed to a cluster-mode driver). A packed venv when LAKEML_VENV_ARCHIVE
+    is set, else this machine's venv and Spark jars."""
+    packed = v["LAKEML_VENV_ARCHIVE"] != "local"
+    py = "./environment/bin/python" if packed else PY_SUBMITTER
+    lake = v["LAKEML_LAKE"]
+    archives = [f"{v['LAKEML_VENV_ARCHIVE']}#environment"] if packed else []
+    archives += [f"{CONF_ZIP}#conf"] if mode == "cluster" else []
     return [
         f"{SPARK_HOME}/bin/spark-submit",
         "--master", "yarn",
-        "--deploy-mode", "cluster",
+        *(["--deploy-mode", "cluster"] if mode == "cluster" else []),
         "--jars", ",".join(str(jars / j) for j in JARS),
         *_confs(
-            *_delta_confs(f"{v['LAKEML_LAKE']}/warehouse"),
+            *_delta_confs(f"{lake}/warehouse"),
             f"spark.yarn.queue={v['YARN_QUEUE']}",
             f"spark.driver.memory={v['LAKEML_DRIVER_MEMORY']}",
+            "spark.yarn.am.memory=512m",
             f"spark.executor.instances={v['LAKEML_EXECUTORS']}",
             f"spark.executor.cores={v['LAKEML_EXECUTOR_CORES']}",
             f"spark.executor.memory={v['LAKEML_EXECUTOR_MEMORY']}",
-            f"spark.pyspark.python={py}",
-            f"spark.yarn.appMasterEnv.PYSPARK_PYTHON={py}",
-            f"spark.executorEnv.PYSPARK_PYTHON={py}",
-            f"spark.hadoop.hive.metastore.uris={v['HIVE_METASTORE_URIS']}",
+            f"spark.executor.memoryOverhead={v['LAKEML_EXECUTOR_OVERHEAD']}",
+            f"spark.yarn.maxAppAttempts={v['LAKEML_YARN_ATTEMPTS']}",
+            "spark.sql.shuffle.partitions=4",
+            "spark.default.parallelism=4",
             "spark.sql.adaptive.enabled=true",
             "spark.sql.optimizer.canChangeCachedPlanOutputPartitioning=true",
             "spark.sql.session.timeZone=UTC",
             "spark.ui.showConsoleProgress=false",
-            *(f"spark.yarn.appMasterEnv.{k}={v[k]}" for k in forwarded),
+            "spark.sql.sources.parallelPartitionDiscovery.threshold=10000",
+            "spark.databricks.delta.snapshotPartitions=2",
+            "spark.eventLog.enabled=true",
+            f"spark.eventLog.dir={v['LAKEML_EVENT_LOG_DIR']}",
+            f"spark.hadoop.hive.metastore.uris={v['HIVE_METASTORE_URIS']}",
+            f"spark.hadoop.javax.jdo.option.ConnectionURL=jdbc:postgresql://127.0.0.1:{v['LAKEML_PG_PORT']}/metastore",
+            "spark.hadoop.javax.jdo.option.ConnectionDriverName=org.postgresql.Driver",
+            "spark.hadoop.javax.jdo.option.ConnectionUserName=lakeml",
+            "spark.hadoop.javax.jdo.option.ConnectionPassword=${env.LAKEML_PG_PASSWORD}",
+            "spark.hadoop.datanucleus.schema.autoCreateAll=true",
+            "spark.hadoop.hive.metastore.schema.verification=false",
+            "spark.hadoop.dfs.client.use.datanode.hostname=false",
+            "spark.hadoop.dfs.client.block.write.locateFollowingBlock.initial.delay.ms=20",
+            f"spark.pyspark.python={py}",
+            f"spark.yarn.appMasterEnv.PYSPARK_PYTHON={py}",
+            f"spark.executorEnv.PYSPARK_PYTHON={py}",
+            *([] if packed else [f"spark.yarn.jars=local:{SPARK_HOME}/jars/*"]),
+            *([f"spark.driver.extraJavaOptions=-Dlog4j.configurationFile=file:{ROOT}/conf/log4j2.properties"] if mode == "client" else []),
+            *(f"spark.yarn.appMasterEnv.{k}={v[k]}" for k in forwarded if mode == "cluster"),
         ),
         "--name", "lakeml-pipeline",
         "--py-files", LIB_ZIP,
-        "--archives", f"{v['LAKEML_VENV_ARCHIVE']}#environment,{CONF_ZIP}#conf",
+        *(["--archives", ",".join(archives)] if archives else []),
     ]  # fmt: skip
 
 
+# what the env file says when nothing is set: the one-machine stack of scripts/cluster.sh
 YARN_DEFAULTS = {
+    "LAKEML_VENV_ARCHIVE": "local",
     "YARN_QUEUE": "default",
-    "LAKEML_DRIVER_MEMORY": "4g",
-    "LAKEML_EXECUTORS": "4",
-    "LAKEML_EXECUTOR_CORES": "4",
-    "LAKEML_EXECUTOR_MEMORY": "8g",
-    "HIVE_METASTORE_URIS": "thrift://metastore:9083",
-    "LAKEML_VENV_ARCHIVE": "hdfs:///lakeml/envs/lakeml-venv.tar.gz",
-    "LAKEML_LAKE": "hdfs:///lakeml",
-    "MLFLOW_TRACKING_URI": "http://mlflow:5000",
+    "LAKEML_DRIVER_MEMORY": "1g",
+    "LAKEML_EXECUTORS": "1",
+    "LAKEML_EXECUTOR_CORES": "2",
+    "LAKEML_EXECUTOR_MEMORY": "3g",
+    "LAKEML_EXECUTOR_OVERHEAD": "1536m",
+    "LAKEML_YARN_ATTEMPTS": "2",
+    "LAKEML_EVENT_LOG_DIR": "hdfs://127.0.0.1:9000/lakeml/spark-events",
+    "HIVE_METASTORE_URIS": "",
+    "LAKEML_PG_PORT": "5433",
+    "LAKEML_LAKE": "hdfs://127.0.0.1:9000/lakeml",
+    "MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
+}
+# a real cluster: every variable a user of one sets
+YARN_CLUSTER = {
+    "LAKEML_VENV_ARCHIVE": "hdfs:///user/ml/envs/lakeml-venv-2026.07.tar.gz",
+    "YARN_QUEUE": "analytics",
+    "LAKEML_DRIVER_MEMORY": "6g",
+    "LAKEML_EXECUTORS": "10",
+    "LAKEML_EXECUTOR_CORES": "5",
+    "LAKEML_EXECUTOR_MEMORY": "16g",
+    "LAKEML_EXECUTOR_OVERHEAD": "4g",
+    "LAKEML_YARN_ATTEMPTS": "1",
+    "LAKEML_EVENT_LOG_DIR": "hdfs://nameservice1/spark-history",
+    "HIVE_METASTORE_URIS": "thrift://hms1.example.com:9083,thrift://hms2.example.com:9083",
+    "LAKEML_PG_PORT": "5433",
+    "LAKEML_LAKE": "hdfs://nameservice1/data/lakeml",
+    "MLFLOW_TRACKING_URI": "https://mlflow.example.com",
 }
 
 
@@ -135,26 +195,19 @@ def test_envs_refer_to_these_variables():
 
 
 def test_yarn_command(submitter, monkeypatch):
-    v = {
-        "YARN_QUEUE": "analytics",
-        "LAKEML_DRIVER_MEMORY": "6g",
-        "LAKEML_EXECUTORS": "10",
-        "LAKEML_EXECUTOR_CORES": "5",
-        "LAKEML_EXECUTOR_MEMORY": "16g",
-        "HIVE_METASTORE_URIS": "thrift://hms1.example.com:9083,thrift://hms2.example.com:9083",
-        "LAKEML_VENV_ARCHIVE": "hdfs:///user/ml/envs/lakeml-venv-2026.07.tar.gz",
-        "LAKEML_LAKE": "hdfs://nameservice1/data/lakeml",
-        "MLFLOW_TRACKING_URI": "https://mlflow.example.com",
-    }
+    """A real cluster, cluster deploy mode from the command line: a packed venv, the
+    variables that are set handed to the driver."""
+    v = YARN_CLUSTER
     for k, val in v.items():
         monkeypatch.setenv(k, val)
-    cmd, extra, dry, env = submit.job_command(["--env", "yarn", "--dry-run", "jobs/pipeline.py", "--only", "score"])[:4]
+    cmd, extra, dry, env = submit.job_command(["--env", "yarn", "--deploy-mode", "cluster", "--dry-run", "jobs/pipeline.py", "--only", "score"])[:4]
     assert dry is True
-    expected = _yarn_command(submitter, v, forwarded=YARN_VARS)
-    expected += [JOB, "--env", "yarn", "--conf-dir", "conf", "--only", "score"]
+    expected = _yarn_command(submitter, v, forwarded=[k for k in YARN_VARS if k in v], mode="cluster")
+    expected += ["--deploy-mode", "cluster", JOB, "--env", "yarn", "--conf-dir", "conf", "--only", "score"]
     assert cmd == expected
-    assert {k: extra[k] for k in ("PYSPARK_PYTHON", "SPARK_LOCAL_IP")} == {"PYSPARK_PYTHON": PY_SUBMITTER, "SPARK_LOCAL_IP": "127.0.0.1"}
-    assert env == load_env(CONF, "yarn")  # the env the command was built from
+    assert {k: extra[k] for k in ("PYSPARK_PYTHON", "SPARK_LOCAL_IP", "HADOOP_CONF_DIR")} == {
+        "PYSPARK_PYTHON": PY_SUBMITTER, "SPARK_LOCAL_IP": "127.0.0.1", "HADOOP_CONF_DIR": str(submitter.parent / "hadoop-conf")}
+    assert env.spark.deploy_mode == "cluster"
     # the env's storage and MLflow locations, as the driver will resolve them
     assert (env.landing_dir, env.warehouse_dir) == ("hdfs://nameservice1/data/lakeml/landing", "hdfs://nameservice1/data/lakeml/warehouse")
     assert env.landing_zone("churn") == "hdfs://nameservice1/data/lakeml/landing/churn"  # each use case lands under its own zone
@@ -165,18 +218,28 @@ def test_yarn_command(submitter, monkeypatch):
 
 @pytest.mark.subprocess
 def test_yarn_dry_run_as_typed(submitter):
-    """./spark-submit.sh as a user types it, no variable set: the defaults, nothing forwarded."""
+    """./spark-submit.sh as a user types it, no variable set: the local stack, client mode,
+    this venv's Python and Spark jars."""
     p = run_cmd(["./spark-submit.sh", "--env", "yarn", "--dry-run", "jobs/pipeline.py", "--only", "score"])
-    expected = [f"PYSPARK_PYTHON={PY_SUBMITTER}", "SPARK_LOCAL_IP=127.0.0.1"]
+    expected = [f"PYSPARK_PYTHON={PY_SUBMITTER}", "SPARK_LOCAL_IP=127.0.0.1", f"HADOOP_CONF_DIR={submitter.parent / 'hadoop-conf'}"]
     expected += _yarn_command(submitter, YARN_DEFAULTS, forwarded=[])
-    expected += [JOB, "--env", "yarn", "--conf-dir", "conf", "--only", "score"]
+    expected += [JOB, "--env", "yarn", "--conf-dir", str(CONF), "--only", "score"]
     assert shlex.split(p.stdout.strip()) == expected
 
 
-def test_yarn_user_archives_and_py_files_are_merged_not_lost(submitter):
+def test_yarn_without_a_hadoop_configuration_says_what_to_set(submitter, monkeypatch, tmp_path):
+    monkeypatch.delenv("HADOOP_CONF_DIR")
+    monkeypatch.setenv("LAKEML_CLUSTER_DIR", str(tmp_path / "no-stack"))
+    with pytest.raises(UsageError) as e:
+        submit.job_command(["--env", "yarn", "--dry-run", "jobs/pipeline.py"])
+    assert "set HADOOP_CONF_DIR" in str(e.value) and "./scripts/cluster.sh up" in str(e.value) and "yarn.yaml" in str(e.value)
+
+
+def test_yarn_user_archives_and_py_files_are_merged_not_lost(submitter, monkeypatch):
     # spark-submit keeps the last --archives / --py-files only: one flag each, all entries
+    monkeypatch.setenv("LAKEML_VENV_ARCHIVE", "hdfs:///lakeml/envs/lakeml-venv.tar.gz")
     cmd = submit.job_command(
-        ["--env", "yarn", "--dry-run", "--archives", "extra.tar.gz#extra", "--py-files", "helpers.zip", "jobs/pipeline.py"]
+        ["--env", "yarn", "--deploy-mode", "cluster", "--dry-run", "--archives", "extra.tar.gz#extra", "--py-files", "helpers.zip", "jobs/pipeline.py"]
     ).cmd
     assert cmd.count("--archives") == 1 and cmd.count("--py-files") == 1
     archives = cmd[cmd.index("--archives") + 1]
@@ -254,7 +317,7 @@ def test_an_envs_own_driver_env_wins_over_the_forwarded_value(submitter, monkeyp
     y = conf / "envs" / "yarn.yaml"
     y.write_text(y.read_text().replace("  conf:\n", "  conf:\n    spark.yarn.appMasterEnv.YARN_QUEUE: pinned\n", 1))
     monkeypatch.setenv("YARN_QUEUE", "analytics")
-    cmd = submit.job_command(["--env", "yarn", "--dry-run", "jobs/pipeline.py"], conf_dir=conf).cmd
+    cmd = submit.job_command(["--env", "yarn", "--deploy-mode", "cluster", "--dry-run", "jobs/pipeline.py"], conf_dir=conf).cmd
     confs = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--conf"]
     assert [c for c in confs if c.startswith("spark.yarn.appMasterEnv.YARN_QUEUE=")] == ["spark.yarn.appMasterEnv.YARN_QUEUE=pinned"]
     assert "spark.yarn.queue=analytics" in confs
@@ -265,6 +328,6 @@ def test_cluster_mode_hands_usecase_and_the_shipped_conf_to_the_driver(submitter
     ships as conf.zip; the driver gets it as ``conf`` (its container's path) and the use case."""
     y = conf_copy / "envs" / "yarn.yaml"
     y.write_text(y.read_text().replace("spark.sql.session.timeZone: UTC", "spark.sql.session.timeZone: Europe/Berlin"))
-    cmd = submit.job_command(["--env", "yarn", "--conf-dir", str(conf_copy), "--usecase", "churn", "--dry-run", "jobs/pipeline.py", "--only", "score"]).cmd
+    cmd = submit.job_command(["--env", "yarn", "--deploy-mode", "cluster", "--conf-dir", str(conf_copy), "--usecase", "churn", "--dry-run", "jobs/pipeline.py", "--only", "score"]).cmd
     assert cmd[cmd.index(JOB) :] == [JOB, "--env", "yarn", "--conf-dir", "conf", "--usecase", "churn", "--only", "score"]
     assert "spark.sql.session.timeZone=Europe/Berlin" in cmd

@@ -42,14 +42,29 @@ def endpoints(env: EnvConfig) -> list[tuple[str, str, str]]:
         if uri.startswith("hdfs://") and urlsplit(uri).hostname:
             out.append(("HDFS NameNode", uri, key))
     jdbc = str(env.spark.conf.get("spark.hadoop.javax.jdo.option.ConnectionURL", ""))
-    if re.match(r"jdbc:(postgresql|mysql|mariadb)://", jdbc):
-        out.append(("metastore database", jdbc, "spark.conf.spark.hadoop.javax.jdo.option.ConnectionURL"))
     uris = str(env.spark.conf.get("spark.hadoop.hive.metastore.uris", ""))
+    if re.match(r"jdbc:(postgresql|mysql|mariadb)://", jdbc) and not uris:  # (a metastore service makes it unused)
+        out.append(("metastore database", jdbc, "spark.conf.spark.hadoop.javax.jdo.option.ConnectionURL"))
     for u in filter(None, uris.split(",")):
         out.append(("Hive metastore", u, "spark.conf.spark.hadoop.hive.metastore.uris"))
     if env.tracking_uri.startswith(("http://", "https://")):
         out.append(("MLflow tracking server", env.tracking_uri, "mlflow.tracking_uri"))
     return out
+
+
+def yarn_rm(env: EnvConfig) -> list[tuple[str, str, str]]:
+    """The ResourceManager of the Hadoop configuration spark-submit will use (yarn-site.xml)."""
+    import xml.etree.ElementTree as ET
+    from pathlib import Path
+
+    from lakeml.ops.yarn_app import hadoop_conf_dir
+
+    site = Path(hadoop_conf_dir(env)) / "yarn-site.xml"
+    if not site.is_file():
+        return []
+    props = {p.findtext("name"): p.findtext("value") for p in ET.parse(site).getroot().iter("property")}
+    addr = props.get("yarn.resourcemanager.address") or f"{props.get('yarn.resourcemanager.hostname') or '0.0.0.0'}:8032"
+    return [("YARN ResourceManager", f"rm://{addr}", f"yarn.resourcemanager.address of {site}")]
 
 
 DEFAULT_PORTS = {
@@ -67,10 +82,10 @@ def check(env: EnvConfig, timeout: float = 2.0, *, sql: bool = False) -> None:
     """
     if sql and env.sql.endpoint:
         targets = [("SQL endpoint", env.sql.endpoint, "sql.endpoint")]
-    elif env.spark.deploy_mode == "cluster":
-        return
     else:
-        targets = endpoints(env)
+        # spark-submit talks to YARN's ResourceManager in both deploy modes
+        targets = yarn_rm(env) if env.spark.master == "yarn" and not sql else []
+        targets += endpoints(env) if env.spark.deploy_mode == "client" else []
     for service, uri, key in targets:
         scheme = urlsplit(uri[5:] if uri.startswith("jdbc:") else uri).scheme
         hp = _host_port(uri, DEFAULT_PORTS.get(scheme))
@@ -82,7 +97,7 @@ def check(env: EnvConfig, timeout: float = 2.0, *, sql: bool = False) -> None:
         except OSError as e:
             hint = (
                 "Start the stack with ./scripts/cluster.sh up (./scripts/cluster.sh status shows what runs)."
-                if env.name == "cluster"
+                if env.name in ("cluster", "yarn")
                 else "Check that it runs and that the address is right."
             )
             raise ServiceDown(

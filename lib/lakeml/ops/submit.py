@@ -32,7 +32,6 @@ import os
 import shlex
 import subprocess
 import sys
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -42,7 +41,8 @@ from lakeml.core.config import EnvConfig, load_env, load_usecase, referenced_var
 from lakeml.core.errors import LakemlError, UsageError
 from lakeml.core.paths import PROJECT_ROOT
 from lakeml.core.session import driver_classpath, jar_paths
-from lakeml.ops import readonly_sql
+from lakeml.ops import readonly_sql, yarn_app
+from lakeml.ops.dist import build_conf_zip, build_lib_zip
 
 WRAPPER = "./spark-submit.sh"
 USAGE = (
@@ -115,30 +115,7 @@ class Submission(NamedTuple):
 def spark_bin(name: str) -> str:
     """spark-submit / spark-sql of SPARK_HOME if set (a real cluster install), else of
     the venv's pyspark."""
-    if os.environ.get("SPARK_HOME"):
-        return str(Path(os.environ["SPARK_HOME"]) / "bin" / name)
-    import pyspark
-
-    return str(Path(pyspark.__file__).parent / "bin" / name)
-
-
-def build_lib_zip(dest: Path) -> Path:
-    """lib/ as a zip for --py-files (what executors import)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    src = PROJECT_ROOT / "lib"
-    with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as z:
-        for p in sorted(src.rglob("*.py")):
-            z.write(p, p.relative_to(src))
-    return dest
-
-
-def build_conf_zip(dest: Path, conf_dir: Path) -> Path:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as z:
-        for p in sorted(conf_dir.rglob("*")):
-            if p.is_file():
-                z.write(p, p.relative_to(conf_dir))
-    return dest
+    return str(spark_home() / "bin" / name)
 
 
 def _java_opts(env: EnvConfig) -> str:
@@ -160,6 +137,20 @@ def _driver_env_prefix(env: EnvConfig) -> str | None:
     return None
 
 
+def spark_home() -> Path:
+    """SPARK_HOME if set (a real cluster install), else the venv's pyspark."""
+    return Path(os.environ.get("SPARK_HOME") or Path(__import__("pyspark").__file__).parent)
+
+
+def _with_deploy_mode(env: EnvConfig, given: list[str]) -> EnvConfig:
+    """``env`` in the deploy mode given on the command line (spark-submit takes the last)."""
+    if not given or given[-1] == env.spark.deploy_mode:
+        return env
+    if given[-1] not in ("client", "cluster"):
+        raise UsageError(f"--deploy-mode is client or cluster, not {given[-1]!r}")
+    return env.model_copy(update={"spark": env.spark.model_copy(update={"deploy_mode": given[-1]})})
+
+
 def common_flags(env: EnvConfig) -> list[str]:
     """--master, --jars and every --conf the env implies."""
     flags = ["--master", env.spark.master]
@@ -168,6 +159,7 @@ def common_flags(env: EnvConfig) -> list[str]:
     if env.spark.jars_from == "local":
         flags += ["--jars", ",".join(jar_paths(PROJECT_ROOT))]
     conf = env.spark_conf()
+    yarn_args = yarn_app.container_flags(env, conf, spark_home() / "jars") if env.spark.master == "yarn" else []
     if env.spark.deploy_mode == "client":
         # the driver runs here: this venv's Python and log4j file (the env's own conf wins)
         conf.setdefault("spark.pyspark.python", os.environ.get("PYSPARK_PYTHON", sys.executable))
@@ -182,7 +174,7 @@ def common_flags(env: EnvConfig) -> list[str]:
                 conf.setdefault(prefix + var, os.environ[var])
     for k, v in conf.items():
         flags += ["--conf", f"{k}={v}"]
-    return flags + list(env.spark.submit_args)
+    return flags + yarn_args + list(env.spark.submit_args)
 
 
 def _take(args: list[str], flag: str) -> tuple[list[str], list[str]]:
@@ -311,6 +303,7 @@ def job_command(argv: list[str], conf_dir: Path | None = None, build: bool = Tru
     args = split_args(argv)
     conf_dir = _conf_dir(args.conf_dir or conf_dir)
     env = load_env(conf_dir, args.env)
+    env = _with_deploy_mode(env, _take(args.spark_opts, "--deploy-mode")[1])
     if args.usecase is not None:
         load_usecase(conf_dir, args.usecase, env)  # an unknown or broken use case stops here, before any JVM
     job_path = Path(args.job)
@@ -352,7 +345,10 @@ def job_command(argv: list[str], conf_dir: Path | None = None, build: bool = Tru
         "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
         "LAKEML_GIT_COMMIT": _git_commit(),
     }
+    if env.spark.master == "yarn":
+        extra_env["HADOOP_CONF_DIR"] = yarn_app.hadoop_conf_dir(env)
     return Submission(cmd, extra_env, args.dry_run, env)
+
 
 
 def sql_command(argv: list[str], conf_dir: Path | None = None) -> Submission:
@@ -429,6 +425,8 @@ def main(argv: list[str] | None = None) -> None:
         print(" ".join(f"{k}={shlex.quote(v)}" for k, v in sub.extra_env.items() if k != "LAKEML_GIT_COMMIT"), shlex.join(sub.cmd))
         return
     os.environ.update(sub.extra_env)
+    if sub.env.spark.master == "yarn" and sub.env.spark.deploy_mode == "cluster" and mode == "job":
+        sys.exit(yarn_app.submit_and_report(sub.cmd))
     if sub.notice:
         print(sub.notice, file=sys.stderr, flush=True)
     if sub.scratch is None:

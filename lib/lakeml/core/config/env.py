@@ -25,6 +25,12 @@ class SparkSettings(Strict):
     # where the Delta jars come from: "local" ships .cache/jars (`make jars`) with --jars;
     # "cluster" ships none, the cluster's Spark has them (e.g. /opt/spark/jars of the image)
     jars_from: Literal["local", "cluster"] = "local"
+    # YARN: how Python reaches the application master and the executors. "local": this
+    # machine's venv at the same path on every node (the one-machine YARN of
+    # scripts/cluster.sh, or nodes that mount the project), with Spark's jars from the same
+    # place (spark.yarn.jars local:); otherwise the URI of a packed venv (venv-pack), shipped
+    # with --archives and unpacked as ./environment in every container
+    python: str = "local"
 
 
 class StorageSettings(Strict):

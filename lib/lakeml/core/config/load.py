@@ -31,7 +31,10 @@ from lakeml.core.config.env import EnvConfig
 from lakeml.core.config.usecase import UseCaseConfig
 from lakeml.core.errors import ConfigError
 
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# ${VAR} or ${VAR:-default}; a default may hold references itself (${A:-${B:-x}/y}): the
+# innermost are resolved first. ${env.VAR} is left alone: Hadoop reads it when it is used.
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^${}]*))?\}")
+_ANY_REF = re.compile(r"\$\{(?:env\.)?([A-Za-z_][A-Za-z0-9_]*)")
 
 
 def _interpolate(node: Any, path: Path, key: str = "") -> Any:
@@ -41,22 +44,28 @@ def _interpolate(node: Any, path: Path, key: str = "") -> Any:
         return [_interpolate(v, path, f"{key}.{i}") for i, v in enumerate(node)]
     if isinstance(node, str):
 
+        values: list[str] = []  # what the environment gave, never scanned again
+
         def repl(m: re.Match) -> str:
             var, default = m.group(1), m.group(2)
             if var in os.environ:
-                return os.environ[var]
+                values.append(os.environ[var])
+                return f"\0{len(values) - 1}\0"
             if default is not None:
                 return default
             raise ConfigError(f"{path}: {key or '(top level)'}: environment variable {var} is not set (referenced as ${{{var}}})")
 
-        return _ENV_REF.sub(repl, node)
+        while (out := _ENV_REF.sub(repl, node)) != node:
+            node = out
+        return re.sub("\0(\\d+)\0", lambda m: values[int(m.group(1))], node)
     return node
 
 
 def referenced_vars(path: str | Path) -> list[str]:
     """Names of the environment variables a config file's values refer to (``${VAR}``,
-    ``${VAR:-default}``), in order of first use. spark-submit.sh hands the ones that are set
-    to a driver that runs on the cluster, which reads the same file again."""
+    ``${VAR:-default}``, Hadoop's ``${env.VAR}``), in order of first use. spark-submit.sh
+    hands the ones that are set to a driver that runs on the cluster, which reads the same
+    file again."""
     names: list[str] = []
 
     def walk(node: Any) -> None:
@@ -67,7 +76,7 @@ def referenced_vars(path: str | Path) -> list[str]:
             for v in node:
                 walk(v)
         elif isinstance(node, str):
-            for m in _ENV_REF.finditer(node):
+            for m in _ANY_REF.finditer(node):
                 if m.group(1) not in names:
                     names.append(m.group(1))
 

@@ -1,5 +1,6 @@
 """The cluster stack on one machine, put together from the service recipes: HDFS, PostgreSQL (metastore + MLflow), MLflow server,
-Spark standalone master + worker, Spark Thrift Server.
+Spark standalone master + worker, YARN (ResourceManager + NodeManager), the Spark History
+Server, the Spark Thrift Server.
 
     ./scripts/cluster.sh up | down | status | logs [SERVICE]
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import sys
 
-from lakeml.ops.cluster import hdfs, mlflow_server, postgres, spark_standalone, thrift
+from lakeml.ops.cluster import hdfs, history, mlflow_server, postgres, spark_standalone, thrift, yarn
 from lakeml.ops.cluster.supervisor import Service, Stack, StackError, tail
 
 
@@ -30,6 +31,9 @@ def services(stack: Stack) -> list[Service]:
         mlflow_server.service(stack),
         spark_standalone.master(stack),
         spark_standalone.worker(stack),
+        yarn.resource_manager(stack),
+        yarn.node_manager(stack),
+        history.service(stack),
         thrift.service(stack),
     ]
 

@@ -48,6 +48,14 @@ class Ports:
     spark_master_ui: int = field(default_factory=lambda: _port("LAKEML_SPARK_MASTER_UI_PORT", 8080))
     spark_worker_ui: int = field(default_factory=lambda: _port("LAKEML_SPARK_WORKER_UI_PORT", 8081))
     thrift: int = field(default_factory=lambda: _port("LAKEML_THRIFT_PORT", 10000))
+    # YARN: the ResourceManager's client port (its scheduler, tracker and admin ports are the
+    # two below and the one above it), its UI/REST; the NodeManager's port (its localizer
+    # is the one below), its UI/REST
+    yarn_rm: int = field(default_factory=lambda: _port("LAKEML_YARN_RM_PORT", 8032))
+    yarn_rm_ui: int = field(default_factory=lambda: _port("LAKEML_YARN_RM_UI_PORT", 8088))
+    yarn_nm: int = field(default_factory=lambda: _port("LAKEML_YARN_NM_PORT", 8041))
+    yarn_nm_ui: int = field(default_factory=lambda: _port("LAKEML_YARN_NM_UI_PORT", 8042))
+    history_ui: int = field(default_factory=lambda: _port("LAKEML_HISTORY_UI_PORT", 18080))
 
 
 def port_open(port: int, host: str = HOST, timeout: float = 0.5) -> bool:

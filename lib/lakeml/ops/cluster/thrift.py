@@ -15,6 +15,8 @@ def _thrift_cmd(stack: Stack) -> list[str]:
     # the SQL endpoint runs its own local executors, so analysts' queries never wait for a
     # job to free the worker's cores (and a job never waits for them)
     flags[flags.index("--master") + 1] = "local[2]"
+    # ... inside its own JVM: the heap of a driver that runs the tasks too (a job's driver only drives)
+    flags = ["spark.driver.memory=2g" if f.startswith("spark.driver.memory=") else f for f in flags]
     # HiveServer2 sessions load classes through their own class loader, which does not see
     # --jars (delta-io/delta#1332): Delta goes on the driver's system class path as well
     from lakeml.core.session import jar_paths
