@@ -269,17 +269,22 @@ def test_yarn_client_mode_and_a_failure_in_cluster_mode(ran_pipeline):
     assert _yarn_app("lakeml-score")["finalStatus"] == "FAILED"
 
 
-def _table_digest(table: str) -> tuple:
-    """Row count and an order-free hash of every row, through the Thrift Server."""
+def _sql_row(query: str) -> tuple:
+    """The first row of ``query``, through the Thrift Server."""
     from pyhive import hive
 
     conn = hive.connect(host=HOST, port=PORTS.thrift, username="analyst")
     try:
         cur = conn.cursor()
-        cur.execute(f"SELECT count(*), sum(CAST(xxhash64(*) AS DECIMAL(38, 0))) FROM {table}")
+        cur.execute(query)
         return cur.fetchone()
     finally:
         conn.close()
+
+
+def _table_digest(table: str) -> tuple:
+    """Row count and an order-free hash of every row."""
+    return _sql_row(f"SELECT count(*), sum(CAST(xxhash64(*) AS DECIMAL(38, 0))) FROM {table}")
 
 
 def _kill_when(proc: subprocess.Popen, said: str, process: str, lines: list[str], base: str) -> int:
@@ -306,8 +311,10 @@ def test_an_executor_killed_during_features_is_survived(ran_pipeline, stack_env,
     the feature table ends as a clean run leaves it."""
     table = "churn.customer_features"
     before = _table_digest(table)
+    first, last = _sql_row(f"SELECT min(as_of_date), max(as_of_date) FROM {table}")
     e = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPARK_GATEWAY", "MLFLOW_"))}
-    proc = subprocess.Popen(["./spark-submit.sh", "--env", env, "jobs/features.py", "--backfill", "--skip-leakage-check"],
+    # the table's own dates: later batches (landed by other tests) would add snapshots
+    proc = subprocess.Popen(["./spark-submit.sh", "--env", env, "jobs/features.py", "--backfill", str(first), str(last), "--skip-leakage-check"],
                             cwd=str(Path(__file__).resolve().parents[1]), env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     try:
@@ -326,8 +333,9 @@ def test_the_application_master_killed_in_cluster_mode_is_retried(ran_pipeline, 
     cluster mode: YARN starts a second attempt (spark.yarn.maxAppAttempts 2), the job runs
     again from the start and leaves the same predictions: no half-written table."""
     before = _predictions()
+    (day,) = _sql_row("SELECT max(score_date) FROM churn.predictions")  # a date already scored
     e = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPARK_GATEWAY", "MLFLOW_"))}
-    proc = subprocess.Popen(["./spark-submit.sh", "--env", "yarn", "--deploy-mode", "cluster", "jobs/score.py"],
+    proc = subprocess.Popen(["./spark-submit.sh", "--env", "yarn", "--deploy-mode", "cluster", "jobs/score.py", "--date", str(day)],
                             cwd=str(Path(__file__).resolve().parents[1]), env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     logs = Path(stack_env["LAKEML_CLUSTER_DIR"]) / "yarn" / "nm-logs"
     deadline = time.time() + 300
