@@ -350,7 +350,6 @@ def job_command(argv: list[str], conf_dir: Path | None = None, build: bool = Tru
     return Submission(cmd, extra_env, args.dry_run, env)
 
 
-
 def sql_command(argv: list[str], conf_dir: Path | None = None) -> Submission:
     """spark-sql on the env's catalog and Delta config (beeline on the env's SQL endpoint if
     it has one); remaining args go to spark-sql / beeline.

@@ -38,6 +38,14 @@ def jars_dir(root: Path) -> Path:
     return Path(os.environ.get("LAKEML_HDFS_JARS_DIR") or Path(root) / ".cache" / "hdfs")
 
 
+def java_bin() -> str:
+    """$JAVA_HOME/bin/java if there is one, else java on the PATH (the stack's Hadoop daemons)."""
+    home = os.environ.get("JAVA_HOME")
+    if home and (Path(home) / "bin" / "java").exists():
+        return str(Path(home) / "bin" / "java")
+    return shutil.which("java") or "java"
+
+
 def is_formatted(base_dir: Path) -> bool:
     """True when ``base_dir`` already holds a formatted NameNode (so start it without format)."""
     dfs = Path(base_dir) / "dfs"
@@ -94,9 +102,7 @@ def hdfs_command(
     jars = sorted(jars_dir.glob("*.jar"))
     if not any(j.name.startswith("hadoop-client-minicluster-") for j in jars):
         raise SetupError(f"no hadoop-client-minicluster jar in {jars_dir}; run ./scripts/setup.sh --cluster (it resolves them with scripts/resolve_jars.sh hdfs)")
-    if java is None:
-        home = os.environ.get("JAVA_HOME")
-        java = str(Path(home) / "bin" / "java") if home and (Path(home) / "bin" / "java").exists() else (shutil.which("java") or "java")
+    java = java or java_bin()
     cmd = [
         java,
         "-Xms64m",

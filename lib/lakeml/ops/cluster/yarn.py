@@ -17,11 +17,11 @@ default file system; ``yarn-site.xml``: where the ResourceManager is). It is
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from xml.sax.saxutils import escape
 
 from lakeml.core.errors import SetupError
+from lakeml.ops.cluster.hdfs import java_bin
 from lakeml.ops.cluster.supervisor import HOST, Service, Stack, http_json
 
 RM_CLASS = "org.apache.hadoop.yarn.server.resourcemanager.ResourceManager"
@@ -125,16 +125,9 @@ def write_client_conf(stack: Stack) -> Path:
     return d
 
 
-def _java() -> str:
-    home = os.environ.get("JAVA_HOME")
-    if home and (Path(home) / "bin" / "java").exists():
-        return str(Path(home) / "bin" / "java")
-    return shutil.which("java") or "java"
-
-
 def java_home() -> str:
     """JAVA_HOME for the containers (``launch_container.sh`` runs ``$JAVA_HOME/bin/java``)."""
-    return os.environ.get("JAVA_HOME") or str(Path(os.path.realpath(_java())).parent.parent)
+    return os.environ.get("JAVA_HOME") or str(Path(os.path.realpath(java_bin())).parent.parent)
 
 
 def _daemon(stack: Stack, main_class: str, heap: str) -> list[str]:
@@ -144,7 +137,7 @@ def _daemon(stack: Stack, main_class: str, heap: str) -> list[str]:
     if not any(jars.glob("hadoop-yarn-server-resourcemanager-*.jar")):
         raise SetupError(f"no YARN jars in {jars}; run ./scripts/setup.sh --cluster (it resolves them with scripts/resolve_jars.sh yarn)")
     cp = os.pathsep.join([str(conf_dir(stack)), str(jars / "*")])
-    return [_java(), "-Xms64m", f"-Xmx{heap}", "-XX:+UseSerialGC", "-Djava.net.preferIPv4Stack=true", *JAVA17_OPENS,
+    return [java_bin(), "-Xms64m", f"-Xmx{heap}", "-XX:+UseSerialGC", "-Djava.net.preferIPv4Stack=true", *JAVA17_OPENS,
             f"-Dhadoop.log.dir={stack.base / 'logs'}", "-cp", cp, main_class]
 
 
