@@ -5,9 +5,9 @@
 #                                   (scripts/jars/delta/pom.xml) into .cache/jars ($LAKEML_JARS_DIR),
 #                                   for Spark's --jars: jars the pip pyspark already ships (Hadoop,
 #                                   Jackson, Parquet, Scala ...) are left out so Spark's own are used
-#   scripts/resolve_jars.sh hdfs    the local single-node HDFS (scripts/jars/hdfs/pom.xml) into
+#   scripts/resolve_jars.sh hdfs    Hadoop's HDFS NameNode and DataNode (scripts/jars/hdfs/pom.xml) into
 #                                   .cache/hdfs ($LAKEML_HDFS_JARS_DIR), all of them: the classpath
-#                                   of a JVM of its own (lib/lakeml/ops/cluster/hdfs.py)
+#                                   of those daemons (lib/lakeml/ops/cluster/hdfs.py)
 #   scripts/resolve_jars.sh yarn    Hadoop's YARN ResourceManager and NodeManager (scripts/jars/yarn/pom.xml)
 #                                   into .cache/yarn ($LAKEML_YARN_JARS_DIR), all of them: the
 #                                   classpath of those daemons (lib/lakeml/ops/cluster/yarn.py)

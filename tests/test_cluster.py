@@ -27,7 +27,7 @@ from test_landing_ops import make_tree, quarters
 pytestmark = [pytest.mark.cluster, pytest.mark.subprocess]
 
 PORTS = Ports()
-SERVICES = ["postgres", "hdfs", "mlflow", "spark-master", "spark-worker", "yarn-rm", "yarn-nm", "spark-history", "thriftserver"]
+SERVICES = ["postgres", "hdfs-nn", "hdfs-dn", "mlflow", "spark-master", "spark-worker", "yarn-rm", "yarn-nm", "spark-history", "thriftserver"]
 
 
 @pytest.fixture(scope="module")
@@ -405,7 +405,7 @@ def test_down_stops_everything_and_jobs_then_fail_fast(stack_env):
     while time.time() < deadline and any(_pid_alive(p) for p in pids):
         time.sleep(0.5)
     assert not [p for p in pids if _pid_alive(p)]
-    ports = (PORTS.postgres, PORTS.namenode, PORTS.webhdfs, PORTS.mlflow, PORTS.spark_master, PORTS.yarn_rm, PORTS.yarn_rm_ui, PORTS.yarn_nm,
+    ports = (PORTS.postgres, PORTS.namenode, PORTS.webhdfs, PORTS.datanode, PORTS.datanode_ui, PORTS.mlflow, PORTS.spark_master, PORTS.yarn_rm, PORTS.yarn_rm_ui, PORTS.yarn_nm,
              PORTS.yarn_nm_ui, PORTS.history_ui, PORTS.thrift)
     assert not [p for p in ports if port_open(p)]
     left = subprocess.run(["pgrep", "-f", str(stack.base)], capture_output=True, text=True).stdout.split()

@@ -1,36 +1,38 @@
-"""A real single-node HDFS for the local stack: one JVM with a NameNode and one DataNode.
+"""A real single-node HDFS for the local stack: a NameNode and a DataNode, each a JVM of its own.
 
-It is Hadoop's own CLI minicluster (``org.apache.hadoop.mapreduce.MiniHadoopClusterManager``
-with ``-nomr``: a ``MiniDFSCluster``, no YARN) from the jars that
-``scripts/resolve_jars.sh hdfs`` puts in ``.cache/hdfs`` (``hadoop-client-minicluster``
-3.4.2, the Hadoop that pyspark 4.1.2 bundles). RPC, HTTP/WebHDFS and the DataNode's ports
-listen on 127.0.0.1 only; permissions are off, replication is 1.
+They are Hadoop 3.4.2's own daemons (``org.apache.hadoop.hdfs.server.namenode.NameNode``,
+``...datanode.DataNode``, the Hadoop that pyspark 4.1.2 bundles) from the unshaded jars that
+``scripts/resolve_jars.sh hdfs`` puts in ``.cache/hdfs``; they read the stack's configuration
+folder (:mod:`lakeml.ops.cluster.hadoop`). Their own processes, as on a real cluster, so the
+DataNode can stop and come back while the NameNode (and every client) goes on. Every port
+listens on 127.0.0.1: the NameNode's RPC and HTTP (UI, JMX, WebHDFS), the DataNode's data
+transfer and HTTP (UI, JMX) ports; its IPC port is picked free. Permissions are off, replication 1.
 
-All state lives under ``base_dir``: ``dfs/name-0-*`` (NameNode image and edits) and
-``dfs/data/data*`` (DataNode blocks). Start with ``format=True`` only when
-:func:`is_formatted` is False: formatting wipes ``base_dir/dfs``. A start without format
-keeps every file written before. Stop it by killing the process (SIGTERM).
+All state lives under ``<stack>/hdfs/dfs``: ``name-0-1``, ``name-0-2`` (the NameNode's image and
+edits, kept twice) and ``data/data1``, ``data/data2`` (the DataNode's blocks); the names are
+those of the minicluster earlier versions ran, so a stack made by one keeps its files. The
+NameNode is formatted before its first start only (:func:`is_formatted`); a start without
+format keeps every file written before. Stop a daemon by killing it (SIGTERM).
 
-    cmd = hdfs_command(jars_dir(ROOT), base, format=not is_formatted(base))
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    while not webhdfs_ready("http://127.0.0.1:9870", timeout=2): time.sleep(1)
-
-The supervised service of the stack is ``service(stack)``.
+The supervised services of the stack are ``namenode(stack)`` and ``datanode(stack)``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
+import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from lakeml.core.errors import SetupError
+from lakeml.ops.cluster.hadoop import daemon_command, write_conf
+from lakeml.ops.cluster.supervisor import HOST, Service, Stack, StackError, tail
 
-MAIN_CLASS = "org.apache.hadoop.mapreduce.MiniHadoopClusterManager"
-HOST = "127.0.0.1"
+NN_CLASS = "org.apache.hadoop.hdfs.server.namenode.NameNode"
+DN_CLASS = "org.apache.hadoop.hdfs.server.datanode.DataNode"
+HEARTBEAT_S = 3  # dfs.heartbeat.interval
 
 
 def jars_dir(root: Path) -> Path:
@@ -38,34 +40,44 @@ def jars_dir(root: Path) -> Path:
     return Path(os.environ.get("LAKEML_HDFS_JARS_DIR") or Path(root) / ".cache" / "hdfs")
 
 
-def java_bin() -> str:
-    """$JAVA_HOME/bin/java if there is one, else java on the PATH (the stack's Hadoop daemons)."""
-    home = os.environ.get("JAVA_HOME")
-    if home and (Path(home) / "bin" / "java").exists():
-        return str(Path(home) / "bin" / "java")
-    return shutil.which("java") or "java"
+def _jars() -> Path:
+    from lakeml.core.paths import PROJECT_ROOT
+
+    jars = jars_dir(PROJECT_ROOT)
+    if not any(jars.glob("hadoop-hdfs-3*.jar")):
+        raise SetupError(f"no HDFS jars in {jars}; run ./scripts/setup.sh --cluster (it resolves them with scripts/resolve_jars.sh hdfs)")
+    return jars
 
 
-def is_formatted(base_dir: Path) -> bool:
-    """True when ``base_dir`` already holds a formatted NameNode (so start it without format)."""
-    dfs = Path(base_dir) / "dfs"
-    return any(dfs.glob("name*/current/VERSION"))
+def dfs_dir(stack: Stack) -> Path:
+    return stack.base / "hdfs" / "dfs"
 
 
-def conf_properties(base_dir: Path) -> dict[str, str]:
-    """The Hadoop configuration the minicluster gets (``-D key=value``)."""
-    base = Path(base_dir).resolve()
+def is_formatted(dfs: Path) -> bool:
+    """True when ``dfs`` already holds a formatted NameNode (so start it without format)."""
+    return any(Path(dfs).glob("name*/current/VERSION"))
+
+
+def site(stack: Stack) -> dict[str, str]:
+    """hdfs-site.xml of the stack: the daemons' storage and addresses, the clients' behaviour."""
+    p, dfs = stack.ports, dfs_dir(stack)
     return {
-        # MiniDFSCluster's storage: name dirs and data dirs go under here (not ./target/test/data)
-        "hdfs.minidfs.basedir": str(base / "dfs"),
-        "hadoop.tmp.dir": str(base / "tmp"),
+        "dfs.namenode.name.dir": f"{dfs / 'name-0-1'},{dfs / 'name-0-2'}",
+        "dfs.datanode.data.dir": f"{dfs / 'data' / 'data1'},{dfs / 'data' / 'data2'}",
+        "dfs.namenode.rpc-address": f"{HOST}:{p.namenode}",
+        "dfs.namenode.http-address": f"{HOST}:{p.webhdfs}",
+        "dfs.namenode.secondary.http-address": f"{HOST}:0",
+        "dfs.datanode.address": f"{HOST}:{p.datanode}",
+        "dfs.datanode.http.address": f"{HOST}:{p.datanode_ui}",
+        "dfs.datanode.ipc.address": f"{HOST}:0",
+        # the DataNode registers as 127.0.0.1, so WebHDFS redirects and the hdfs:// client
+        # reach it on the loopback address its ports are bound to (not the machine's hostname)
+        "dfs.datanode.hostname": HOST,
+        "dfs.heartbeat.interval": str(HEARTBEAT_S),
         # any client user may write anywhere (a local dev HDFS, not a secured one)
         "dfs.permissions.enabled": "false",
         "dfs.replication": "1",
         "dfs.webhdfs.enabled": "true",
-        # the DataNode registers as 127.0.0.1, so WebHDFS redirects and the hdfs:// client
-        # reach it on the loopback address its ports are bound to (not the machine's hostname)
-        "dfs.datanode.hostname": HOST,
         # safe mode ends only when the DataNode is registered and has reported every block:
         # with the default 0.999 a namespace of < 1000 blocks leaves safe mode at once (the
         # threshold truncates to 0 blocks), so right after a restart reads could fail with
@@ -80,58 +92,17 @@ def conf_properties(base_dir: Path) -> dict[str, str]:
     }
 
 
-def hdfs_command(
-    jars_dir: Path,
-    base_dir: Path,
-    nn_port: int = 9000,
-    http_port: int = 9870,
-    *,
-    format: bool,
-    heap: str = "1g",
-    java: str | None = None,
-) -> list[str]:
-    """The ``java ...`` command that runs NameNode + one DataNode in one JVM.
-
-    ``hdfs://127.0.0.1:<nn_port>`` is the file system, ``http://127.0.0.1:<http_port>`` the
-    NameNode UI, JMX and WebHDFS. ``format=True`` wipes ``base_dir/dfs`` and makes a new
-    empty file system: pass ``not is_formatted(base_dir)``. The effective configuration is
-    written to ``base_dir/hdfs-conf.xml`` once the cluster is up.
-    """
-    jars_dir = Path(jars_dir).resolve()
-    base = Path(base_dir).resolve()
-    jars = sorted(jars_dir.glob("*.jar"))
-    if not any(j.name.startswith("hadoop-client-minicluster-") for j in jars):
-        raise SetupError(f"no hadoop-client-minicluster jar in {jars_dir}; run ./scripts/setup.sh --cluster (it resolves them with scripts/resolve_jars.sh hdfs)")
-    java = java or java_bin()
-    cmd = [
-        java,
-        "-Xms64m",
-        f"-Xmx{heap}",
-        "-XX:+UseSerialGC",
-        "-Djava.net.preferIPv4Stack=true",
-        # anything of the Hadoop test harness that still looks at test.build.data stays here too
-        f"-Dtest.build.data={base / 'test-data'}",
-        # logging: slf4j-simple to stderr (so into the service log), INFO with time stamps
-        "-Dorg.slf4j.simpleLogger.defaultLogLevel=info",
-        "-Dorg.slf4j.simpleLogger.showDateTime=true",
-        "-Dorg.slf4j.simpleLogger.dateTimeFormat=yyyy-MM-dd HH:mm:ss,SSS",
-        "-cp",
-        os.pathsep.join(str(j) for j in jars),
-        MAIN_CLASS,
-        "-nomr",
-        *(["-format"] if format else []),
-        "-nnport",
-        str(nn_port),
-        "-nnhttpport",
-        str(http_port),
-        "-datanodes",
-        "1",
-        "-writeConfig",
-        str(base / "hdfs-conf.xml"),
-    ]
-    for key, value in conf_properties(base).items():
-        cmd += ["-D", f"{key}={value}"]
-    return cmd
+def format_namenode(stack: Stack) -> None:
+    """Formats a new, empty file system when there is none yet (never over an existing one)."""
+    write_conf(stack)
+    if is_formatted(dfs_dir(stack)):
+        return
+    log = stack.base / "logs" / "hdfs-format.log"
+    with open(log, "ab") as out:
+        p = subprocess.run(daemon_command(stack, _jars(), NN_CLASS, "256m", "-format", "-nonInteractive", "-clusterid", "lakeml"),
+                           stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=stack.base, timeout=300)
+    if p.returncode != 0:
+        raise StackError(f"formatting the NameNode failed ({p.returncode}). Last lines of {log}:\n{tail(log)}")
 
 
 def _get_json(url: str, timeout: float) -> dict:
@@ -146,37 +117,60 @@ def _jmx_bean(http_url: str, name: str, timeout: float) -> dict:
     return beans[0] if beans else {}
 
 
-def webhdfs_ready(http_url: str, timeout: float) -> bool:
-    """One probe (each HTTP call waits at most ``timeout`` s); True when HDFS serves clients.
-
-    That is: WebHDFS answers ``GETFILESTATUS`` on ``/``, the NameNode has a live DataNode, and
-    it is out of safe mode (which, with :func:`conf_properties`, means every block has been
-    reported). Never raises: any error is False.
-    """
-    url = http_url.rstrip("/")
+def namenode_ready(http_url: str, timeout: float) -> bool:
+    """One probe: WebHDFS answers ``GETFILESTATUS`` on ``/``. Never raises: any error is False."""
     try:
-        st = _get_json(f"{url}/webhdfs/v1/?op=GETFILESTATUS", timeout)
-        if st.get("FileStatus", {}).get("type") != "DIRECTORY":
-            return False
-        if int(_jmx_bean(url, "FSNamesystemState", timeout).get("NumLiveDataNodes", 0)) < 1:
-            return False
-        info = _jmx_bean(url, "NameNodeInfo", timeout)
-        return "Safemode" in info and info["Safemode"] == ""
+        st = _get_json(f"{http_url.rstrip('/')}/webhdfs/v1/?op=GETFILESTATUS", timeout)
+        return st.get("FileStatus", {}).get("type") == "DIRECTORY"
     except Exception:
         return False
 
 
-def service(stack):
-    """The stack's HDFS service (``lakeml.ops.cluster.supervisor.Service``)."""
-    from lakeml.core.paths import PROJECT_ROOT
-    from lakeml.ops.cluster.supervisor import Service
+def webhdfs_ready(http_url: str, timeout: float, datanode_url: str | None = None) -> bool:
+    """One probe (each HTTP call waits at most ``timeout`` s); True when HDFS serves clients.
 
+    That is: WebHDFS answers, a DataNode has sent a heartbeat within two intervals, the
+    NameNode is out of safe mode (which, with :func:`site`, means every block has been
+    reported) and, given ``datanode_url`` (its HTTP address), that DataNode itself says it
+    is registered and running: a DataNode that just stopped stays "live" in the NameNode's
+    eyes for minutes, so the NameNode's word alone cannot tell a restarted one. Never raises.
+    """
+    url = http_url.rstrip("/")
+    try:
+        if not namenode_ready(url, timeout):
+            return False
+        info = _jmx_bean(url, "NameNodeInfo", timeout)
+        nodes = json.loads(info.get("LiveNodes") or "{}").values()
+        if not any(int(n.get("lastContact", 1 << 30)) <= 2 * HEARTBEAT_S for n in nodes):
+            return False
+        if not ("Safemode" in info and info["Safemode"] == ""):
+            return False
+        if datanode_url is None:
+            return True
+        beans = _get_json(f"{datanode_url.rstrip('/')}/jmx?qry=Hadoop:service=DataNode,name=DataNodeInfo", timeout).get("beans") or [{}]
+        actors = json.loads(beans[0].get("BPServiceActorInfo") or "[]")
+        return bool(actors) and all(a.get("ActorState") == "RUNNING" for a in actors)
+    except Exception:
+        return False
+
+
+def namenode(stack: Stack) -> Service:
     p = stack.ports
-    base = stack.base / "hdfs"
     return Service(
-        "hdfs", f"hdfs://{HOST}:{p.namenode} (WebHDFS http://{HOST}:{p.webhdfs})", p.namenode,
-        marker="MiniHadoopClusterManager",
-        command=lambda st: hdfs_command(jars_dir(PROJECT_ROOT), base, nn_port=st.ports.namenode, http_port=st.ports.webhdfs, format=not is_formatted(base)),
-        ready=lambda st: webhdfs_ready(f"http://{HOST}:{st.ports.webhdfs}", timeout=2),
+        "hdfs-nn", f"hdfs://{HOST}:{p.namenode} (UI and WebHDFS http://{HOST}:{p.webhdfs})", p.namenode, marker=NN_CLASS,
+        command=lambda st: daemon_command(st, _jars(), NN_CLASS, "1g"),
+        prepare=format_namenode,
+        ready=lambda st: namenode_ready(f"http://{HOST}:{st.ports.webhdfs}", timeout=2),
+        timeout=180,
+    )
+
+
+def datanode(stack: Stack) -> Service:
+    p = stack.ports
+    return Service(
+        "hdfs-dn", f"{HOST}:{p.datanode} (UI http://{HOST}:{p.datanode_ui})", p.datanode, marker=DN_CLASS,
+        command=lambda st: daemon_command(st, _jars(), DN_CLASS, "512m"),
+        prepare=lambda st: write_conf(st) and None,
+        ready=lambda st: webhdfs_ready(f"http://{HOST}:{st.ports.webhdfs}", timeout=2, datanode_url=f"http://{HOST}:{st.ports.datanode_ui}"),
         timeout=180,
     )

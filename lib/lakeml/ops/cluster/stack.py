@@ -1,6 +1,6 @@
-"""The cluster stack on one machine, put together from the service recipes: HDFS, PostgreSQL (metastore + MLflow), MLflow server,
-Spark standalone master + worker, YARN (ResourceManager + NodeManager), the Spark History
-Server, the Spark Thrift Server.
+"""The cluster stack on one machine, put together from the service recipes: PostgreSQL
+(metastore + MLflow), HDFS (NameNode + DataNode), MLflow server, Spark standalone master +
+worker, YARN (ResourceManager + NodeManager), the Spark History Server, the Spark Thrift Server.
 
     ./scripts/cluster.sh up | down | status | logs [SERVICE]
 
@@ -27,7 +27,8 @@ def services(stack: Stack) -> list[Service]:
     """The services in the order they start (each needs the ones before it)."""
     return [
         postgres.service(stack),
-        hdfs.service(stack),
+        hdfs.namenode(stack),
+        hdfs.datanode(stack),
         mlflow_server.service(stack),
         spark_standalone.master(stack),
         spark_standalone.worker(stack),

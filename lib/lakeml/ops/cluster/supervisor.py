@@ -6,7 +6,7 @@ query, not a sleep). ``Stack`` runs a list of them in dependency order, each in 
 process group, with data, logs and a pid file under one folder; ``down`` stops only the
 processes its pid files name, after checking that the pid still belongs to that service.
 The services themselves are recipes in the sibling modules (postgres, hdfs, mlflow_server,
-spark_standalone, thrift), put together by ``lakeml.ops.cluster.stack``.
+spark_standalone, yarn, history, thrift), put together by ``lakeml.ops.cluster.stack``.
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ class Ports:
     postgres: int = field(default_factory=lambda: _port("LAKEML_PG_PORT", 5433))
     namenode: int = field(default_factory=lambda: _port("LAKEML_HDFS_PORT", 9000))
     webhdfs: int = field(default_factory=lambda: _port("LAKEML_WEBHDFS_PORT", 9870))
+    datanode: int = field(default_factory=lambda: _port("LAKEML_HDFS_DATANODE_PORT", 9866))
+    datanode_ui: int = field(default_factory=lambda: _port("LAKEML_HDFS_DATANODE_UI_PORT", 9864))
     mlflow: int = field(default_factory=lambda: _port("LAKEML_MLFLOW_PORT", 5000))
     spark_master: int = field(default_factory=lambda: _port("LAKEML_SPARK_MASTER_PORT", 7077))
     spark_master_ui: int = field(default_factory=lambda: _port("LAKEML_SPARK_MASTER_UI_PORT", 8080))

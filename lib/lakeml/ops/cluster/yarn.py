@@ -8,20 +8,20 @@ are real processes it launches (``launch_container.sh``), killed by its memory m
 their process tree outgrows what they asked for (virtual memory is not checked: a JVM
 reserves far more than it uses).
 
-:func:`write_client_conf` writes the Hadoop configuration folder that the daemons read and
-that ``spark-submit`` gets as ``HADOOP_CONF_DIR`` (``core-site.xml``: the stack's HDFS is the
-default file system; ``yarn-site.xml``: where the ResourceManager is). It is
-``<stack>/hadoop-conf``, what ``conf/envs/yarn.yaml`` points at unless ``HADOOP_CONF_DIR`` is set.
+:func:`site` is their part of the stack's Hadoop configuration folder
+(:func:`lakeml.ops.cluster.hadoop.write_conf`: ``<stack>/hadoop-conf``), which ``spark-submit``
+also gets as ``HADOOP_CONF_DIR``: what ``conf/envs/yarn.yaml`` points at unless
+``HADOOP_CONF_DIR`` is set (``core-site.xml``: the stack's HDFS is the default file system;
+``yarn-site.xml``: where the ResourceManager is).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from xml.sax.saxutils import escape
 
 from lakeml.core.errors import SetupError
-from lakeml.ops.cluster.hdfs import java_bin
+from lakeml.ops.cluster.hadoop import daemon_command, java_home, write_conf
 from lakeml.ops.cluster.supervisor import HOST, Service, Stack, http_json
 
 RM_CLASS = "org.apache.hadoop.yarn.server.resourcemanager.ResourceManager"
@@ -37,10 +37,6 @@ def jars_dir(root: Path) -> Path:
     return Path(os.environ.get("LAKEML_YARN_JARS_DIR") or Path(root) / ".cache" / "yarn")
 
 
-def conf_dir(stack: Stack) -> Path:
-    return stack.base / "hadoop-conf"
-
-
 def node_memory_mb() -> int:
     """What the NodeManager offers: ``LAKEML_YARN_MEMORY_MB``, else a third of this machine's memory."""
     if os.environ.get("LAKEML_YARN_MEMORY_MB"):
@@ -54,18 +50,11 @@ def node_vcores() -> int:
 
 
 def site(stack: Stack) -> dict[str, dict[str, str]]:
-    """The Hadoop configuration of the stack, file by file."""
+    """YARN's files of the stack's Hadoop configuration folder."""
     p = stack.ports
     base = stack.base / "yarn"
     mem = node_memory_mb()
     return {
-        "core-site.xml": {
-            "fs.defaultFS": f"hdfs://{HOST}:{p.namenode}",
-            "hadoop.tmp.dir": str(base / "tmp"),
-            # one DataNode, reached on loopback
-            "dfs.replication": "1",
-            "dfs.client.use.datanode.hostname": "false",
-        },
         "yarn-site.xml": {
             "yarn.resourcemanager.hostname": HOST,
             "yarn.resourcemanager.address": f"{HOST}:{p.yarn_rm}",
@@ -101,44 +90,13 @@ def site(stack: Stack) -> dict[str, dict[str, str]]:
     }
 
 
-LOG4J = """log4j.rootLogger=INFO,console
-log4j.appender.console=org.apache.log4j.ConsoleAppender
-log4j.appender.console.target=System.err
-log4j.appender.console.layout=org.apache.log4j.PatternLayout
-log4j.appender.console.layout.ConversionPattern=%d{ISO8601} %p %c{2}: %m%n
-log4j.logger.org.apache.hadoop.yarn.server.nodemanager.containermanager.monitor=WARN
-"""
-
-
-def _xml(props: dict[str, str]) -> str:
-    rows = "".join(f"  <property><name>{escape(k)}</name><value>{escape(v)}</value></property>\n" for k, v in props.items())
-    return f'<?xml version="1.0"?>\n<!-- written by lakeml.ops.cluster.yarn; rewritten at every start -->\n<configuration>\n{rows}</configuration>\n'
-
-
-def write_client_conf(stack: Stack) -> Path:
-    """The Hadoop configuration folder of the stack (``HADOOP_CONF_DIR`` of its jobs)."""
-    d = conf_dir(stack)
-    d.mkdir(parents=True, exist_ok=True)
-    for name, props in site(stack).items():
-        (d / name).write_text(_xml(props))
-    (d / "log4j.properties").write_text(LOG4J)
-    return d
-
-
-def java_home() -> str:
-    """JAVA_HOME for the containers (``launch_container.sh`` runs ``$JAVA_HOME/bin/java``)."""
-    return os.environ.get("JAVA_HOME") or str(Path(os.path.realpath(java_bin())).parent.parent)
-
-
 def _daemon(stack: Stack, main_class: str, heap: str) -> list[str]:
     from lakeml.core.paths import PROJECT_ROOT
 
     jars = jars_dir(PROJECT_ROOT)
     if not any(jars.glob("hadoop-yarn-server-resourcemanager-*.jar")):
         raise SetupError(f"no YARN jars in {jars}; run ./scripts/setup.sh --cluster (it resolves them with scripts/resolve_jars.sh yarn)")
-    cp = os.pathsep.join([str(conf_dir(stack)), str(jars / "*")])
-    return [java_bin(), "-Xms64m", f"-Xmx{heap}", "-XX:+UseSerialGC", "-Djava.net.preferIPv4Stack=true", *JAVA17_OPENS,
-            f"-Dhadoop.log.dir={stack.base / 'logs'}", "-cp", cp, main_class]
+    return daemon_command(stack, jars, main_class, heap)
 
 
 def rm_info(stack: Stack) -> dict:
@@ -155,7 +113,7 @@ def resource_manager(stack: Stack) -> Service:
     return Service(
         "yarn-rm", f"{HOST}:{p.yarn_rm} (UI and REST http://{HOST}:{p.yarn_rm_ui})", p.yarn_rm, marker=RM_CLASS,
         command=lambda st: _daemon(st, RM_CLASS, "768m"),
-        prepare=lambda st: write_client_conf(st) and None,
+        prepare=lambda st: write_conf(st) and None,
         ready=lambda st: rm_info(st).get("state") == "STARTED",
         timeout=120,
     )
@@ -167,7 +125,7 @@ def node_manager(stack: Stack) -> Service:
         "yarn-nm", f"{node_memory_mb()} MB, {node_vcores()} vcores (UI http://{HOST}:{p.yarn_nm_ui})", p.yarn_nm, marker=NM_CLASS,
         command=lambda st: _daemon(st, NM_CLASS, "512m"),
         env=lambda st: {"JAVA_HOME": java_home()},
-        prepare=lambda st: write_client_conf(st) and None,
+        prepare=lambda st: write_conf(st) and None,
         ready=lambda st: len(running_nodes(st)) >= 1,
         timeout=120,
     )
