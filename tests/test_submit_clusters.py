@@ -213,7 +213,7 @@ def test_yarn_command(submitter, monkeypatch):
     assert env.landing_zone("churn") == "hdfs://nameservice1/data/lakeml/landing/churn"  # each use case lands under its own zone
     assert env.archive_zone("churn") == "hdfs://nameservice1/data/lakeml/archive/churn"
     assert env.tracking_uri == env.registry_uri == "https://mlflow.example.com"
-    assert env.artifact_root == "https://mlflow.example.com/api/2.0/mlflow-artifacts/artifacts"
+    assert env.artifact_root == "mlflow-artifacts:/"  # the server's store, through the tracking URI
 
 
 @pytest.mark.subprocess

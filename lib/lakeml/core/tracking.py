@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -43,10 +44,10 @@ def experiment(env: EnvConfig, name: str) -> str:
     if exp is not None:
         return exp.experiment_id
     location = env.artifact_root
-    if "://" not in location:
+    if not re.match(r"[A-Za-z][A-Za-z0-9+.-]+:", location):  # a path (a URI has a scheme: file:, hdfs:, mlflow-artifacts:)
         Path(location).mkdir(parents=True, exist_ok=True)
         location = Path(location).as_uri()
-    return mlflow.create_experiment(name, artifact_location=f"{location}/{name}")
+    return mlflow.create_experiment(name, artifact_location=f"{location.rstrip('/')}/{name}")
 
 
 HOST_TAG, PID_TAG = "lakeml.host", "lakeml.pid"
