@@ -236,6 +236,17 @@ def _yarn_app(name: str) -> dict:
     return max((a for a in apps if a["name"] == name), key=lambda a: a["startedTime"])
 
 
+def test_yarn_env_experiments_keep_their_artifacts_on_the_server(stack_env):
+    """An experiment made by --env yarn (its first job on a new server) stores artifacts in the
+    server's own store, through the tracking URI: MLflow refuses an http:// location."""
+    code = ("import sys, mlflow; from lakeml.core import tracking; from lakeml.core.config import load_env; env = load_env('conf', 'yarn');"
+            "tracking.configure(env); e = tracking.experiment(env, 't_yarn_first'); r = mlflow.start_run(experiment_id=e);"
+            "mlflow.log_text('kept', 'check/kept.txt'); mlflow.end_run();"
+            "print(mlflow.get_experiment(e).artifact_location, mlflow.artifacts.load_text(f'runs:/{r.info.run_id}/check/kept.txt'))")
+    p = run_cmd([".venv/bin/python", "-c", code], {"PYTHONPATH": "lib"})
+    assert p.stdout.split()[-2:] == ["mlflow-artifacts:/t_yarn_first", "kept"], p.stdout[-2000:]
+
+
 def test_yarn_cluster_mode_scores_into_the_same_table(ran_pipeline):
     """The driver in YARN's application master, Python and lib/ and conf/ shipped to it: the
     score job rewrites the newest date with the same rows; its summary reaches this terminal;

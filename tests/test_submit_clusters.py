@@ -6,6 +6,7 @@ a change to what spark-submit.sh would submit to a real cluster shows up here.
 
 import shlex
 import shutil
+import subprocess
 import sys
 
 import pytest
@@ -17,6 +18,8 @@ from lakeml.ops import submit
 
 SPARK_HOME = "/opt/spark"  # a cluster client's Spark install (never started: --dry-run)
 PY_SUBMITTER = sys.executable
+# a driver on the cluster gets the commit of this checkout (MLflow's git_commit tag)
+GIT_COMMIT = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
 JOB = str(ROOT / "jobs" / "pipeline.py")
 LIB_ZIP = str(ROOT / "dist" / "lakeml.zip")
 CONF_ZIP = str(ROOT / "dist" / "conf.zip")
@@ -146,6 +149,7 @@ def _yarn_command(jars, v: dict[str, str], forwarded: list[str], mode: str = "cl
             *([] if packed else [f"spark.yarn.jars=local:{SPARK_HOME}/jars/*"]),
             *([f"spark.driver.extraJavaOptions=-Dlog4j.configurationFile=file:{ROOT}/conf/log4j2.properties"] if mode == "client" else []),
             *(f"spark.yarn.appMasterEnv.{k}={v[k]}" for k in forwarded if mode == "cluster"),
+            *([f"spark.yarn.appMasterEnv.LAKEML_GIT_COMMIT={GIT_COMMIT}"] if mode == "cluster" else []),
         ),
         "--name", "lakeml-pipeline",
         "--py-files", LIB_ZIP,
@@ -289,6 +293,7 @@ def test_k8s_command(submitter, monkeypatch):
             "spark.sql.session.timeZone=UTC",
             "spark.ui.showConsoleProgress=false",
             *(f"spark.kubernetes.driverEnv.{k}={v[k]}" for k in forwarded),
+            f"spark.kubernetes.driverEnv.LAKEML_GIT_COMMIT={GIT_COMMIT}",
         ),
         "--name", "lakeml-pipeline",
         "--py-files", LIB_ZIP,

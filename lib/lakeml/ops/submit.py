@@ -22,7 +22,8 @@ In cluster deploy mode (YARN, Kubernetes) the driver runs on the cluster: none o
 machine's paths is passed (the local venv's Python, the log4j file), and every variable the
 env file refers to that is set here is handed to the driver
 (``spark.yarn.appMasterEnv.VAR`` / ``spark.kubernetes.driverEnv.VAR``), since the driver
-reads the env file again and must resolve it to the same values.
+reads the env file again and must resolve it to the same values; so is this checkout's
+commit (``LAKEML_GIT_COMMIT``, MLflow's ``git_commit`` tag of a training).
 """
 
 from __future__ import annotations
@@ -172,6 +173,9 @@ def common_flags(env: EnvConfig) -> list[str]:
         for var in referenced_vars(env.source_file):
             if var in os.environ:
                 conf.setdefault(prefix + var, os.environ[var])
+    if prefix:
+        # the code's commit (MLflow's git_commit tag): the driver on the cluster has no checkout
+        conf.setdefault(prefix + "LAKEML_GIT_COMMIT", _git_commit())
     for k, v in conf.items():
         flags += ["--conf", f"{k}={v}"]
     return flags + yarn_args + list(env.spark.submit_args)
