@@ -26,7 +26,7 @@ time.sleep(float(sys.argv[1]))
 """
 
 
-def _holder(data: Path, seconds: float) -> subprocess.Popen:
+def _holder(data: Path | str, seconds: float) -> subprocess.Popen:
     """Another process that takes the data folder's lock and keeps it ``seconds``."""
     p = subprocess.Popen([sys.executable, "-c", HOLD.format(lib=str(ROOT / "lib"), data=str(data)), str(seconds)],
                          stdout=subprocess.PIPE, text=True)
@@ -125,3 +125,23 @@ def test_a_run_left_running_by_a_killed_process_is_marked_failed(tmp_path):
     finally:
         live.kill()
         live.wait()
+
+
+def test_envs_that_share_the_tables_share_the_lock():
+    """The cluster and yarn envs write the same tables (one warehouse on HDFS, one metastore)
+    from different data folders: a job on one excludes a job on the other; the embedded env
+    locks its data folder, which holds its Derby metastore."""
+    from lakeml.core.config import load_env
+
+    cluster, yarn, embedded = (load_env(ROOT / "conf", name) for name in ("cluster", "yarn", "embedded"))
+    assert cluster.data_dir != yarn.data_dir
+    assert cluster.job_lock_key == yarn.job_lock_key == cluster.warehouse_dir
+    assert cluster.job_lock_key.startswith("hdfs://")
+    assert embedded.job_lock_key == embedded.data_dir
+    h = _holder(cluster.job_lock_key, 30)
+    try:
+        with pytest.raises(lock.JobLocked, match="another job is running on hdfs://"):
+            lock.acquire(yarn.job_lock_key)
+    finally:
+        h.kill()
+        h.wait()

@@ -65,7 +65,7 @@ def load(args: argparse.Namespace) -> tuple[EnvConfig, UseCaseConfig]:
 
     env = load_env(args.conf_dir, args.env)
     uc = load_usecase(args.conf_dir, args.usecase, env)
-    lock.acquire(env.data_dir, wait=getattr(args, "wait", False), command=" ".join(["jobs/" + os.path.basename(sys.argv[0]), *sys.argv[1:]]))
+    lock.acquire(env.job_lock_key, wait=getattr(args, "wait", False), command=" ".join(["jobs/" + os.path.basename(sys.argv[0]), *sys.argv[1:]]))
     return env, uc
 
 

@@ -107,6 +107,13 @@ class EnvConfig(Strict):
         return self._abs(self.storage.warehouse) if self.storage.warehouse else f"{self.data_dir}/warehouse"
 
     @property
+    def job_lock_key(self) -> str:
+        """What one job at a time holds (lakeml.core.lock): the data folder when it holds the
+        metastore too (Derby), else the warehouse, so envs that share tables (cluster, yarn)
+        share the lock."""
+        return self.data_dir if self.storage.metastore == "derby" else self.warehouse_dir
+
+    @property
     def is_local_fs(self) -> bool:
         return "://" not in self.warehouse_dir or self.warehouse_dir.startswith("file:")
 
