@@ -3,8 +3,9 @@
 Two jobs on one data folder would share the embedded Derby metastore (which admits one
 process) and write the same tables. Every job takes an exclusive lock on
 ``<data_dir>/.lakeml.lock`` before it does anything (with an external metastore, on the
-warehouse instead: ``EnvConfig.job_lock_key``, so envs that share the tables share the lock); a second job fails at once with one
-line naming the holder (pid, command, start time), or waits for it with ``--wait``.
+warehouse instead: ``EnvConfig.job_lock_key``, so envs that share the tables share the
+lock); a second job fails at once with one line naming the holder (pid, command, start
+time), or waits for it with ``--wait``.
 
 The lock is an OS file lock (``flock``) held by the job's process, so the kernel releases
 it when the process ends, however it ends: a job killed with ``kill -9`` leaves no lock
