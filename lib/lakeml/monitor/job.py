@@ -53,7 +53,8 @@ def run(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, score_date: date
     # drift and live performance write different tables: side by side
     dr, perf = parallel.map_all(spark, lambda f: f(), [lambda: run_drift(spark, env, uc, d, alias), lambda: run_performance(spark, env, uc)])
     html_path = report(spark, env, uc, report_dir(env, uc, d))
-    summary = {"drift": dr, "performance": perf, "report": str(html_path), "mlflow_run_id": None}
+    # a data folder on HDFS: the report is written to a temporary folder of the driver, MLflow keeps it
+    summary = {"drift": dr, "performance": perf, "report": str(html_path), "report_is_temporary": "://" in env.data_dir, "mlflow_run_id": None}
     if to_mlflow:
         tracking.configure(env)
         exp = tracking.experiment(env, uc.model.experiment)
@@ -97,7 +98,11 @@ def describe(summary: dict) -> str:
         )
     else:
         lines.append(f"== live performance: no score date has observed labels yet ({perf['table']})")
-    lines.append(f"== report: {summary['report']}" + (f" (MLflow run {summary['mlflow_run_id']})" if summary.get("mlflow_run_id") else ""))
+    run_id = summary.get("mlflow_run_id")
+    if run_id and summary.get("report_is_temporary"):
+        lines.append(f"== report: MLflow run {run_id}, artifact monitoring/report.html (the driver's temporary copy: {summary['report']})")
+    else:
+        lines.append(f"== report: {summary['report']}" + (f" (MLflow run {run_id})" if run_id else ""))
     lines += [
         "",
         "  SELECT feature, kind, status, round(psi, 4) AS psi, round(ks, 4) AS ks FROM "
