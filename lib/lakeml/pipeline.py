@@ -298,7 +298,7 @@ def describe(summary: dict, uc: UseCaseConfig) -> str:
     pt, e, p = uc.table(uc.tables.predictions), uc.entity, uc.probability
     lines += [
         "",
-        "Look at it with ./scripts/sql.sh -e \"...\", for example:",
+        "Look at it with ./scripts/sql.sh" + ("" if summary.get("env", "embedded") == "embedded" else f" --env {summary['env']}") + " -e \"...\", for example:",
         f"  SELECT score_date, model_alias, model_version, count(*) AS rows, round(avg({p}), 4) AS avg_p FROM {pt} GROUP BY 1, 2, 3 ORDER BY 1",
         f"  SELECT {e}, {p} FROM {pt} WHERE model_alias = 'champion' AND score_date = (SELECT max(score_date) FROM {pt}) ORDER BY {p} DESC LIMIT 20",
         f"  SELECT source, reason, count(*) FROM {uc.table(uc.tables.quarantine)} GROUP BY 1, 2 ORDER BY 3 DESC",
