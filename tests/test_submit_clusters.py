@@ -206,6 +206,12 @@ def test_yarn_command(submitter, monkeypatch):
         monkeypatch.setenv(k, val)
     cmd, extra, dry, env = submit.job_command(["--env", "yarn", "--deploy-mode", "cluster", "--dry-run", "jobs/pipeline.py", "--only", "score"])[:4]
     assert dry is True
+    # a secret: handed to the driver through a file only this user reads, never on the command line
+    monkeypatch.setenv("LAKEML_PG_PASSWORD", "p=w d\\#1")
+    sub = submit.job_command(["--env", "yarn", "--deploy-mode", "cluster", "--dry-run", "jobs/pipeline.py", "--only", "score"])
+    i = sub.cmd.index("--properties-file")
+    assert sub.cmd[:i] + sub.cmd[i + 3:] == cmd and sub.cmd[i + 1:i + 3] == [str(sub.secrets_file), "--load-spark-defaults"]
+    assert sub.secrets == {"spark.yarn.appMasterEnv.LAKEML_PG_PASSWORD": "p=w d\\#1"} and not [a for a in sub.cmd if "p=w" in a]
     expected = _yarn_command(submitter, v, forwarded=[k for k in YARN_VARS if k in v], mode="cluster")
     expected += ["--deploy-mode", "cluster", JOB, "--env", "yarn", "--conf-dir", "conf", "--only", "score"]
     assert cmd == expected
@@ -336,3 +342,18 @@ def test_cluster_mode_hands_usecase_and_the_shipped_conf_to_the_driver(submitter
     cmd = submit.job_command(["--env", "yarn", "--deploy-mode", "cluster", "--conf-dir", str(conf_copy), "--usecase", "churn", "--dry-run", "jobs/pipeline.py", "--only", "score"]).cmd
     assert cmd[cmd.index(JOB) :] == [JOB, "--env", "yarn", "--conf-dir", "conf", "--usecase", "churn", "--only", "score"]
     assert "spark.sql.session.timeZone=Europe/Berlin" in cmd
+
+
+def test_driver_secrets_file_is_private_and_read_back_by_java(tmp_path, spark):
+    """The secrets file: a new 0700 folder, a 0600 file; java.util.Properties (as
+    spark-submit loads it) reads back every value as it was, whatever it holds."""
+    from lakeml.ops import driver_env
+
+    values = {"spark.yarn.appMasterEnv.A_PASSWORD": " lead=ing:#x!\\y\tz", "spark.yarn.appMasterEnv.B_TOKEN": "line1\nline2 ünï"}
+    f = tmp_path / "sub" / "driver-env.properties"
+    driver_env.write_secrets(f, values)
+    assert (f.parent.stat().st_mode & 0o777, f.stat().st_mode & 0o777) == (0o700, 0o600)
+    jvm = spark.sparkContext._jvm
+    props = jvm.java.util.Properties()
+    props.load(jvm.java.io.InputStreamReader(jvm.java.io.FileInputStream(str(f)), "UTF-8"))
+    assert {k: props.getProperty(k) for k in values} == values

@@ -19,11 +19,9 @@ are the exception: spark-submit keeps only the last of each, so the env's, the w
 (lib/ as a zip, conf/ in cluster mode) and yours are merged into one flag.
 
 In cluster deploy mode (YARN, Kubernetes) the driver runs on the cluster: none of this
-machine's paths is passed (the local venv's Python, the log4j file), and every variable the
-env file refers to that is set here is handed to the driver
-(``spark.yarn.appMasterEnv.VAR`` / ``spark.kubernetes.driverEnv.VAR``), since the driver
-reads the env file again and must resolve it to the same values; so is this checkout's
-commit (``LAKEML_GIT_COMMIT``, MLflow's ``git_commit`` tag of a training).
+machine's paths is passed (the local venv's Python, the log4j file), and the variables the
+env file refers to are handed to the driver (secrets through a file, never the command line:
+``lakeml.ops.driver_env``).
 """
 
 from __future__ import annotations
@@ -31,18 +29,19 @@ from __future__ import annotations
 import difflib
 import os
 import shlex
-import subprocess
+import shutil
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
 from lakeml.core import lock
-from lakeml.core.config import EnvConfig, load_env, load_usecase, referenced_vars
+from lakeml.core.config import EnvConfig, load_env, load_usecase
 from lakeml.core.errors import LakemlError, UsageError
 from lakeml.core.paths import PROJECT_ROOT
 from lakeml.core.session import driver_classpath, jar_paths
-from lakeml.ops import readonly_sql, yarn_app
+from lakeml.ops import driver_env, readonly_sql, yarn_app
 from lakeml.ops.dist import build_conf_zip, build_lib_zip
 
 WRAPPER = "./spark-submit.sh"
@@ -111,6 +110,10 @@ class Submission(NamedTuple):
     # the scratch folder (init SQL, warehouse of the session) removed when spark-sql ends
     notice: str = ""
     scratch: Path | None = None
+    # cluster deploy mode: the driver's secret variables (conf key -> value), written at
+    # submit to ``secrets_file`` (named on the command line), removed when spark-submit ends
+    secrets: dict[str, str] = {}
+    secrets_file: Path | None = None
 
 
 def spark_bin(name: str) -> str:
@@ -127,17 +130,6 @@ def _java_opts(env: EnvConfig) -> str:
     return " ".join(opts)
 
 
-def _driver_env_prefix(env: EnvConfig) -> str | None:
-    """The conf prefix that sets an environment variable of a driver on the cluster."""
-    if env.spark.deploy_mode != "cluster":
-        return None
-    if env.spark.master == "yarn":
-        return "spark.yarn.appMasterEnv."
-    if env.spark.master.startswith("k8s://"):
-        return "spark.kubernetes.driverEnv."
-    return None
-
-
 def spark_home() -> Path:
     """SPARK_HOME if set (a real cluster install), else the venv's pyspark."""
     return Path(os.environ.get("SPARK_HOME") or Path(__import__("pyspark").__file__).parent)
@@ -152,8 +144,9 @@ def _with_deploy_mode(env: EnvConfig, given: list[str]) -> EnvConfig:
     return env.model_copy(update={"spark": env.spark.model_copy(update={"deploy_mode": given[-1]})})
 
 
-def common_flags(env: EnvConfig) -> list[str]:
-    """--master, --jars and every --conf the env implies."""
+def common_flags(env: EnvConfig, secrets: dict[str, str] | None = None) -> list[str]:
+    """--master, --jars and every --conf the env implies; the driver's secret variables
+    (cluster deploy mode) go in ``secrets`` instead, never in a flag."""
     flags = ["--master", env.spark.master]
     if env.spark.deploy_mode == "cluster":
         flags += ["--deploy-mode", "cluster"]
@@ -168,14 +161,7 @@ def common_flags(env: EnvConfig) -> list[str]:
         cp = driver_classpath(PROJECT_ROOT, env)
         if cp:
             conf.setdefault("spark.driver.extraClassPath", cp)
-    prefix = _driver_env_prefix(env)
-    if prefix and env.source_file:
-        for var in referenced_vars(env.source_file):
-            if var in os.environ:
-                conf.setdefault(prefix + var, os.environ[var])
-    if prefix:
-        # the code's commit (MLflow's git_commit tag): the driver on the cluster has no checkout
-        conf.setdefault(prefix + "LAKEML_GIT_COMMIT", _git_commit())
+    driver_env.forward(env, conf, secrets)
     for k, v in conf.items():
         flags += ["--conf", f"{k}={v}"]
     return flags + yarn_args + list(env.spark.submit_args)
@@ -320,7 +306,8 @@ def job_command(argv: list[str], conf_dir: Path | None = None, build: bool = Tru
     if build and not args.dry_run:
         build_lib_zip(lib_zip)
     # spark-submit keeps the last --py-files / --archives only: one of each, merged
-    flags, env_py = _take(common_flags(env), "--py-files")
+    secrets: dict[str, str] = {}
+    flags, env_py = _take(common_flags(env, secrets), "--py-files")
     flags, env_archives = _take(flags, "--archives")
     spark_opts, user_py = _take(args.spark_opts, "--py-files")
     spark_opts, user_archives = _take(spark_opts, "--archives")
@@ -339,6 +326,9 @@ def job_command(argv: list[str], conf_dir: Path | None = None, build: bool = Tru
     archives = [*archives, *user_archives]
     if archives:
         cmd += ["--archives", ",".join(archives)]
+    secrets_file = Path(tempfile.gettempdir()) / f"lakeml-submit-{os.getpid()}" / "driver-env.properties" if secrets else None
+    if secrets_file:
+        cmd += ["--properties-file", str(secrets_file), "--load-spark-defaults"]
     cmd += spark_opts
     cmd += [str(job_path), "--env", args.env, "--conf-dir", conf_arg]
     if args.usecase is not None:
@@ -347,11 +337,11 @@ def job_command(argv: list[str], conf_dir: Path | None = None, build: bool = Tru
     extra_env = {
         "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable),
         "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
-        "LAKEML_GIT_COMMIT": _git_commit(),
+        "LAKEML_GIT_COMMIT": driver_env.git_commit(),
     }
     if env.spark.master == "yarn":
         extra_env["HADOOP_CONF_DIR"] = yarn_app.hadoop_conf_dir(env)
-    return Submission(cmd, extra_env, args.dry_run, env)
+    return Submission(cmd, extra_env, args.dry_run, env, secrets=secrets, secrets_file=secrets_file)
 
 
 def sql_command(argv: list[str], conf_dir: Path | None = None) -> Submission:
@@ -401,14 +391,6 @@ def _preflight(mode: str, env: EnvConfig) -> None:
     preflight.check(env, sql=mode == "sql")
 
 
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     mode = "job"
@@ -426,10 +408,20 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     if sub.dry_run:
         print(" ".join(f"{k}={shlex.quote(v)}" for k, v in sub.extra_env.items() if k != "LAKEML_GIT_COMMIT"), shlex.join(sub.cmd))
+        if sub.secrets_file:
+            print(f"# {sub.secrets_file} is written at submit (0600, removed after) with {', '.join(sub.secrets)}", file=sys.stderr)
         return
     os.environ.update(sub.extra_env)
+    if sub.secrets_file:
+        driver_env.write_secrets(sub.secrets_file, sub.secrets)
     if sub.env.spark.master == "yarn" and sub.env.spark.deploy_mode == "cluster" and mode == "job":
-        sys.exit(yarn_app.submit_and_report(sub.cmd))
+        try:
+            sys.exit(yarn_app.submit_and_report(sub.cmd))
+        finally:
+            if sub.secrets_file:
+                shutil.rmtree(sub.secrets_file.parent, ignore_errors=True)
+    if sub.secrets_file:
+        sys.exit(readonly_sql.run_then_remove(sub.cmd, sub.secrets_file.parent))
     if sub.notice:
         print(sub.notice, file=sys.stderr, flush=True)
     if sub.scratch is None:
