@@ -441,4 +441,5 @@ def _free_port() -> int:
 
 def test_stack_dirs_are_under_the_cluster_dir(stack_env):
     base = Path(stack_env["LAKEML_CLUSTER_DIR"])
-    assert (base / "logs" / "hdfs.log").is_file() and (base / "postgres" / "PG_VERSION").is_file()
+    assert (base / "logs" / "hdfs-nn.log").is_file() and (base / "logs" / "hdfs-dn.log").is_file() and (base / "postgres" / "PG_VERSION").is_file()
+    assert (base / "hdfs" / "dfs" / "data").is_dir() and (base / "hadoop-conf" / "hdfs-site.xml").is_file()
