@@ -127,12 +127,13 @@ def test_a_run_left_running_by_a_killed_process_is_marked_failed(tmp_path):
         live.wait()
 
 
-def test_envs_that_share_the_tables_share_the_lock():
+def test_envs_that_share_the_tables_share_the_lock(monkeypatch):
     """The cluster and yarn envs write the same tables (one warehouse on HDFS, one metastore)
     from different data folders: a job on one excludes a job on the other; the embedded env
     locks its data folder, which holds its Derby metastore."""
     from lakeml.core.config import load_env
 
+    monkeypatch.delenv("LAKEML_DATA_DIR", raising=False)  # the env files' own data folders (the suite sets one for all)
     cluster, yarn, embedded = (load_env(ROOT / "conf", name) for name in ("cluster", "yarn", "embedded"))
     assert cluster.data_dir != yarn.data_dir
     assert cluster.job_lock_key == yarn.job_lock_key == cluster.warehouse_dir

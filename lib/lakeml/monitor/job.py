@@ -39,9 +39,14 @@ def log_report_to_mlflow(path: str | Path, experiment_id: str | None = None, run
         return log(r.info.run_id)
 
 
+def reports_are_local(env: EnvConfig) -> bool:
+    """Whether reports stay in the data folder (not on HDFS: then MLflow is their home)."""
+    return "://" not in env.data_dir
+
+
 def report_dir(env: EnvConfig, uc: UseCaseConfig, score_date: date) -> Path:
     """``<data_dir>/reports/<usecase>/<score_date>`` (a temporary folder when data_dir is not local)."""
-    if "://" in env.data_dir:
+    if not reports_are_local(env):
         return Path(tempfile.mkdtemp(prefix=f"lakeml-report-{uc.name}-{score_date}-"))
     return Path(env.data_dir) / "reports" / uc.name / str(score_date)
 
@@ -54,7 +59,7 @@ def run(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, score_date: date
     dr, perf = parallel.map_all(spark, lambda f: f(), [lambda: run_drift(spark, env, uc, d, alias), lambda: run_performance(spark, env, uc)])
     html_path = report(spark, env, uc, report_dir(env, uc, d))
     # a data folder on HDFS: the report is written to a temporary folder of the driver, MLflow keeps it
-    summary = {"drift": dr, "performance": perf, "report": str(html_path), "report_is_temporary": "://" in env.data_dir, "mlflow_run_id": None}
+    summary = {"drift": dr, "performance": perf, "report": str(html_path), "report_is_temporary": not reports_are_local(env), "mlflow_run_id": None}
     if to_mlflow:
         tracking.configure(env)
         exp = tracking.experiment(env, uc.model.experiment)
