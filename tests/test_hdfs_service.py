@@ -99,7 +99,7 @@ def test_two_loopback_daemons_formatted_once(mini_hdfs):
     assert (st.base / "logs" / "hdfs-format.log").read_text().count("has been successfully formatted") == 2  # two name dirs, one format
     pids = {s.name: st.pid(s) for s in st.services}
     assert all(pids.values()) and len(set(pids.values())) == 2  # two processes
-    assert not cluster_hdfs.webhdfs_ready("http://127.0.0.1:9", timeout=1)  # nothing there: False, no exception
+    assert not cluster_hdfs.webhdfs_ready("http://127.0.0.1:9", "http://127.0.0.1:9", timeout=1)  # nothing there: False, no exception
 
 
 def test_webhdfs_write_list_rename_read(mini_hdfs):

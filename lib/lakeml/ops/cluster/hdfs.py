@@ -22,13 +22,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from lakeml.core.errors import SetupError
 from lakeml.ops.cluster.hadoop import daemon_command, write_conf
-from lakeml.ops.cluster.supervisor import HOST, Service, Stack, StackError, tail
+from lakeml.ops.cluster.supervisor import HOST, Service, Stack, StackError, http_json, tail
 
 NN_CLASS = "org.apache.hadoop.hdfs.server.namenode.NameNode"
 DN_CLASS = "org.apache.hadoop.hdfs.server.datanode.DataNode"
@@ -105,34 +103,27 @@ def format_namenode(stack: Stack) -> None:
         raise StackError(f"formatting the NameNode failed ({p.returncode}). Last lines of {log}:\n{tail(log)}")
 
 
-def _get_json(url: str, timeout: float) -> dict:
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        if r.status != 200:
-            raise urllib.error.HTTPError(url, r.status, "not 200", r.headers, None)
-        return json.loads(r.read().decode("utf-8"))
-
-
 def _jmx_bean(http_url: str, name: str, timeout: float) -> dict:
-    beans = _get_json(f"{http_url}/jmx?qry=Hadoop:service=NameNode,name={name}", timeout).get("beans") or []
+    beans = http_json(f"{http_url}/jmx?qry=Hadoop:service=NameNode,name={name}", timeout).get("beans") or []
     return beans[0] if beans else {}
 
 
 def namenode_ready(http_url: str, timeout: float) -> bool:
     """One probe: WebHDFS answers ``GETFILESTATUS`` on ``/``. Never raises: any error is False."""
     try:
-        st = _get_json(f"{http_url.rstrip('/')}/webhdfs/v1/?op=GETFILESTATUS", timeout)
+        st = http_json(f"{http_url.rstrip('/')}/webhdfs/v1/?op=GETFILESTATUS", timeout)
         return st.get("FileStatus", {}).get("type") == "DIRECTORY"
     except Exception:
         return False
 
 
-def webhdfs_ready(http_url: str, timeout: float, datanode_url: str | None = None) -> bool:
+def webhdfs_ready(http_url: str, datanode_url: str, timeout: float) -> bool:
     """One probe (each HTTP call waits at most ``timeout`` s); True when HDFS serves clients.
 
     That is: WebHDFS answers, a DataNode has sent a heartbeat within two intervals, the
     NameNode is out of safe mode (which, with :func:`site`, means every block has been
-    reported) and, given ``datanode_url`` (its HTTP address), that DataNode itself says it
-    is registered and running: a DataNode that just stopped stays "live" in the NameNode's
+    reported) and the DataNode at ``datanode_url`` (its HTTP address) itself says it is
+    registered and running: a DataNode that just stopped stays "live" in the NameNode's
     eyes for minutes, so the NameNode's word alone cannot tell a restarted one. Never raises.
     """
     url = http_url.rstrip("/")
@@ -145,9 +136,7 @@ def webhdfs_ready(http_url: str, timeout: float, datanode_url: str | None = None
             return False
         if not ("Safemode" in info and info["Safemode"] == ""):
             return False
-        if datanode_url is None:
-            return True
-        beans = _get_json(f"{datanode_url.rstrip('/')}/jmx?qry=Hadoop:service=DataNode,name=DataNodeInfo", timeout).get("beans") or [{}]
+        beans = http_json(f"{datanode_url.rstrip('/')}/jmx?qry=Hadoop:service=DataNode,name=DataNodeInfo", timeout).get("beans") or [{}]
         actors = json.loads(beans[0].get("BPServiceActorInfo") or "[]")
         return bool(actors) and all(a.get("ActorState") == "RUNNING" for a in actors)
     except Exception:
@@ -171,6 +160,6 @@ def datanode(stack: Stack) -> Service:
         "hdfs-dn", f"{HOST}:{p.datanode} (UI http://{HOST}:{p.datanode_ui})", p.datanode, marker=DN_CLASS,
         command=lambda st: daemon_command(st, _jars(), DN_CLASS, "512m"),
         prepare=lambda st: write_conf(st) and None,
-        ready=lambda st: webhdfs_ready(f"http://{HOST}:{st.ports.webhdfs}", timeout=2, datanode_url=f"http://{HOST}:{st.ports.datanode_ui}"),
+        ready=lambda st: webhdfs_ready(f"http://{HOST}:{st.ports.webhdfs}", f"http://{HOST}:{st.ports.datanode_ui}", timeout=2),
         timeout=180,
     )
