@@ -14,6 +14,7 @@ removed when spark-submit ends.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import subprocess
@@ -52,6 +53,7 @@ def forward(env: EnvConfig, conf: dict[str, str], secrets: dict[str, str] | None
     conf.setdefault(p + "LAKEML_GIT_COMMIT", git_commit())
 
 
+@functools.cache  # one `git rev-parse` per submit (the driver's conf and the environment both want it)
 def git_commit() -> str:
     try:
         out = subprocess.run(["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
