@@ -1,8 +1,14 @@
-"""All Delta table reads and writes go through here.
+"""All Delta table reads and writes of the library go through here (a test keeps it so).
+
+The verbs: ``read`` (or fail naming the job that makes the table), ``append``,
+``replace_where`` (one slice), ``overwrite`` (the whole table), ``merge`` (upsert by a
+condition), plus what is asked of a table without reading its rows (``exists``,
+``version``, ``row_counts``, ``input_files``, ``last_operation_metrics``).
 
 Writes are idempotent by construction: a job replaces exactly the slice it owns
 (``replaceWhere`` on the batch, snapshot or score date it computed), in one Delta
-transaction, so running it twice, or again after a crash, leaves the same table.
+transaction, so running it twice, or again after a crash, leaves the same table. A plain
+``append`` is for a caller that knows its slice is absent (new batches) or for an audit log.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ import logging
 from collections.abc import Iterable
 from datetime import date, datetime
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 
 from lakeml.core.errors import MissingTableError
 
@@ -104,6 +110,51 @@ def replace_where(
     if merge_schema:
         writer = writer.option("mergeSchema", "true")
     writer.saveAsTable(name)
+
+
+def append(df: DataFrame, name: str, partition_by: list[str] | None = None, merge_schema: bool = False) -> None:
+    """Append ``df`` to ``name``; the first write creates the table (partitioned by
+    ``partition_by``). An empty ``df`` creates the table empty, so it is there to query."""
+    writer = df.write.format("delta").mode("append")
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    if merge_schema:
+        writer = writer.option("mergeSchema", "true")
+    writer.saveAsTable(name)
+
+
+def merge(
+    source: DataFrame,
+    name: str,
+    on: str | Column,
+    *,
+    update_when: str | Column | None = None,
+    insert: bool = True,
+    delete_unmatched_when: str | None = None,
+) -> None:
+    """One Delta MERGE of ``source`` (alias ``s``) into the table ``name`` (alias ``t``) on
+    ``on``: matched rows are updated with all of the source's columns (only where
+    ``update_when`` holds, if given), unmatched source rows inserted (``insert``), and
+    target rows no source row matches deleted where ``delete_unmatched_when`` holds."""
+    from delta.tables import DeltaTable
+
+    builder = DeltaTable.forName(source.sparkSession, name).alias("t").merge(source.alias("s"), on)
+    builder = builder.whenMatchedUpdateAll(condition=update_when)
+    if insert:
+        builder = builder.whenNotMatchedInsertAll()
+    if delete_unmatched_when is not None:
+        builder = builder.whenNotMatchedBySourceDelete(condition=delete_unmatched_when)
+    builder.execute()
+
+
+def input_files(spark: SparkSession, name: str) -> list[str]:
+    """The data files of the table's current version (URIs, as Spark names them)."""
+    return list(spark.table(name).inputFiles())
+
+
+def last_operation_metrics(spark: SparkSession, name: str) -> dict[str, str]:
+    """The operation metrics of the table's newest commit (e.g. ``numOutputRows``)."""
+    return dict(spark.sql(f"DESCRIBE HISTORY {name} LIMIT 1").first()["operationMetrics"])
 
 
 def overwrite(df: DataFrame, name: str, partition_by: list[str] | None = None) -> None:
