@@ -1,4 +1,5 @@
-"""Run ingest -> features -> train -> score in one Spark session and print a summary.
+"""Run the stages in order in one Spark session (ingest -> quality -> features -> train ->
+validate -> score -> monitor) and print what is in the warehouse now.
 
     ./spark-submit.sh jobs/pipeline.py [--from STAGE | --only STAGE[,STAGE]] [--score-date YYYY-MM-DD]
     ./spark-submit.sh jobs/pipeline.py --scheduled [--full]
@@ -28,7 +29,8 @@ def run(args):
     if args.scheduled:
         summary = pipeline.run_scheduled(spark, env, uc, full=args.full, leakage_check=not args.skip_leakage_check)
     else:
-        summary = pipeline.run(spark, env, uc, stages, score_date=args.score_date, full=args.full, leakage_check=not args.skip_leakage_check)
+        summary = pipeline.run(spark, env, uc, stages, score_date=args.score_date, full=args.full,
+                               leakage_check=not args.skip_leakage_check)
     print(pipeline.describe(summary, uc))
     return None
 

@@ -128,11 +128,12 @@ class _Run:
         redo = [d for d in (self.computed or []) if d != newest]
         if not redo or not tables.exists(self.spark, pt):
             return None
-        served = (self.spark.table(pt).where(F.col("score_date").isin(redo))
+        served = (tables.read(self.spark, pt).where(F.col("score_date").isin(redo))
                   .select("score_date", "model_alias", "model_version").distinct().collect())
         if served:  # one write for them all
             score.run_many(self.spark, self.env, self.uc,
-                           [(r.score_date, r.model_alias, r.model_version) for r in sorted(served, key=lambda r: (r.score_date, r.model_alias))])
+                           [(r.score_date, r.model_alias, r.model_version)
+                            for r in sorted(served, key=lambda r: (r.score_date, r.model_alias))])
         return {"rescored": sorted({str(r.score_date) for r in served})} if served else None
 
     def train(self):
@@ -251,7 +252,7 @@ def _demo_data_if_new(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig) ->
     from lakeml.lake import landing
 
     zone = env.landing_zone(uc.name)
-    if uc.demo is None or spark.catalog.tableExists(uc.table(uc.tables.ingest_log)):
+    if uc.demo is None or tables.exists(spark, uc.table(uc.tables.ingest_log)):
         return None
     if landing.list_batches(spark, zone):
         return None
@@ -273,7 +274,8 @@ def describe(summary: dict, uc: UseCaseConfig) -> str:
     for t, n in summary["tables"].items():
         lines.append(f"  {t:<40} {'-' if n is None else f'{n:,} rows'}")
     lines.append("")
-    lines.append(f"  model {uc.model.name}: champion = version {summary.get('champion_version')}, challenger = version {summary.get('challenger_version')}")
+    lines.append(f"  model {uc.model.name}: champion = version {summary.get('champion_version')}, "
+                 f"challenger = version {summary.get('challenger_version')}")
     for key, st in summary["stages"].items():
         if key.startswith("validate") and st.get("result"):
             v = st["result"]
@@ -295,16 +297,20 @@ def describe(summary: dict, uc: UseCaseConfig) -> str:
             f"  trained version {tr['version']}: test ROC AUC {m['roc_auc']}, PR AUC {m['pr_auc']}, "
             f"log loss {m['log_loss']}, F1 {m['f1']} at {tr['threshold']}, top-decile lift {m['lift_top_decile']}"
         )
+    if summary.get("monitor_text"):
+        lines.append(summary["monitor_text"])
     pt, e, p = uc.table(uc.tables.predictions), uc.entity, uc.probability
+    where = "" if summary.get("env", "embedded") == "embedded" else f" --env {summary['env']}"
     lines += [
         "",
-        "Look at it with ./scripts/sql.sh" + ("" if summary.get("env", "embedded") == "embedded" else f" --env {summary['env']}") + " -e \"...\", for example:",
-        f"  SELECT score_date, model_alias, model_version, count(*) AS rows, round(avg({p}), 4) AS avg_p FROM {pt} GROUP BY 1, 2, 3 ORDER BY 1",
-        f"  SELECT {e}, {p} FROM {pt} WHERE model_alias = 'champion' AND score_date = (SELECT max(score_date) FROM {pt}) ORDER BY {p} DESC LIMIT 20",
+        f"Look at it with ./scripts/sql.sh{where} -e \"...\", for example:",
+        f"  SELECT score_date, model_alias, model_version, count(*) AS rows, round(avg({p}), 4) AS avg_p "
+        f"FROM {pt} GROUP BY 1, 2, 3 ORDER BY 1",
+        f"  SELECT {e}, {p} FROM {pt} WHERE model_alias = 'champion' AND score_date = (SELECT max(score_date) FROM {pt}) "
+        f"ORDER BY {p} DESC LIMIT 20",
         f"  SELECT source, reason, count(*) FROM {uc.table(uc.tables.quarantine)} GROUP BY 1, 2 ORDER BY 3 DESC",
-        f"  SELECT decided_at, action, decision, challenger_version, champion_before, champion_after, reasons FROM {uc.table(uc.tables.model_decisions)} ORDER BY decided_at",
+        "  SELECT decided_at, action, decision, challenger_version, champion_before, champion_after, reasons "
+        f"FROM {uc.table(uc.tables.model_decisions)} ORDER BY decided_at",
         "",
     ]
-    if summary.get("monitor_text"):
-        lines.insert(len(lines) - 7, summary["monitor_text"])
     return "\n".join(lines)
