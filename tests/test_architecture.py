@@ -145,3 +145,76 @@ def test_no_test_asserts_inside_an_if_or_a_loop():
     nothing: compare whole collections instead."""
     files = sorted((ROOT / "tests").glob("test_*.py"))
     assert files and [f for p in files for f in _asserts_in_conditional_blocks(p)] == []
+
+
+# what opens a Delta table: reading it by name, writing it, its Delta API, SQL on it
+_TABLE_ACCESS = re.compile(
+    r"\b(?:spark|sparkSession)\.table\(|\.saveAsTable\(|\bDeltaTable\b|\.format\(\s*[\"']delta[\"']\s*\)|\.tableExists\("
+    r"|\.insertInto\(|\.writeTo\(|\.toTable\(|(?:DELETE FROM|MERGE INTO|INSERT INTO|UPDATE|DESCRIBE HISTORY|TBLPROPERTIES)\b"
+)
+
+
+def test_every_delta_table_access_of_the_library_goes_through_core_tables():
+    """core/tables.py says it owns every Delta read and write (one catalog for table I/O):
+    a stage that needs another kind of access adds a verb there."""
+    owner = LIB / "core" / "tables.py"
+    hits = [f"{p.relative_to(ROOT)}:{i}: {line.strip()}"
+            for p in _py_files(LIB) if p != owner
+            for i, line in enumerate(p.read_text().splitlines(), 1)
+            if _TABLE_ACCESS.search(line) and not line.lstrip().startswith("#")]
+    assert _TABLE_ACCESS.search(owner.read_text()) and hits == []
+
+
+def test_no_line_is_longer_than_140_characters():
+    roots = [ROOT / d for d in ("lib", "jobs", "scripts", "conf", "tests")]
+    long = [f"{p.relative_to(ROOT)}:{i}" for p in _py_files(*roots)
+            for i, line in enumerate(p.read_text().splitlines(), 1) if len(line) > 140]
+    assert long == []
+
+
+def _module_of(path: Path) -> str:
+    return ".".join(path.relative_to(LIB.parent).with_suffix("").parts)
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Module -> the library modules it imports (at any depth of its code: a function-level
+    import ties two files as much as a top-level one). A package's ``__init__`` only hands
+    names on and is no node."""
+    modules = {_module_of(p): p for p in _py_files(LIB) if p.name != "__init__.py"}
+    graph: dict[str, set[str]] = {}
+    for mod, path in modules.items():
+        pkg = mod.rsplit(".", 1)[0]
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(pkg.split(".")[: len(pkg.split(".")) - node.level + 1] + ([base] if base else []))
+                targets |= {f"{base}.{a.name}" for a in node.names} | {base}
+            elif isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names}
+        graph[mod] = {t for t in targets if t in modules and t != mod}
+    return graph
+
+
+def test_no_import_circles():
+    """Files that import each other are one concern split in two, or a job and its tools in one
+    file: a stage's job imports its builders, never the other way round."""
+    graph, circles, seen = _import_graph(), [], set()
+    for start in sorted(graph):
+        stack, path = [(start, iter(sorted(graph[start])))], [start]
+        while stack:
+            node, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                stack.pop()
+                path.pop()
+            elif child == start:
+                circle = frozenset(path)
+                if circle not in seen:
+                    seen.add(circle)
+                    circles.append(" -> ".join([*path, start]))
+            elif child not in path and child > start:
+                stack.append((child, iter(sorted(graph[child]))))
+                path.append(child)
+    assert len(graph) > 50 and circles == []

@@ -3,7 +3,8 @@
 The verbs: ``read`` (or fail naming the job that makes the table), ``append``,
 ``replace_where`` (one slice), ``overwrite`` (the whole table), ``merge`` (upsert by a
 condition), plus what is asked of a table without reading its rows (``exists``,
-``version``, ``row_counts``, ``input_files``, ``last_operation_metrics``).
+``version``, ``row_counts``, ``input_files``, ``last_operation_metrics``, ``properties``),
+``delete_where`` and ``set_properties``.
 
 Writes are idempotent by construction: a job replaces exactly the slice it owns
 (``replaceWhere`` on the batch, snapshot or score date it computed), in one Delta
@@ -145,6 +146,21 @@ def merge(
     if delete_unmatched_when is not None:
         builder = builder.whenNotMatchedBySourceDelete(condition=delete_unmatched_when)
     builder.execute()
+
+
+def delete_where(spark: SparkSession, name: str, predicate: str) -> None:
+    """Delete the rows of ``name`` matching ``predicate`` (one Delta commit)."""
+    spark.sql(f"DELETE FROM {name} WHERE {predicate}")
+
+
+def properties(spark: SparkSession, name: str) -> dict[str, str]:
+    """The table's properties (``TBLPROPERTIES``: Delta's own and those a job set)."""
+    return {r["key"]: r["value"] for r in spark.sql(f"SHOW TBLPROPERTIES {name}").collect()}
+
+
+def set_properties(spark: SparkSession, name: str, props: dict[str, str]) -> None:
+    kv = ", ".join(f"{sql_literal(k)} = {sql_literal(v)}" for k, v in sorted(props.items()))
+    spark.sql(f"ALTER TABLE {name} SET TBLPROPERTIES ({kv})")
 
 
 def input_files(spark: SparkSession, name: str) -> list[str]:
