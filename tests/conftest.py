@@ -90,7 +90,8 @@ def edit_yaml(path, fn) -> None:
     path.write_text(yaml.safe_dump(data))
 
 
-def run_cmd(args: list[str], env_vars: dict[str, str] | None = None, timeout: int = 1200, check: bool = True) -> subprocess.CompletedProcess:
+def run_cmd(args: list[str], env_vars: dict[str, str] | None = None, timeout: int = 1200,
+            check: bool = True) -> subprocess.CompletedProcess:
     """Run a project command from the repo root, as a user would."""
     e = dict(os.environ)
     e.pop("PYSPARK_GATEWAY_PORT", None)
@@ -110,7 +111,8 @@ def pipeline_data_dir(tmp_path_factory) -> Path:
     """A data folder in which ./spark-submit.sh ran generate and the whole pipeline."""
     d = tmp_path_factory.mktemp("lakeml-cli")
     v = {"LAKEML_DATA_DIR": str(d), "LAKEML_ENV": "embedded"}
-    run_cmd(["./spark-submit.sh", "jobs/generate.py", "--entities", str(TINY.entities), "--days", str(TINY.days), "--seed", str(TINY.seed)], v)
+    run_cmd(["./spark-submit.sh", "jobs/generate.py",
+             "--entities", str(TINY.entities), "--days", str(TINY.days), "--seed", str(TINY.seed)], v)
     run_cmd(["./spark-submit.sh", "jobs/pipeline.py"], v)
     return d
 

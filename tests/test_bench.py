@@ -30,7 +30,8 @@ def test_memory_sampler_sees_the_driver_grow():
 def test_history_growth_section_and_its_targets():
     def point(h, daily, full, ingest, floor):
         return {"history_days": h, "incremental_seconds": daily, "full_seconds": full, "bronze_rows": h * 1000,
-                "incremental_stages": {"ingest": ingest, "features": daily - ingest}, "full_stages": {"ingest": ingest, "features": full - ingest},
+                "incremental_stages": {"ingest": ingest, "features": daily - ingest},
+                "full_stages": {"ingest": ingest, "features": full - ingest},
                 "ingest_floor": {"seconds": floor, "rows": 10}, "snapshots_computed": {"incremental": 3, "full": h // 7}}
 
     flat = {"usecase": "churn", "entities": 1000, "points": [point(90, 40.0, 100.0, 10.0, 5.0), point(360, 44.0, 400.0, 11.0, 5.0)]}
@@ -71,7 +72,8 @@ def test_bench_runs_every_stage_and_peer(tmp_path):
                                     "peer:score_pandas_udf", "peer:score_mlflow_spark_udf", "peer:score_native_engine",
                                     "floor:ingest", "floor:score"]
     assert [s for s in want if s not in r["stages"]] == []
-    empty = {n: st for n, st in ((n, r["stages"][n]) for n in want) if not (st["seconds"] > 0 and st["input_rows"] > 0 and st["driver_rss_mb"] > 0)}
+    empty = {n: st for n, st in ((n, r["stages"][n]) for n in want)
+             if not (st["seconds"] > 0 and st["input_rows"] > 0 and st["driver_rss_mb"] > 0)}
     assert empty == {}, "stages without time, rows or memory"
     # the peers ran on the same data: same feature rows, same scored rows
     assert r["stages"]["peer:features_duckdb"]["output_rows"] == r["rows"]["features"]
@@ -85,11 +87,13 @@ def test_bench_runs_every_stage_and_peer(tmp_path):
     assert r["stages"]["score"]["engine"] == "onnx"  # scoring.engine auto: the version has its ONNX copy
     # the floors read and write what their stage does: the same landing rows, the same scored rows
     assert r["stages"]["floor:ingest"]["output_rows"] == sum(r["rows"]["landing"].values())
-    assert r["stages"]["floor:score"]["output_rows"] == r["stages"]["peer:score_native_engine"]["output_rows"] == r["stages"]["score"]["input_rows"]
+    assert (r["stages"]["floor:score"]["output_rows"] == r["stages"]["peer:score_native_engine"]["output_rows"]
+            == r["stages"]["score"]["input_rows"])
     # the event-log profile is split by benchmark stage
     assert r["profile"]["features"] and r["profile"]["features"][0]["seconds"] >= 0
     text = md.read_text()
-    assert "## Targets" in text and "peer:features_duckdb" in text and "scoring.engine: native (transform), the other engine" in text and "one xgboost fit ≤ 5×" in text
+    assert ("## Targets" in text and "peer:features_duckdb" in text
+            and "scoring.engine: native (transform), the other engine" in text and "one xgboost fit ≤ 5×" in text)
     assert "ingest vs its floor" in text and "hand-written analysis stays" in text and "old numbers" not in text
     assert "input rows at 1 B events" in scaling.read_text()
     # a standalone-cluster run (--standalone) is the same record: its section and its driver target

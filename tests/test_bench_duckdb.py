@@ -78,7 +78,8 @@ def spark_features(spark, bronze):
 def test_duckdb_features_equal_spark_features(spark, bronze, spark_features, tmp_path):
     files = ddf.source_files(spark, bronze)
     assert set(files) == set(bronze.sources)
-    assert {name: bool(paths) and all(p.startswith("/") and p.endswith(".parquet") for p in paths) for name, paths in files.items()} == dict.fromkeys(bronze.sources, True)
+    assert ({name: bool(paths) and all(p.startswith("/") and p.endswith(".parquet") for p in paths) for name, paths in files.items()}
+            == dict.fromkeys(bronze.sources, True))
     tz = spark.conf.get("spark.sql.session.timeZone")
 
     duck = spark.createDataFrame(ddf.features_arrow(bronze, files, DATES, threads=2, time_zone=tz))

@@ -33,7 +33,8 @@ def test_population_mix_and_churn_rate(spark, uc):
     # roughly 3-6 % a month over 200 days
     assert 0.12 < churned < 0.45
     # the hidden rule: invoice payers churn more than card payers
-    rate = {r.payment_method: r.rate for r in c.groupBy("payment_method").agg(F.avg(F.col("churn_date").isNotNull().cast("int")).alias("rate")).collect()}
+    rate = {r.payment_method: r.rate
+            for r in c.groupBy("payment_method").agg(F.avg(F.col("churn_date").isNotNull().cast("int")).alias("rate")).collect()}
     assert rate["invoice"] > rate["card"] * 1.3
 
 
@@ -56,7 +57,8 @@ def test_landing_layout_formats_and_manifest(spark, uc, tmp_path):
     assert out["skipped"] is False and out["rows"]["customers"] == 200
     batches = landing.list_batches(spark, land)
     assert batches[0].batch_date == g.start_date and batches[-1].batch_date == g.start_date + timedelta(days=20)
-    names = {src: {f.path.rsplit(".", 1)[-1] for b in batches for f in b.files.get(src, [])} for src in ("customers", "usage_events", "payments")}
+    names = {src: {f.path.rsplit(".", 1)[-1] for b in batches for f in b.files.get(src, [])}
+             for src in ("customers", "usage_events", "payments")}
     assert names == {"customers": {"csv"}, "usage_events": {"jsonl"}, "payments": {"parquet"}}
     first = next(f.path for f in batches[1].files["usage_events"])
     assert json.loads(landing.first_line(spark, first))["customer_id"].startswith("C")
@@ -84,7 +86,8 @@ def test_a_new_data_set_replaces_the_earlier_one_whole(spark, uc, tmp_path, monk
     foreign.mkdir()
     (foreign / "x.csv").write_text("a\n1\n")
     out = maker.run(spark, uc, land, short, force=True)
-    assert days() == [str(short.start_date + timedelta(days=i)) for i in range(6)] == json.loads(landing.read_text(spark, f"{land}/_demo.json"))["batches"]
+    assert (days() == [str(short.start_date + timedelta(days=i)) for i in range(6)]
+            == json.loads(landing.read_text(spark, f"{land}/_demo.json"))["batches"])
     customers = sum(1 for b in landing.list_batches(spark, land) for f in b.files.get("customers", [])
                     for line in open(landing.local_path(f.path)).read().splitlines()[1:] if line)
     assert customers == out["rows"]["customers"] == 40

@@ -43,7 +43,8 @@ def test_a_sql_syntax_error_stops_the_pipeline_before_it_reads_anything(tmp_path
     usage = conf_copy / "churn" / "sql" / "features" / "usage.sql"
     usage.write_text(usage.read_text().replace("SELECT", "SELEC", 1))
     data = tmp_path / "data"
-    p = run_cmd(["./spark-submit.sh", "--conf-dir", str(conf_copy), "jobs/pipeline.py"], {"LAKEML_DATA_DIR": str(data)}, check=False, timeout=300)
+    p = run_cmd(["./spark-submit.sh", "--conf-dir", str(conf_copy), "jobs/pipeline.py"], {"LAKEML_DATA_DIR": str(data)},
+                check=False, timeout=300)
     out = p.stdout + p.stderr
     assert p.returncode == 2, out[-3000:]
     errors = [ln for ln in out.splitlines() if ln.startswith("error: ")]

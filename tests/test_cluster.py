@@ -27,7 +27,8 @@ from test_landing_ops import make_tree, quarters
 pytestmark = [pytest.mark.cluster, pytest.mark.subprocess]
 
 PORTS = Ports()
-SERVICES = ["postgres", "hdfs-nn", "hdfs-dn", "mlflow", "spark-master", "spark-worker", "yarn-rm", "yarn-nm", "spark-history", "thriftserver"]
+SERVICES = ["postgres", "hdfs-nn", "hdfs-dn", "mlflow", "spark-master", "spark-worker", "yarn-rm", "yarn-nm",
+            "spark-history", "thriftserver"]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,8 @@ def stack_env():
     # not under pytest's basetemp: every pytest session that starts (another suite running
     # meanwhile) makes /tmp/pytest-of-<user> private again, and PostgreSQL, which runs as
     # the postgres user, then loses its data directory (PANIC ... Permission denied)
-    busy = [p for p in (PORTS.postgres, PORTS.namenode, PORTS.mlflow, PORTS.spark_master, PORTS.yarn_rm, PORTS.history_ui, PORTS.thrift) if port_open(p)]
+    busy = [p for p in (PORTS.postgres, PORTS.namenode, PORTS.mlflow, PORTS.spark_master, PORTS.yarn_rm, PORTS.history_ui, PORTS.thrift)
+            if port_open(p)]
     if busy:
         pytest.fail(
             f"ports {busy} are taken: another stack (./scripts/cluster.sh status) or another server runs; "
@@ -71,7 +73,8 @@ def ran_pipeline(stack_env):
     """generate (the suite's small demo, TINY) + the whole pipeline, on the standalone cluster."""
     t0 = time.time()
     try:
-        run_cmd(["./spark-submit.sh", "--env", "cluster", "jobs/generate.py", "--entities", str(TINY.entities), "--days", str(TINY.days), "--seed", str(TINY.seed)])
+        run_cmd(["./spark-submit.sh", "--env", "cluster", "jobs/generate.py",
+                 "--entities", str(TINY.entities), "--days", str(TINY.days), "--seed", str(TINY.seed)])
         p = run_cmd(["./spark-submit.sh", "--env", "cluster", "jobs/pipeline.py"])
     except AssertionError as e:
         logs = run_cmd(["./scripts/cluster.sh", "logs"], check=False).stdout
@@ -222,7 +225,8 @@ def _predictions() -> list[tuple]:
     conn = hive.connect(host=HOST, port=PORTS.thrift, username="analyst")
     try:
         cur = conn.cursor()
-        cur.execute("SELECT customer_id, score_date, model_version, churn_probability FROM churn.predictions ORDER BY customer_id, score_date")
+        cur.execute("SELECT customer_id, score_date, model_version, churn_probability FROM churn.predictions "
+                    "ORDER BY customer_id, score_date")
         return cur.fetchall()
     finally:
         conn.close()
@@ -315,7 +319,8 @@ def _kill_when(proc: subprocess.Popen, said: str, process: str, lines: list[str]
     return pids[0]
 
 
-@pytest.mark.parametrize("env,executor", [("cluster", "executor.CoarseGrainedExecutorBackend"), ("yarn", "YarnCoarseGrainedExecutorBackend")])
+@pytest.mark.parametrize("env,executor", [("cluster", "executor.CoarseGrainedExecutorBackend"),
+                                          ("yarn", "YarnCoarseGrainedExecutorBackend")])
 def test_an_executor_killed_during_features_is_survived(ran_pipeline, stack_env, env, executor):
     """kill -9 of the only executor's JVM while the features backfill runs: Spark starts
     another (the standalone worker / YARN a new container), recomputes what was lost, and
@@ -325,8 +330,10 @@ def test_an_executor_killed_during_features_is_survived(ran_pipeline, stack_env,
     first, last = _sql_row(f"SELECT min(as_of_date), max(as_of_date) FROM {table}")
     e = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPARK_GATEWAY", "MLFLOW_"))}
     # the table's own dates: later batches (landed by other tests) would add snapshots
-    proc = subprocess.Popen(["./spark-submit.sh", "--env", env, "jobs/features.py", "--backfill", str(first), str(last), "--skip-leakage-check"],
-                            cwd=str(Path(__file__).resolve().parents[1]), env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(["./spark-submit.sh", "--env", env, "jobs/features.py",
+                             "--backfill", str(first), str(last), "--skip-leakage-check"],
+                            cwd=str(Path(__file__).resolve().parents[1]), env=e,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     try:
         _kill_when(proc, "features of churn:", executor, lines, stack_env["LAKEML_CLUSTER_DIR"])
@@ -353,7 +360,8 @@ def test_the_application_master_killed_in_cluster_mode_is_retried(ran_pipeline, 
     first = None
     while time.time() < deadline and proc.poll() is None:
         # the Python driver's log is in the container's stdout (Spark merges its stderr there)
-        first = next((f for f in logs.glob("application_*/container_*_01_000001/stdout") if "lakeml.core.session" in f.read_text(errors="replace")
+        first = next((f for f in logs.glob("application_*/container_*_01_000001/stdout")
+                      if "lakeml.core.session" in f.read_text(errors="replace")
                       and time.time() - f.stat().st_mtime < 60), None)
         if first:
             break
@@ -379,7 +387,8 @@ def test_a_service_that_fails_to_start_shows_its_log(stack_env, tmp_path):
     (data / "PG_VERSION").write_text("9\n")  # prepare sees a data folder and does not initdb
     s = Stack(tmp_path / "broken", Ports(postgres=_free_port()))
     try:
-        with pytest.raises(StackError, match=r"(?s)postgres exited while starting. Last lines of .*postgres.log.*(could not access directory|FATAL)"):
+        with pytest.raises(StackError, match=r"(?s)postgres exited while starting. "
+                                             r"Last lines of .*postgres.log.*(could not access directory|FATAL)"):
             s.up(["postgres"])
     finally:
         s.down()
@@ -392,7 +401,8 @@ def test_a_wrong_password_is_named_before_mlflow_starts(stack_env, tmp_path):
     os.environ["LAKEML_PG_PASSWORD"] = "wrong-" + old
     t0 = time.time()
     try:
-        with pytest.raises(StackError, match=rf"mlflow: its store, database mlflow of PostgreSQL at {HOST}:{PORTS.postgres}, refuses the connection .*password authentication failed"):
+        with pytest.raises(StackError, match=rf"mlflow: its store, database mlflow of PostgreSQL at {HOST}:{PORTS.postgres}, "
+                                             r"refuses the connection .*password authentication failed"):
             s.up(["mlflow"])
     finally:
         os.environ["LAKEML_PG_PASSWORD"] = old
@@ -403,7 +413,8 @@ def test_a_wrong_password_is_named_before_mlflow_starts(stack_env, tmp_path):
 
 def test_a_taken_port_is_named(stack_env, tmp_path):
     s = Stack(tmp_path / "second")
-    with pytest.raises(StackError, match=rf"spark-master: port {HOST}:{PORTS.spark_master} is already taken by a process this stack did not start"):
+    with pytest.raises(StackError, match=rf"spark-master: port {HOST}:{PORTS.spark_master} "
+                                         r"is already taken by a process this stack did not start"):
         s.up(["spark-master"])
 
 
@@ -416,8 +427,8 @@ def test_down_stops_everything_and_jobs_then_fail_fast(stack_env):
     while time.time() < deadline and any(_pid_alive(p) for p in pids):
         time.sleep(0.5)
     assert not [p for p in pids if _pid_alive(p)]
-    ports = (PORTS.postgres, PORTS.namenode, PORTS.webhdfs, PORTS.datanode, PORTS.datanode_ui, PORTS.mlflow, PORTS.spark_master, PORTS.yarn_rm, PORTS.yarn_rm_ui, PORTS.yarn_nm,
-             PORTS.yarn_nm_ui, PORTS.history_ui, PORTS.thrift)
+    ports = (PORTS.postgres, PORTS.namenode, PORTS.webhdfs, PORTS.datanode, PORTS.datanode_ui, PORTS.mlflow, PORTS.spark_master,
+             PORTS.yarn_rm, PORTS.yarn_rm_ui, PORTS.yarn_nm, PORTS.yarn_nm_ui, PORTS.history_ui, PORTS.thrift)
     assert not [p for p in ports if port_open(p)]
     left = subprocess.run(["pgrep", "-f", str(stack.base)], capture_output=True, text=True).stdout.split()
     assert not left, f"processes of the stack still running: {left}"
@@ -441,5 +452,6 @@ def _free_port() -> int:
 
 def test_stack_dirs_are_under_the_cluster_dir(stack_env):
     base = Path(stack_env["LAKEML_CLUSTER_DIR"])
-    assert (base / "logs" / "hdfs-nn.log").is_file() and (base / "logs" / "hdfs-dn.log").is_file() and (base / "postgres" / "PG_VERSION").is_file()
+    assert ((base / "logs" / "hdfs-nn.log").is_file() and (base / "logs" / "hdfs-dn.log").is_file()
+            and (base / "postgres" / "PG_VERSION").is_file())
     assert (base / "hdfs" / "dfs" / "data").is_dir() and (base / "hadoop-conf" / "hdfs-site.xml").is_file()

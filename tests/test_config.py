@@ -29,7 +29,8 @@ def test_the_env_names_the_default_use_case():
 def test_no_use_case_anywhere_says_how_to_name_one(conf_copy):
     _edit(conf_copy / "envs" / "embedded.yaml", lambda d: d.pop("usecase"))
     env = load_env(conf_copy, "embedded")
-    with pytest.raises(ConfigError, match=r"no use case given: pass --usecase NAME or set usecase: in .*embedded.yaml; known use cases: churn, maintenance"):
+    with pytest.raises(ConfigError, match=r"no use case given: pass --usecase NAME or set usecase: in .*embedded.yaml; "
+                                          r"known use cases: churn, maintenance"):
         load_usecase(conf_copy, None, env)
 
 

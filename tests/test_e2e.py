@@ -54,7 +54,8 @@ def test_population_and_labels_respect_time(spark, uc, built):
     h = uc.label.horizon_days
     truth = lb.join(churn, "customer_id", "left").select(
         "customer_id", "as_of_date", uc.label.column,
-        F.coalesce((F.col("churn_date") >= F.col("as_of_date")) & (F.col("churn_date") < F.date_add("as_of_date", h)), F.lit(False)).cast("int").alias("expected"),
+        F.coalesce((F.col("churn_date") >= F.col("as_of_date")) & (F.col("churn_date") < F.date_add("as_of_date", h)),
+                   F.lit(False)).cast("int").alias("expected"),
     )
     assert truth.where(F.col(uc.label.column) != F.col("expected")).count() == 0
     assert lb.agg(F.avg(uc.label.column)).first()[0] > 0.01
@@ -276,7 +277,8 @@ def test_each_classifier_goes_through_the_lifecycle(spark, env, uc, built, class
         return (spark.table(pt).where((F.col("score_date") == newest) & (F.col("model_alias") == "champion"))
                 .select(*keep, F.col(uc.probability).alias("p")).localCheckpoint())
 
-    native = score.run(spark, env, other.model_copy(update={"scoring": uc.scoring.model_copy(update={"engine": "native"})}), score_date=newest)
+    native = score.run(spark, env, other.model_copy(update={"scoring": uc.scoring.model_copy(update={"engine": "native"})}),
+                       score_date=newest)
     assert native["model_version"] == v and native["engine"] == "native"
     by_native = champion_rows()
     onnx = score.run(spark, env, other.model_copy(update={"scoring": uc.scoring.model_copy(update={"engine": "onnx"})}), score_date=newest)

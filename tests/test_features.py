@@ -19,8 +19,10 @@ def _frames(spark, customers, usage, payments, tickets, churn):
         return spark.createDataFrame(rows, ddl + ", _batch_date date, _source_file string")
 
     return {
-        "customers": mk(customers, "customer_id string, signup_date date, plan string, monthly_fee double, region string, payment_method string, channel string, age int"),
-        "usage_events": mk(usage, "event_id string, customer_id string, event_ts timestamp, sessions int, minutes_used double, device string"),
+        "customers": mk(customers, "customer_id string, signup_date date, plan string, monthly_fee double, region string, "
+                                   "payment_method string, channel string, age int"),
+        "usage_events": mk(usage, "event_id string, customer_id string, event_ts timestamp, sessions int, minutes_used double, "
+                                  "device string"),
         "payments": mk(payments, "payment_id string, customer_id string, payment_date date, amount double, status string, method string"),
         "support_tickets": mk(tickets, "ticket_id string, customer_id string, opened_at timestamp, category string, priority string"),
         "churn_events": mk(churn, "customer_id string, churn_date date, reason string"),
@@ -47,7 +49,8 @@ PAST_USAGE = [
     for c in ("C1", "C2", "C5")
     for i in (1, 3, 8, 20, 45, 89, 90, 91)
 ]
-PAST_PAYMENTS = [("P1", "C1", D - timedelta(days=10), 9.99, "failed", "card", B0, "f"), ("P2", "C5", D - timedelta(days=40), 9.99, "paid", "card", B0, "f")]
+PAST_PAYMENTS = [("P1", "C1", D - timedelta(days=10), 9.99, "failed", "card", B0, "f"),
+                 ("P2", "C5", D - timedelta(days=40), 9.99, "paid", "card", B0, "f")]
 PAST_TICKETS = [("T1", "C5", _ts(D - timedelta(days=2)), "cancellation", "high", B0, "f")]
 PAST_CHURN = [("C4", date(2026, 3, 15), "price", B0, "f"), ("C5", D + timedelta(days=9), "price", B0, "f")]
 

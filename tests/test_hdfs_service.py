@@ -198,7 +198,8 @@ READ_THROUGH_OUTAGES = textwrap.dedent(
     table = fs + "/fault/delta"
     spark.range(0, 300000, numPartitions=6).selectExpr("id", "id % 7 AS k").write.format("delta").mode("overwrite").save(table)
     def read():
-        return " ".join(map(str, spark.read.format("delta").load(table).selectExpr("count(*)", "sum(CAST(xxhash64(id, k) AS DECIMAL(38, 0)))").first()))
+        return " ".join(map(str, spark.read.format("delta").load(table)
+                                 .selectExpr("count(*)", "sum(CAST(xxhash64(id, k) AS DECIMAL(38, 0)))").first()))
     print("BEFORE", read(), flush=True)
     for phase in ("SHORT", "GONE", "AFTER"):
         print("WAITING", phase, flush=True)
@@ -228,7 +229,8 @@ def _expect(lines, proc, prefix: str, err: Path, timeout: float = 300) -> str:
             continue
         if line.startswith(prefix):
             return line[len(prefix):].strip()
-    raise AssertionError(f"no {prefix!r} line from the Spark child within {timeout}s (exit {proc.poll()}); its stderr ends:\n{err.read_text()[-4000:]}")
+    raise AssertionError(f"no {prefix!r} line from the Spark child within {timeout}s (exit {proc.poll()}); "
+                         f"its stderr ends:\n{err.read_text()[-4000:]}")
 
 
 def test_datanode_stopping_during_a_spark_read(mini_hdfs, tmp_path):

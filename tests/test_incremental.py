@@ -80,14 +80,16 @@ def test_silver_by_merge_is_the_latest_row_per_key_of_bronze(spark, uc):
     # a late batch of an earlier date: a changes (newer than d1), b does not (d3 is newer)
     silver.merge(spark, u, "things", _bronze_slice(spark, u, d2, [("a", 2, False), ("b", 2, False)]))
     # the same batch again with a second file: within a batch the greater file name wins, as in a full recompute
-    silver.merge(spark, u, "things", _bronze_slice(spark, u, d2, [("a", 2, False), ("b", 2, False), ("e", 20, False, "a.csv"), ("e", 21, False, "b.csv")]))
+    silver.merge(spark, u, "things", _bronze_slice(spark, u, d2, [("a", 2, False), ("b", 2, False),
+                                                                  ("e", 20, False, "a.csv"), ("e", 21, False, "b.csv")]))
     full = silver.latest_per_key(spark.table(u.table("bronze_things")), ["id"])
     assertDataFrameEqual(spark.table(u.silver("things")), full, checkRowOrder=False)
     assert sorted((r.id, r.v) for r in silver.current(spark, u, "things").collect()) == [("a", 2), ("b", 3), ("d", 3), ("e", 21)]
     # the batch d3 ingested again without d: a merge cannot take d away, a rebuild does
     _bronze_slice(spark, u, d3, [("b", 3, False), ("c", None, True)])
     silver.rebuild(spark, u, "things")
-    assertDataFrameEqual(spark.table(u.silver("things")), silver.latest_per_key(spark.table(u.table("bronze_things")), ["id"]), checkRowOrder=False)
+    assertDataFrameEqual(spark.table(u.silver("things")), silver.latest_per_key(spark.table(u.table("bronze_things")), ["id"]),
+                         checkRowOrder=False)
     assert sorted(r.id for r in silver.current(spark, u, "things").collect()) == ["a", "b", "e"]
 
 

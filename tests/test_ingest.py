@@ -74,7 +74,8 @@ def test_the_keys_only_check_finds_what_the_duplicate_ranking_would_change(spark
         return ingest.shares_a_key(ingest.validate(raw, SPEC, duplicates=False), SPEC)
 
     assert shares([("a", "1", "2026-01-01", "1", None, b, "f1"), ("a", "2", "2026-01-01", "2", None, b, "f2")])
-    assert shares([("a", "one", "2026-01-01", "1", None, b, "f1"), ("a", "2", "2026-01-01", "2", None, b, "f1")])  # a bad row may rank first
+    assert shares([("a", "one", "2026-01-01", "1", None, b, "f1"),
+                   ("a", "2", "2026-01-01", "2", None, b, "f1")])  # a bad row may rank first
     assert not shares([("a", "1", "2026-01-01", "1", None, b, "f1"), ("a", "2", "2026-01-01", "2", None, c, "f1")])  # two batches
     assert not shares([("a", "1", "2026-01-01", "1", None, b, "f1"), ("b", "2", "2026-01-01", "2", None, b, "f1")])
     assert not shares([("a", "x", "2026-01-01", "1", None, b, "f1"), ("a", "y", "2026-01-01", "2", None, b, "f1")])  # no good row
@@ -131,8 +132,8 @@ def test_bad_input_is_quarantined_and_nothing_is_lost(spark, bad_landing):
     assert (reports["usage_events"].rows_read, reports["usage_events"].rows_accepted) == (5, 1)
     q = spark.table(uc.table("quarantine"))
     reasons = {r.reason for r in q.collect()}
-    assert {"signup_date: cannot read 'not-a-date' as date (not yyyy-MM-dd)", "missing required customer_id", "monthly_fee: cannot read 'free' as double",
-            "duplicate key within batch", "sessions: cannot read 'many' as int"} <= reasons
+    assert {"signup_date: cannot read 'not-a-date' as date (not yyyy-MM-dd)", "missing required customer_id",
+            "monthly_fee: cannot read 'free' as double", "duplicate key within batch", "sessions: cannot read 'many' as int"} <= reasons
     assert any(r.startswith("malformed record") for r in reasons)
     assert "malformed record: expected 8 fields, found 4" in reasons
     assert "malformed record: expected 8 fields, found 9" in reasons
@@ -142,7 +143,8 @@ def test_bad_input_is_quarantined_and_nothing_is_lost(spark, bad_landing):
     assert "file has 'plan,customer_id,signup_date'" in header[0].reason
     assert all(r.source_file and r.batch_date for r in q.collect())
     bronze = spark.table(uc.table("bronze_customers"))
-    assertDataFrameEqual(bronze.select("customer_id", "_batch_date"), [("C1", date(2026, 3, 1)), ("C10", date(2026, 3, 2))], checkRowOrder=False)
+    assertDataFrameEqual(bronze.select("customer_id", "_batch_date"), [("C1", date(2026, 3, 1)), ("C10", date(2026, 3, 2))],
+                         checkRowOrder=False)
     log = spark.table(uc.table("ingest_log")).groupBy("source").agg(F.sum("rows_read"), F.sum("rows_accepted"), F.sum("rows_quarantined"))
     assertDataFrameEqual(log, [("customers", 10, 2, 8), ("usage_events", 5, 1, 4)], checkRowOrder=False)
 
@@ -208,5 +210,7 @@ def test_a_crash_before_the_log_is_repaired_by_the_next_run(spark, bad_landing, 
     for t in ("bronze_customers", "bronze_usage_events", "quarantine", "silver_customers", "silver_usage_events"):
         assertDataFrameEqual(spark.table(uc.table(t)), spark.table(clean.table(t)), checkRowOrder=False)
     cols = ["source", "batch_date", "fingerprint", "files", "rows_read", "rows_accepted", "rows_quarantined"]
-    assertDataFrameEqual(spark.table(uc.table("ingest_log")).select(cols), spark.table(clean.table("ingest_log")).select(cols), checkRowOrder=False)
-    assert spark.table(uc.table("bronze_customers")).where(F.col("customer_id").isin("C10", "C11")).select("customer_id").collect() == [("C11",)]
+    assertDataFrameEqual(spark.table(uc.table("ingest_log")).select(cols), spark.table(clean.table("ingest_log")).select(cols),
+                         checkRowOrder=False)
+    assert (spark.table(uc.table("bronze_customers")).where(F.col("customer_id").isin("C10", "C11")).select("customer_id").collect()
+            == [("C11",)])

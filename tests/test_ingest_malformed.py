@@ -47,7 +47,8 @@ def _cust(key: str, **kw) -> str:
 
 
 def _event(key: str | None, drop: tuple = (), **kw) -> str:
-    row = {"event_id": key, "customer_id": "C1", "event_ts": "2026-04-30T10:00:00.000Z", "sessions": 2, "minutes_used": 3.5, "device": "web"} | kw
+    row = {"event_id": key, "customer_id": "C1", "event_ts": "2026-04-30T10:00:00.000Z", "sessions": 2, "minutes_used": 3.5,
+           "device": "web"} | kw
     return json.dumps({k: v for k, v in row.items() if k not in drop})
 
 
@@ -56,7 +57,8 @@ PAY = pa.schema([("payment_id", pa.string()), ("customer_id", pa.string()), ("pa
 
 
 def _pay(key, **kw) -> dict:
-    return {"payment_id": key, "customer_id": "C1", "payment_date": date(2026, 5, 30), "amount": 9.99, "status": "paid", "method": "card"} | kw
+    return {"payment_id": key, "customer_id": "C1", "payment_date": date(2026, 5, 30), "amount": 9.99, "status": "paid",
+            "method": "card"} | kw
 
 
 def _parquet(rows: list[dict], schema: pa.Schema = PAY) -> bytes:
@@ -80,7 +82,8 @@ CASES = [
     # ---------------------------------------------------------------- CSV (customers)
     Case("csv wrong types", "customers", "2026-04-01",
          {"a.csv": f"{H}\n{_cust('C1')}\n{_cust('C2', signup_date='2026-13-45')}\n{_cust('C3', monthly_fee='cheap', age='thirty')}\n"},
-         3, ["C1"], ["signup_date: cannot read '2026-13-45' as date (no such day or time)", "monthly_fee: cannot read 'cheap' as double; age: cannot read 'thirty' as int"]),
+         3, ["C1"], ["signup_date: cannot read '2026-13-45' as date (no such day or time)",
+                     "monthly_fee: cannot read 'cheap' as double; age: cannot read 'thirty' as int"]),
     Case("csv null keys and required values", "customers", "2026-04-02",
          {"a.csv": f"{H}\n{_cust('')}\n{_cust('   ')}\n{_cust('C4', signup_date='')}\n{_cust('C5')}\n"},
          4, ["C5"], ["missing required customer_id", "missing required customer_id", "missing required signup_date"]),
@@ -96,12 +99,14 @@ CASES = [
          {"a.csv": f"{H}\n{_cust('C23', plan='premium')}\n{_cust('C23', plan='premium')}\n"}, 2, ["C23"], ["duplicate key within batch"]),
     Case("csv empty file beside a good one", "customers", "2026-04-07", {"empty.csv": "", "ok.csv": f"{H}\n{_cust('C20')}\n"}, 1, ["C20"]),
     Case("csv batch of one empty file", "customers", "2026-04-08", {"empty.csv": ""}, 0, []),
-    Case("csv header only", "customers", "2026-04-09", {"h1.csv": f"{H}\n", "h2.csv": H, "h3.csv": "id,name\n"}, 1, [], [_mismatch("id,name")]),
+    Case("csv header only", "customers", "2026-04-09", {"h1.csv": f"{H}\n", "h2.csv": H, "h3.csv": "id,name\n"},
+         1, [], [_mismatch("id,name")]),
     Case("csv wrong header", "customers", "2026-04-10",
          {"a.csv": f"id,signup,plan,fee,region,pay,channel,age\n{_cust('C21')}\n{_cust('C22')}\n"},
          3, [], [_mismatch("id,signup,plan,fee,region,pay,channel,age")] * 3),
     Case("csv garbage bytes", "customers", "2026-04-11",
-         {"garbage.csv": GARBAGE, "record.csv": f"{H}\n".encode() + b"C18,2026-01-01,basic,9.99,nor\xffth,card,ads,30\n" + f"{_cust('C19')}\n".encode()},
+         {"garbage.csv": GARBAGE,
+          "record.csv": f"{H}\n".encode() + b"C18,2026-01-01,basic,9.99,nor\xffth,card,ads,30\n" + f"{_cust('C19')}\n".encode()},
          5, ["C19"], [NOT_UTF8] * 4),
     Case("csv byte-order mark and CRLF", "customers", "2026-04-12",
          {"bom.csv": f"\ufeff{H}\n{_cust('C24')}\n", "crlf.csv": f"{H}\r\n{_cust('C25')}\r\n{_cust('C26')}\r\n"}, 3, ["C24", "C25", "C26"]),
@@ -110,9 +115,11 @@ CASES = [
          {"a.jsonl": "\n".join([_event("E1"), _event("E2", sessions="many"), _event("E3", minutes_used="12min"),
                                 _event("E4", event_ts="yesterday"), _event("E5", sessions={"n": 1}), _event("E7", sessions=True)]) + "\n"},
          6, ["E1"], ["sessions: cannot read 'many' as int", "minutes_used: cannot read '12min' as double",
-                     f"event_ts: cannot read 'yesterday' as timestamp (not {TS_FORM})", "sessions: cannot read '{\"n\":1}' as int", "sessions: cannot read 'true' as int"]),
+                     f"event_ts: cannot read 'yesterday' as timestamp (not {TS_FORM})", "sessions: cannot read '{\"n\":1}' as int",
+                     "sessions: cannot read 'true' as int"]),
     Case("json null keys and required values", "usage_events", "2026-05-02",
-         {"a.jsonl": "\n".join([_event(None), _event("x", drop=("event_id",)), _event("E9", customer_id=None), _event(""), _event("E10")]) + "\n"},
+         {"a.jsonl": "\n".join([_event(None), _event("x", drop=("event_id",)), _event("E9", customer_id=None),
+                                _event(""), _event("E10")]) + "\n"},
          5, ["E10"], ["missing required event_id"] * 3 + ["missing required customer_id"]),
     Case("json extra fields and a byte-order mark", "usage_events", "2026-05-03",
          {"a.jsonl": "\ufeff" + _event("E11", extra=1, nested={"a": [1]}) + "\n"}, 1, ["E11"]),
@@ -121,7 +128,8 @@ CASES = [
          2, ["E12"], ["missing required event_ts"]),
     Case("json duplicate across batches (first)", "usage_events", "2026-05-05", {"a.jsonl": _event("E14") + "\n"}, 1, ["E14"]),
     Case("json duplicate across batches (again, twice)", "usage_events", "2026-05-06",
-         {"a.jsonl": _event("E14", sessions=3) + "\n", "b.jsonl": _event("E14", sessions=3) + "\n"}, 2, ["E14"], ["duplicate key within batch"]),
+         {"a.jsonl": _event("E14", sessions=3) + "\n", "b.jsonl": _event("E14", sessions=3) + "\n"},
+         2, ["E14"], ["duplicate key within batch"]),
     Case("json empty and blank files", "usage_events", "2026-05-07",
          {"empty.jsonl": "", "blank.jsonl": "\n\n   \n\t\n", "ok.jsonl": _event("E15")}, 1, ["E15"]),
     Case("json truncated and run-together lines", "usage_events", "2026-05-08",
@@ -134,7 +142,8 @@ CASES = [
          {"garbage.jsonl": GARBAGE, "b.jsonl": _event("E27", device="w").encode()[:-2] + b'\xff"}\n'}, 4, [], [NOT_UTF8] * 4),
     # ---------------------------------------------------------------- Parquet (payments)
     Case("parquet wrong types, and files that disagree on types", "payments", "2026-06-01",
-         {"strings.parquet": _parquet([_pay("P1", amount="12.50", payment_date="2026-05-30"), _pay("P2", amount="abc", payment_date="2026-05-30"),
+         {"strings.parquet": _parquet([_pay("P1", amount="12.50", payment_date="2026-05-30"),
+                                       _pay("P2", amount="abc", payment_date="2026-05-30"),
                                        _pay("P3", amount="1", payment_date="not a date")],
                                       pa.schema([(f.name, pa.string()) for f in PAY])),
           "typed.parquet": _parquet([_pay("P4")])},
@@ -168,7 +177,8 @@ CASES = [
          6, ["C30", "C31", "C32", "C33"],
          ["duplicate key within batch", "unreadable file: Hadoop paths cannot hold ':' in a file or folder name; rename it"]),
     Case("csv sub-folders and a repeated header", "customers", "2026-04-14",
-         {"eu/a.csv": f"{H}\n{_cust('C35')}\n", "us/west/b.csv": f"{H}\n{_cust('C36')}\n{H}\n{_cust('C37')}\n", "_tmp/c.csv": f"{H}\n{_cust('C99')}\n"},
+         {"eu/a.csv": f"{H}\n{_cust('C35')}\n", "us/west/b.csv": f"{H}\n{_cust('C36')}\n{H}\n{_cust('C37')}\n",
+          "_tmp/c.csv": f"{H}\n{_cust('C99')}\n"},
          3, ["C35", "C36", "C37"]),
     Case("csv compressed", "customers", "2026-04-15",
          {"a.csv.gz": _gz(f"{H}\n{_cust('C38')}\n{_cust('C39')}\n"), "plain.csv.gz": f"{H}\n{_cust('C40')}\n",
@@ -177,17 +187,21 @@ CASES = [
          ["unreadable file: named .gz but not gzip-compressed", GZ_CUT,
           "unreadable file: .zip files are not read; land the files uncompressed, or gzip-compressed (.gz)"]),
     Case("csv values not exactly of their type", "customers", "2026-04-16",
-         {"a.csv": "".join(f"{line}\n" for line in [H, _cust("C50"), _cust("C51", signup_date="2026"), _cust("C52", signup_date="2026-01-01 garbage"),
+         {"a.csv": "".join(f"{line}\n" for line in [H, _cust("C50"), _cust("C51", signup_date="2026"),
+                                                    _cust("C52", signup_date="2026-01-01 garbage"),
                                                     _cust("C53", signup_date="+12026-01-01"), _cust("C54", signup_date="1812-01-01"),
-                                                    _cust("C55", monthly_fee="NaN"), _cust("C56", monthly_fee="Infinity"), _cust("C57", monthly_fee="1e400"),
-                                                    _cust("C58", monthly_fee="1.5d"), _cust("C59", age="1.5"), _cust("C60", age="9999999999"),
+                                                    _cust("C55", monthly_fee="NaN"), _cust("C56", monthly_fee="Infinity"),
+                                                    _cust("C57", monthly_fee="1e400"), _cust("C58", monthly_fee="1.5d"),
+                                                    _cust("C59", age="1.5"), _cust("C60", age="9999999999"),
                                                     _cust("C61", region="r" * LIMIT)])},
          12, ["C50"],
-         ["signup_date: cannot read '2026' as date (not yyyy-MM-dd)", "signup_date: cannot read '2026-01-01 garbage' as date (not yyyy-MM-dd)",
+         ["signup_date: cannot read '2026' as date (not yyyy-MM-dd)",
+          "signup_date: cannot read '2026-01-01 garbage' as date (not yyyy-MM-dd)",
           "signup_date: cannot read '+12026-01-01' as date (not yyyy-MM-dd)",
           "signup_date: year 1812 of '1812-01-01' is outside the plausible years 1900..2100 (years: in conf)",
           "monthly_fee: 'NaN" + NOT_FINITE, "monthly_fee: 'Infinity" + NOT_FINITE, "monthly_fee: '1e400' is beyond the range of double",
-          "monthly_fee: cannot read '1.5d' as double", "age: cannot read '1.5' as int", "age: '9999999999' is beyond the range of int", TOO_LONG]),
+          "monthly_fee: cannot read '1.5d' as double", "age: cannot read '1.5' as int",
+          "age: '9999999999' is beyond the range of int", TOO_LONG]),
     Case("json values not exactly of their type", "usage_events", "2026-05-11",
          {"Usage – été%20 +[x].jsonl.gz": _gz("\n".join([
              _event("E30"), _event("E31", minutes_used=float("nan")), _event("E32", minutes_used="__N__").replace('"__N__"', "1e400"),
@@ -208,8 +222,9 @@ CASES = [
          ["amount: 'NaN" + NOT_FINITE, "amount: 'Infinity" + NOT_FINITE, "amount: '-Infinity" + NOT_FINITE,
           "payment_date: year 1800 of '1800-01-01' is outside the plausible years 1900..2100 (years: in conf)"]),
     Case("parquet struct where a string is declared", "payments", "2026-06-11",
-         {"a.parquet": _parquet([_pay("P25", method={"kind": "card"})], pa.schema([f if f.name != "method" else pa.field("method", pa.struct([("kind", pa.string())]))
-                                                                                 for f in PAY]))},
+         {"a.parquet": _parquet([_pay("P25", method={"kind": "card"})],
+                                pa.schema([f if f.name != "method" else pa.field("method", pa.struct([("kind", pa.string())]))
+                                           for f in PAY]))},
          1, [], ["method: a struct<kind:string> in the Parquet file where a string is declared"]),
 ]
 KEYS = {"customers": "customer_id", "usage_events": "event_id", "payments": "payment_id"}
@@ -252,7 +267,8 @@ def test_ingest_survives_every_case_and_conserves_rows(spark, malformed):
     assert {r.source: r.batches for r in reports} == {s: sum(c.source == s for c in CASES) for s in KEYS}
     # the log's numbers are the tables' rows, for every source and batch
     per_batch = [
-        spark.table(uc.table(uc.sources[s].table)).groupBy(F.lit(s).alias("source"), F.col("_batch_date").alias("batch_date")).agg(F.count(F.lit(1)).alias("n"))
+        spark.table(uc.table(uc.sources[s].table)).groupBy(F.lit(s).alias("source"), F.col("_batch_date").alias("batch_date"))
+        .agg(F.count(F.lit(1)).alias("n"))
         for s in KEYS
     ]
     bronze = per_batch[0].unionByName(per_batch[1]).unionByName(per_batch[2])
@@ -332,7 +348,8 @@ def test_lines_lost_between_the_files_and_the_tables_stop_the_ingest_naming_the_
     e = env.model_copy(update={"storage": env.storage.model_copy(update={"landing": str(land)})})
     u = uc.model_copy(update={"database": f"t_malformed_{next(_db)}"})
     real = ingest.read_raw
-    monkeypatch.setattr(ingest, "read_raw", lambda *a, **k: real(*a, **k).where(F.col("customer_id").isNull() | (F.col("customer_id") != "C3")))
+    monkeypatch.setattr(ingest, "read_raw",
+                        lambda *a, **k: real(*a, **k).where(F.col("customer_id").isNull() | (F.col("customer_id") != "C3")))
     with pytest.raises(ConservationError, match=r"(?s)customers: rows of 1 landed file.*/b c\.csv: 3 lines in the file, 2 read"):
         ingest.ingest(spark, e, u)
     assert not spark.catalog.tableExists(u.table("bronze_customers")) and not spark.catalog.tableExists(u.table("ingest_log"))
@@ -357,5 +374,6 @@ def test_a_colon_is_refused_in_the_path_not_in_the_host_port():
     from lakeml.lake.readers import unreadable_reason
 
     colon = "unreadable file: Hadoop paths cannot hold ':' in a file or folder name; rename it"
-    paths = ["hdfs://127.0.0.1:9000/landing/churn/2026-01-01/customers/a.csv", "file:/tmp/a.csv", "hdfs://nn:8020/l/x 10:00.csv", "file:/tmp/x:y.csv"]
+    paths = ["hdfs://127.0.0.1:9000/landing/churn/2026-01-01/customers/a.csv", "file:/tmp/a.csv", "hdfs://nn:8020/l/x 10:00.csv",
+             "file:/tmp/x:y.csv"]
     assert [unreadable_reason(None, p, "csv") for p in paths] == [None, None, colon, colon]

@@ -89,7 +89,8 @@ def test_with_source_files_and_folders_of_files_go_to_one_batch(tmp_path, zone):
     (tmp_path / "more").mkdir()
     (tmp_path / "more" / "two.csv").write_text("id\n2\n")
     (tmp_path / "more" / ".hidden").write_text("skipped, as ingest skips it")
-    up = ops.upload(ops.LocalStore(str(zone)), [tmp_path / "one.csv", tmp_path / "more"], SOURCES, source="payments", batch_date=date(2026, 12, 1))
+    up = ops.upload(ops.LocalStore(str(zone)), [tmp_path / "one.csv", tmp_path / "more"], SOURCES,
+                    source="payments", batch_date=date(2026, 12, 1))
     assert landed(zone) == {"2026-12-01/payments/one.csv": b"id\n1\n", "2026-12-01/payments/two.csv": b"id\n2\n"}
     assert up.folders == {"2026-12-01/payments": ["one.csv", "two.csv"]}
 
@@ -127,9 +128,11 @@ def test_every_layout_problem_is_reported_and_nothing_lands(tmp_path, zone):
     x = tmp_path / "exports"
     assert str(e.value).splitlines() == [
         f"nothing uploaded: 5 problems in {x}",
-        f"  {x}/2026-01-01/tickets (and 1 more folder): 'tickets' is not a source of use case churn; its sources: customers, payments, support_tickets",
+        f"  {x}/2026-01-01/tickets (and 1 more folder): 'tickets' is not a source of use case churn; "
+        "its sources: customers, payments, support_tickets",
         f"  {x}/2026-01-01/readme.md: a file directly in a date folder; files go in 2026-01-01/<source>/",
-        f"  {x}/2026-13-01: not a date folder (YYYY-MM-DD); without --source a folder is uploaded as laid out: <YYYY-MM-DD>/<source>/<files>",
+        f"  {x}/2026-13-01: not a date folder (YYYY-MM-DD); "
+        "without --source a folder is uploaded as laid out: <YYYY-MM-DD>/<source>/<files>",
         f"  {x}/misc: not a date folder (YYYY-MM-DD); without --source a folder is uploaded as laid out: <YYYY-MM-DD>/<source>/<files>",
         f"  {x}/notes.txt: a file outside a <YYYY-MM-DD>/<source>/<files> folder",
     ]
@@ -142,7 +145,8 @@ def test_every_layout_problem_is_reported_and_nothing_lands(tmp_path, zone):
         ("missing", {}, r"^nothing uploaded: 1 problem in .*/nope\n  .*/nope: no such file or folder$"),
         ("file", {}, r"a file; upload single files with --source S \[--date D\], or folders laid out as"),
         ("tree", {"source": "customers"}, r"has date folders \(2026-01-01\); with --source a folder's files go to one batch"),
-        ("file", {"source": "tickets"}, r"--source tickets: 'tickets' is not a source of the use case; its sources: customers, payments, support_tickets"),
+        ("file", {"source": "tickets"},
+         r"--source tickets: 'tickets' is not a source of the use case; its sources: customers, payments, support_tickets"),
         ("tree", {"batch_date": date(2026, 1, 1)}, r"^--date goes with --source: without --source a folder is uploaded as laid out"),
         ("twice", {"source": "customers"}, r"a/x\.csv and .*b/x\.csv would both land as \d{4}-\d\d-\d\d/customers/x\.csv"),
         ("empty", {}, r"empty folder"),
@@ -238,6 +242,7 @@ def test_the_job_uploads_a_tree_for_the_usecase_given_before_it(tmp_path, conf_c
     again = run_cmd([*cmd, str(tmp_path / "exports")], v, check=False)
     assert again.returncode == 2
     # spark-submit hands the Python driver's stderr to its stdout
-    assert f"error: nothing uploaded: 1 problem in {tmp_path / 'exports'}\n  {tmp_path / 'exports' / 'latest'}: not a date folder" in again.stdout
+    assert (f"error: nothing uploaded: 1 problem in {tmp_path / 'exports'}\n"
+            f"  {tmp_path / 'exports' / 'latest'}: not a date folder") in again.stdout
     assert landed(data / "landing" / "other") == tree
     assert os.listdir(data / "landing") == ["other"]

@@ -111,16 +111,19 @@ def test_a_run_left_running_by_a_killed_process_is_marked_failed(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = MlflowClient(uri)
     exp = client.create_experiment("t_abandoned", artifact_location=(tmp_path / "art").as_uri())
-    p = subprocess.Popen([sys.executable, "-c", KILLED_RUN.format(lib=str(ROOT / "lib"), uri=uri, exp=exp)], stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen([sys.executable, "-c", KILLED_RUN.format(lib=str(ROOT / "lib"), uri=uri, exp=exp)],
+                         stdout=subprocess.PIPE, text=True)
     killed = p.stdout.readline().strip()
-    live = subprocess.Popen([sys.executable, "-c", KILLED_RUN.format(lib=str(ROOT / "lib"), uri=uri, exp=exp)], stdout=subprocess.PIPE, text=True)
+    live = subprocess.Popen([sys.executable, "-c", KILLED_RUN.format(lib=str(ROOT / "lib"), uri=uri, exp=exp)],
+                            stdout=subprocess.PIPE, text=True)
     running = live.stdout.readline().strip()
     try:
         p.send_signal(signal.SIGKILL)
         p.wait()
         assert client.get_run(killed).info.status == "RUNNING"
         assert tracking.fail_abandoned_runs(client, exp) == [killed]
-        assert client.get_run(killed).info.status == "FAILED" and "ended without finishing" in client.get_run(killed).data.tags["lakeml.abandoned"]
+        assert (client.get_run(killed).info.status == "FAILED"
+                and "ended without finishing" in client.get_run(killed).data.tags["lakeml.abandoned"])
         assert client.get_run(running).info.status == "RUNNING"
     finally:
         live.kill()

@@ -64,7 +64,8 @@ def test_ids_are_bigints_beyond_32_bits_and_the_registry_sends_moves_again(made)
     m = made["machines"]
     assert dict(m.dtypes)["machine_id"] == "bigint"
     assert m.agg(F.min("machine_id")).first()[0] > 2**31
-    versions = m.groupBy("machine_id").agg(F.count(F.lit(1)).alias("n"), F.countDistinct("site").alias("sites"), F.min("arrival_date").alias("first"), F.max("arrival_date").alias("last"))
+    versions = m.groupBy("machine_id").agg(F.count(F.lit(1)).alias("n"), F.countDistinct("site").alias("sites"),
+                                           F.min("arrival_date").alias("first"), F.max("arrival_date").alias("last"))
     moved = versions.where("n > 1")
     # a moved machine is sent again later with another site; nobody is sent more than twice
     assert moved.count() > 5
@@ -109,8 +110,10 @@ def test_sensors_drift_before_a_failure_and_are_normal_after_the_repair(made):
         r.join(f, "machine_id", "left")
         .groupBy("machine_id", "read_at", "vibration_mm_s", "temperature_c")
         .agg(
-            F.min(F.when((F.col("ft") > F.col("t")) & (F.col("ft") - F.col("t") < 40 * day), (F.col("ft") - F.col("t")) / day)).alias("to_next"),
-            F.min(F.when((F.col("ft") <= F.col("t")) & (F.col("t") - F.col("ft") < 40 * day), (F.col("t") - F.col("ft")) / day)).alias("since_last"),
+            F.min(F.when((F.col("ft") > F.col("t")) & (F.col("ft") - F.col("t") < 40 * day),
+                         (F.col("ft") - F.col("t")) / day)).alias("to_next"),
+            F.min(F.when((F.col("ft") <= F.col("t")) & (F.col("t") - F.col("ft") < 40 * day),
+                         (F.col("t") - F.col("ft")) / day)).alias("since_last"),
         )
         .join(baseline, "machine_id")
         .withColumn("vib", F.col("vibration_mm_s") / F.col("vib0"))
@@ -150,7 +153,8 @@ def test_batches_arrive_off_the_snapshot_schedule(muc, small, made):
     assert offsets["maintenance_logs"] == [0, *range(4, small.days + 1, 7)]
     # the registry: everything on the first day, then weekly deltas 2 days into the week
     assert offsets["machines"][0] == 0 and {o % 7 for o in offsets["machines"][1:]} == {2}
-    lags = made["sensor_readings"].select(F.datediff("arrival_date", F.to_date("read_at")).alias("lag")).agg(F.min("lag"), F.max("lag")).first()
+    lags = (made["sensor_readings"].select(F.datediff("arrival_date", F.to_date("read_at")).alias("lag"))
+            .agg(F.min("lag"), F.max("lag")).first())
     assert tuple(lags) == (1, 3)
     late = made["failures"].where(F.col("failed_at") >= F.lit(start).cast("timestamp"))
     lags = late.select(F.datediff("arrival_date", F.to_date("failed_at")).alias("lag")).agg(F.min("lag"), F.max("lag")).first()
@@ -194,7 +198,8 @@ def test_the_label_counts_every_failure_in_the_horizon_and_waits_for_late_report
     )
     got = labels.select("machine_id", "as_of_date", F.col(muc.label.column).alias("y"))
     assert _differ(got, expected) == 0
-    rates = {str(r.as_of_date): (r.n, r.rate) for r in labels.groupBy("as_of_date").agg(F.count(F.lit(1)).alias("n"), F.avg(muc.label.column).alias("rate")).collect()}
+    rates = {str(r.as_of_date): (r.n, r.rate)
+             for r in labels.groupBy("as_of_date").agg(F.count(F.lit(1)).alias("n"), F.avg(muc.label.column).alias("rate")).collect()}
     # day 56 and 63: observed (14 days + 4 days of reporting delay before day 84); 70 and 77: not yet
     assert [rates[str(d)][1] is None for d in dates] == [False, False, True, True]
     assert 0.04 < rates[str(dates[0])][1] < 0.25, rates
@@ -239,7 +244,8 @@ def test_the_drift_hook_shifts_the_telemetry_and_raises_the_failure_rate(spark, 
 
     def rates(spec) -> tuple[int, int]:
         f = generate.failures_of(mach, spec, p)
-        return f.where((F.col("failed_at") >= start) & (F.col("failed_at") < mid)).count(), f.where((F.col("failed_at") >= mid) & (F.col("failed_at") < end)).count()
+        return (f.where((F.col("failed_at") >= start) & (F.col("failed_at") < mid)).count(),
+                f.where((F.col("failed_at") >= mid) & (F.col("failed_at") < end)).count())
 
     (calm_before, calm_after), (before, after) = rates(g), rates(drifted)
     assert before == calm_before  # nothing changes before drift_start
@@ -247,8 +253,10 @@ def test_the_drift_hook_shifts_the_telemetry_and_raises_the_failure_rate(spark, 
     mach.unpersist()
     small = maker.spec_of(muc, entities=30, days=40, seed=5)
     temps = {}
-    for name, spec in (("calm", small), ("drifted", small.model_copy(update={"drift_start": small.start_date + timedelta(days=20), "drift_strength": 1.0}))):
-        r = maker.frames(spark, muc, spec)["sensor_readings"].where(F.col("read_at") >= F.lit(spec.start_date + timedelta(days=20)).cast("timestamp"))
+    for name, spec in (("calm", small),
+                       ("drifted", small.model_copy(update={"drift_start": small.start_date + timedelta(days=20), "drift_strength": 1.0}))):
+        r = (maker.frames(spark, muc, spec)["sensor_readings"]
+             .where(F.col("read_at") >= F.lit(spec.start_date + timedelta(days=20)).cast("timestamp")))
         temps[name] = r.agg(F.avg("temperature_c"), F.avg("vibration_mm_s")).first()
     spark.catalog.clearCache()
     assert 2.0 < temps["drifted"][0] - temps["calm"][0] < 4.5, temps  # +3 C per unit of strength

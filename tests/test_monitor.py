@@ -57,7 +57,8 @@ def samples(spark):
     ref = spark.createDataFrame(list(zip(_col(x_ref.tolist()), c_ref.tolist(), p_ref.tolist(), strict=True)), schema)
     cur = spark.createDataFrame(list(zip(_col(x_cur.tolist()), c_cur.tolist(), p_cur.tolist(), strict=True)), schema)
     same = spark.createDataFrame(list(zip(_col(x_same.tolist()), c_ref[:n_cur].tolist(), p_ref[:n_cur].tolist(), strict=True)), schema)
-    return {"ref": ref, "cur": cur, "same": same, "x_ref": x_ref, "x_cur": x_cur, "c_ref": c_ref, "c_cur": c_cur, "p_ref": p_ref, "p_cur": p_cur}
+    return {"ref": ref, "cur": cur, "same": same, "x_ref": x_ref, "x_cur": x_cur,
+            "c_ref": c_ref, "c_cur": c_cur, "p_ref": p_ref, "p_cur": p_cur}
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +118,8 @@ def test_prediction_drift(samples, drifted):
 def test_identical_and_same_distribution_are_ok(spark, uc, samples):
     same = {r.feature: r for r in monitor.drift(spark, uc, samples["ref"], samples["ref"], ["x"], ["c"], "p", "p").collect()}
     assert set(same) == {"x", "c", "p"}
-    assert {f: (round(r.psi, 9), round(r.js, 6), r.status, round(r.chi2_p, 9)) for f, r in same.items()} == dict.fromkeys(same, (0.0, 0.0, "ok", 1.0))
+    assert ({f: (round(r.psi, 9), round(r.js, 6), r.status, round(r.chi2_p, 9)) for f, r in same.items()}
+            == dict.fromkeys(same, (0.0, 0.0, "ok", 1.0)))
     assert same["x"].ks == 0 and same["p"].ks == 0
     fresh = {r.feature: r for r in monitor.drift(spark, uc, samples["ref"], samples["same"], ["x"], ["c"], "p", "p").collect()}
     assert set(fresh) == {"x", "c", "p"}
@@ -168,7 +170,8 @@ def perf_lake(spark, env, uc):
         preds += [(c, d, float(v), int(v >= 0.5), "m", version, "run", alias) for c, v in zip(ids, p, strict=True)]
         truth[(d, alias)] = (y, p)
     tables.ensure_database(spark, u.database)
-    pschema = "customer_id string, score_date date, churn_probability double, prediction int, model_name string, model_version string, model_run_id string, model_alias string"
+    pschema = ("customer_id string, score_date date, churn_probability double, prediction int, "
+               "model_name string, model_version string, model_run_id string, model_alias string")
     tables.overwrite(spark.createDataFrame(preds, pschema).withColumn("scored_at", F.current_timestamp()), u.table(u.tables.predictions))
     tables.overwrite(spark.createDataFrame(labels, "customer_id string, as_of_date date, churned_30d int"), u.table(u.tables.labels))
     out = monitor.run_performance(spark, env, u)
@@ -176,7 +179,8 @@ def perf_lake(spark, env, uc):
 
 
 def _perf_rows(spark, u):
-    return {(r.score_date, r.model_alias): r.asDict() for r in spark.table(u.table(u.tables.performance_metrics)).drop("computed_at").collect()}
+    return {(r.score_date, r.model_alias): r.asDict()
+            for r in spark.table(u.table(u.tables.performance_metrics)).drop("computed_at").collect()}
 
 
 def test_live_performance_matches_sklearn(spark, perf_lake):
@@ -203,7 +207,8 @@ def test_live_performance_matches_sklearn(spark, perf_lake):
         for k in np.unique(b):
             expected.update({f"bin{k}.n": (b == k).sum(), f"bin{k}.observed": y[b == k].mean(), f"bin{k}.mean_predicted": p[b == k].mean()})
         for c in curve:
-            actual.update({f"bin{c['bin']}.n": c["n"], f"bin{c['bin']}.observed": c["observed"], f"bin{c['bin']}.mean_predicted": c["mean_predicted"]})
+            actual.update({f"bin{c['bin']}.n": c["n"], f"bin{c['bin']}.observed": c["observed"],
+                           f"bin{c['bin']}.mean_predicted": c["mean_predicted"]})
         got.update({((d, alias), k): float(v) for k, v in actual.items()})
         want.update({((d, alias), k): float(v) for k, v in expected.items()})
     assert len(got) > 3 * 9 and set(got) == set(want)

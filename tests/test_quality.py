@@ -121,7 +121,8 @@ def test_rerun_replaces_results_without_duplicates(spark, customers_uc):
     b2 = {(r.check, r.observed_value, r.status) for r in results}
     assert ("volume", 2 / 3, "fail") in b2 and ("signup_fresh", 2.0, "pass") in b2 and ("id_unique", 0.0, "pass") in b2
     assert spark.table(dq).count() == len(CUSTOMER_EXPECTED)
-    assertDataFrameEqual(spark.table(dq).where(F.col("batch") == B1).drop("checked_at"), [r for r in first if r.batch == B1], checkRowOrder=False)
+    assertDataFrameEqual(spark.table(dq).where(F.col("batch") == B1).drop("checked_at"), [r for r in first if r.batch == B1],
+                         checkRowOrder=False)
 
 
 def test_unique_is_per_batch_and_checks_work_on_the_feature_table(spark, uc):
@@ -236,7 +237,8 @@ def test_gate_names_check_table_batch_observed_and_threshold(spark, customers_uc
         "data quality check failed: bronze_customers batch 2026-03-02: check 'id_not_null' (not_null) "
         "observed 1 vs threshold <= 0 rows with a null in [customer_id]"
     ) in msg
-    assert "bronze_customers batch 2026-03-02: check 'volume' (row_count_change) observed 1 vs threshold <= 0.5 relative change vs 2026-03-01 (3 rows)" in msg
+    assert ("bronze_customers batch 2026-03-02: check 'volume' (row_count_change) "
+            "observed 1 vs threshold <= 0.5 relative change vs 2026-03-01 (3 rows)") in msg
     assert "age_plausible" not in msg and "gold_fee" not in msg  # warnings do not stop anything
     assert {r.check for r in e.value.failures} == {"plan_known", "id_not_null", "id_unique", "fee_range", "signup_fresh", "volume"}
     one = [r for r in results if r.status == "fail"][:1]
@@ -251,8 +253,10 @@ def test_warn_results_are_logged_and_do_not_stop(spark, customers_uc, caplog):
         assert quality.gate(warn_only) == warn_only
     warnings = [m for m in caplog.messages if m.startswith("data quality warning")]
     assert warnings == [
-        "data quality warning: bronze_customers batch 2026-03-01: check 'age_plausible' (range) observed 1 vs threshold <= 0 rows with [age] outside 18..120",
-        "data quality warning: bronze_customers batch 2026-03-01: check 'gold_fee' (range) observed 1 vs threshold <= 0 rows with [monthly_fee] < 20 or not finite",
+        "data quality warning: bronze_customers batch 2026-03-01: check 'age_plausible' (range) "
+        "observed 1 vs threshold <= 0 rows with [age] outside 18..120",
+        "data quality warning: bronze_customers batch 2026-03-01: check 'gold_fee' (range) "
+        "observed 1 vs threshold <= 0 rows with [monthly_fee] < 20 or not finite",
     ]
 
 
@@ -270,27 +274,33 @@ def test_run_records_everything_then_fails_and_skips_tables_not_built_yet(spark,
     assertDataFrameEqual(_results(spark, u), [("bronze_customers", *e) for e in CUSTOMER_EXPECTED if e[0] == B2], checkRowOrder=False)
     summary = quality.run(spark, u, batch_dates=[B1], fail_on_error=False)
     assert summary["skipped"] == ["customer_features"]
-    assert summary["tables"] == {"bronze_customers": {"batches": 1, "first": "2026-03-01", "last": "2026-03-01", "pass": 5, "warn": 2, "fail": 1}}
+    assert summary["tables"] == {"bronze_customers": {"batches": 1, "first": "2026-03-01", "last": "2026-03-01",
+                                                      "pass": 5, "warn": 2, "fail": 1}}
     assert len(summary["warnings"]) == 2 and summary["failures"] == [
-        "bronze_customers batch 2026-03-01: check 'plan_known' (accepted_values) observed 1 vs threshold <= 0 rows with [plan] not in {basic, standard, premium}"
+        "bronze_customers batch 2026-03-01: check 'plan_known' (accepted_values) "
+        "observed 1 vs threshold <= 0 rows with [plan] not in {basic, standard, premium}"
     ]
     with pytest.raises(MissingTableError, match=r"customer_features does not exist\. Create it by running jobs/features\.py"):
         quality.run(spark, u, only=["customer_features"])
-    with pytest.raises(UsageError, match=r"no quality checks configured for labels; tables with checks: bronze_customers, customer_features"):
+    with pytest.raises(UsageError, match=r"no quality checks configured for labels; "
+                                         r"tables with checks: bronze_customers, customer_features"):
         quality.run(spark, u, only=["labels"])
 
 
 def test_column_and_where_errors_name_file_and_key(spark, uc):
-    u = _uc(uc, {"bronze_customers": [{"name": "a", "type": "not_null", "columns": ["customer_id"]}, {"name": "b", "type": "not_null", "columns": ["cust_id"]}]})
+    u = _uc(uc, {"bronze_customers": [{"name": "a", "type": "not_null", "columns": ["customer_id"]},
+                                      {"name": "b", "type": "not_null", "columns": ["cust_id"]}]})
     _table(spark, u, "bronze_customers", CUSTOMER_ROWS, CUSTOMERS)
     with pytest.raises(ConfigError) as e:
         quality.run_checks(spark, u, "bronze_customers")
-    assert str(e.value).startswith(f"{uc.source_file}: quality.checks.bronze_customers.1.columns: {u.database}.bronze_customers has no column 'cust_id'")
+    assert str(e.value).startswith(f"{uc.source_file}: quality.checks.bronze_customers.1.columns: "
+                                   f"{u.database}.bronze_customers has no column 'cust_id'")
     u.quality.checks["bronze_customers"][1] = u.quality.checks["bronze_customers"][0].model_copy(update={"where": "plna = 'gold'"})
     with pytest.raises(ConfigError, match=r"usecase\.yaml: quality\.checks\.bronze_customers\.1\.where: .*plna"):
         quality.run_checks(spark, u, "bronze_customers")
     u.quality.checks["bronze_customers"][1] = CheckSpec(name="b", type="range", columns=["plan"], min=0)
-    with pytest.raises(ConfigError, match=r"quality\.checks\.bronze_customers\.1\.columns: a range check needs a numeric column; plan is string"):
+    with pytest.raises(ConfigError, match=r"quality\.checks\.bronze_customers\.1\.columns: "
+                                          r"a range check needs a numeric column; plan is string"):
         quality.run_checks(spark, u, "bronze_customers")
     assert not tables.exists(spark, u.table(u.tables.dq_results))
 
@@ -315,7 +325,8 @@ def test_quality_job_exits_2_naming_the_failed_check(spark, customers_uc, conf_c
     _edit(path, lambda d: d["quality"]["checks"].update({"bronze_customers": CUSTOMER_CHECKS[:2]}))
     cli.main(job.run, argparse.Namespace(env="embedded", conf_dir=str(conf_copy), usecase="churn", table=None, batch=[B1]))
     summary = json.loads(capsys.readouterr().out)
-    assert summary["tables"] == {"bronze_customers": {"batches": 1, "first": "2026-03-01", "last": "2026-03-01", "pass": 2, "warn": 0, "fail": 0}}
+    assert summary["tables"] == {"bronze_customers": {"batches": 1, "first": "2026-03-01", "last": "2026-03-01",
+                                                      "pass": 2, "warn": 0, "fail": 0}}
 
 
 # --------------------------------------------------------------------------- conf
@@ -329,7 +340,8 @@ def _with_check(check: dict, table: str = "bronze_customers"):
     ("table", "check", "key", "message"),
     [
         ("bronze_customers", {"name": "x", "type": "nullness", "columns": ["customer_id"]}, "quality.checks.bronze_customers.0.type",
-         "Input should be 'not_null', 'unique', 'range', 'accepted_values', 'freshness', 'row_count_change' or 'not_future' (got 'nullness')"),
+         "Input should be 'not_null', 'unique', 'range', 'accepted_values', 'freshness', 'row_count_change' or 'not_future' "
+         "(got 'nullness')"),
         ("bronze_customers", {"name": "x", "type": "range", "columns": ["age"]}, "quality.checks.bronze_customers.0",
          "a range check needs min or max"),
         ("bronze_customers", {"name": "x", "type": "accepted_values", "columns": ["plan"]}, "quality.checks.bronze_customers.0",
@@ -340,8 +352,8 @@ def _with_check(check: dict, table: str = "bronze_customers"):
          "a freshness check against the batch date needs columns"),
         ("bronze_customers", {"name": "x", "type": "not_null", "columns": ["plan"], "max": 3}, "quality.checks.bronze_customers.0",
          "max does not apply to a check of type not_null"),
-        ("bronze_customers", {"name": "x", "type": "not_null", "columns": ["plan"], "severity": "fatal"}, "quality.checks.bronze_customers.0.severity",
-         "Input should be 'error' or 'warn'"),
+        ("bronze_customers", {"name": "x", "type": "not_null", "columns": ["plan"], "severity": "fatal"},
+         "quality.checks.bronze_customers.0.severity", "Input should be 'error' or 'warn'"),
         ("bronze_customers", {"name": "x", "type": "not_null", "colums": ["plan"]}, "quality.checks.bronze_customers.0.colums",
          "unknown key"),
         ("bronze_custmers", {"name": "x", "type": "not_null", "columns": ["plan"]}, "quality.checks.bronze_custmers.[key]",

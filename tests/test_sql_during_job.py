@@ -50,7 +50,8 @@ def test_sql_sh_reads_the_delta_tables_read_only_while_a_job_holds_the_data_fold
                            env={**_env(), "LAKEML_DATA_DIR": str(data)}, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert job.stdout.readline().strip() == "held", "the job did not start"
-        p = run_cmd(["./scripts/sql.sh", "-e", "SELECT count(*) FROM churn.t; SELECT count(*) FROM default.d3; INSERT INTO churn.t VALUES (9, 0)"],
+        p = run_cmd(["./scripts/sql.sh", "-e",
+                     "SELECT count(*) FROM churn.t; SELECT count(*) FROM default.d3; INSERT INTO churn.t VALUES (9, 0)"],
                     {"LAKEML_DATA_DIR": str(data)}, timeout=300, check=False)
         assert job.poll() is None, "the job ended while sql.sh ran"
     finally:
@@ -67,7 +68,8 @@ def test_sql_sh_reads_the_delta_tables_read_only_while_a_job_holds_the_data_fold
     # nothing of sql.sh in the data folder: every commit of churn.t is the job's, no scratch left
     commits = [json.loads(ln) for f in sorted((data / "warehouse" / "churn.db" / "t" / "_delta_log").glob("*.json"))
                for ln in f.read_text().splitlines() if '"commitInfo"' in ln]
-    assert all(c["commitInfo"]["operation"] in ("CREATE OR REPLACE TABLE AS SELECT", "WRITE", "CREATE TABLE AS SELECT") for c in commits), commits
+    assert all(c["commitInfo"]["operation"] in ("CREATE OR REPLACE TABLE AS SELECT", "WRITE", "CREATE TABLE AS SELECT")
+               for c in commits), commits
     assert sorted(p.name for p in (data / "warehouse").iterdir()) == ["churn.db", "d3"]
 
 
@@ -75,8 +77,10 @@ def _plain_metastore_command(tmp_path) -> list[str]:
     """What sql_command does when no job holds the data folder: (its problems, or [])."""
     sub = sql_command(["-e", "SELECT 1"], CONF)
     confs = _confs(sub.cmd)
-    wanted = ["spark.sql.catalogImplementation=hive", f"spark.hadoop.javax.jdo.option.ConnectionURL=jdbc:derby:;databaseName={tmp_path}/metastore_db;create=true"]
-    return ([f"notice {sub.notice!r}"] * bool(sub.notice) + [f"scratch {sub.scratch}"] * (sub.scratch is not None) + ["-i"] * ("-i" in sub.cmd)
+    wanted = ["spark.sql.catalogImplementation=hive",
+              f"spark.hadoop.javax.jdo.option.ConnectionURL=jdbc:derby:;databaseName={tmp_path}/metastore_db;create=true"]
+    return ([f"notice {sub.notice!r}"] * bool(sub.notice) + [f"scratch {sub.scratch}"] * (sub.scratch is not None)
+            + ["-i"] * ("-i" in sub.cmd)
             + [f"no {w}" for w in wanted if w not in confs] + [f"ends {sub.cmd[-2:]}"] * (sub.cmd[-2:] != ["-e", "SELECT 1"]))
 
 

@@ -41,7 +41,8 @@ def test_dry_run_prints_the_exact_command(tmp_path, monkeypatch):
     py = os.environ["PYSPARK_PYTHON"]
     confs = env.spark_conf()
     confs.setdefault("spark.pyspark.python", py)
-    confs.setdefault("spark.driver.extraJavaOptions", f"-Dlog4j.configurationFile=file:{CONF / 'log4j2.properties'} -Dderby.stream.error.file={data}/derby.log")
+    confs.setdefault("spark.driver.extraJavaOptions",
+                     f"-Dlog4j.configurationFile=file:{CONF / 'log4j2.properties'} -Dderby.stream.error.file={data}/derby.log")
     expected = [
         f"PYSPARK_PYTHON={py}",
         "SPARK_LOCAL_IP=127.0.0.1",
@@ -56,7 +57,8 @@ def test_dry_run_prints_the_exact_command(tmp_path, monkeypatch):
         "--env", "embedded", "--conf-dir", str(CONF), "--usecase", "churn",
         "--date", "2026-07-01",
     ]  # fmt: skip
-    cmd = _dry("--usecase", "churn", "--driver-memory", "1g", "jobs/score.py", "--date", "2026-07-01", env_vars={"LAKEML_DATA_DIR": str(data)})
+    cmd = _dry("--usecase", "churn", "--driver-memory", "1g", "jobs/score.py", "--date", "2026-07-01",
+               env_vars={"LAKEML_DATA_DIR": str(data)})
     assert cmd == expected
     assert "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension" in _confs(cmd)
     assert any("delta-spark_4.1_2.13" in j for j in cmd[cmd.index("--jars") + 1].split(","))
@@ -77,7 +79,8 @@ def test_user_spark_options_come_after_the_envs_and_win():
 
 @subprocess
 def test_a_job_option_before_the_job_fails_with_the_corrected_command():
-    p = run_cmd(["./spark-submit.sh", "--usecase", "churn", "--as-of", "2026-07-01", "--master", "local[2]", "jobs/features.py", "--all"], check=False)
+    p = run_cmd(["./spark-submit.sh", "--usecase", "churn", "--as-of", "2026-07-01", "--master", "local[2]", "jobs/features.py", "--all"],
+                check=False)
     assert p.returncode == 2 and p.stdout == ""
     assert p.stderr == (
         "error: --as-of is not a spark-submit option; a job's own options go after the job: "
@@ -102,7 +105,8 @@ def test_the_same_without_a_job_and_with_a_misspelt_spark_option():
 
 
 def test_spark_submit_options_are_parsed_by_table_not_by_name_ending():
-    a = submit.split_args(["--py-files", "extra.py", "--conf=spark.x=1", "-c", "spark.y=2", "--verbose", "--files", "a.py", "jobs/score.py", "--date", "d"])
+    a = submit.split_args(["--py-files", "extra.py", "--conf=spark.x=1", "-c", "spark.y=2", "--verbose", "--files", "a.py",
+                           "jobs/score.py", "--date", "d"])
     assert a.job == "jobs/score.py" and a.job_args == ["--date", "d"]
     assert a.spark_opts == ["--py-files", "extra.py", "--conf=spark.x=1", "-c", "spark.y=2", "--verbose", "--files", "a.py"]
     # the job path is the first argument that is not an option or an option's value
@@ -185,7 +189,8 @@ def test_sql_preflight_checks_the_sql_endpoint_and_jobs_the_rest(monkeypatch):
 
 
 @subprocess
-@pytest.mark.parametrize("script", [["./spark-submit.sh", "jobs/score.py"], ["./scripts/sql.sh", "-e", "SELECT 1"], ["./scripts/cluster.sh", "status"]])
+@pytest.mark.parametrize("script", [["./spark-submit.sh", "jobs/score.py"], ["./scripts/sql.sh", "-e", "SELECT 1"],
+                                    ["./scripts/cluster.sh", "status"]])
 def test_every_script_says_to_run_setup_without_a_python(script):
     p = run_cmd(script, {"LAKEML_PYTHON": "/nonexistent/bin/python"}, check=False)
     assert p.returncode == 2
@@ -201,7 +206,8 @@ def test_one_jar_resolver_for_every_set():
     first = {s: run_cmd(["scripts/resolve_jars.sh", s], timeout=900).returncode for s in sets}
     again = {s: run_cmd(["scripts/resolve_jars.sh", s]) for s in sets}
     assert first == {"delta": 0, "hdfs": 0, "yarn": 0}
-    assert {s: (p.stdout, p.stderr) for s, p in again.items()} == {"delta": ("", ""), "hdfs": ("", ""), "yarn": ("", "")}  # stamped: not resolved again
+    assert ({s: (p.stdout, p.stderr) for s, p in again.items()}
+            == {"delta": ("", ""), "hdfs": ("", ""), "yarn": ("", "")})  # stamped: not resolved again
     assert {s: jar.is_file() for s, jar in sets.items()} == {"delta": True, "hdfs": True, "yarn": True}
     # delta leaves out what pyspark ships (Spark's own Hadoop), hdfs and yarn keep everything
     assert not list((ROOT / ".cache/jars").glob("hadoop-client-api-*.jar"))

@@ -204,7 +204,8 @@ def test_yarn_command(submitter, monkeypatch):
     v = YARN_CLUSTER
     for k, val in v.items():
         monkeypatch.setenv(k, val)
-    cmd, extra, dry, env = submit.job_command(["--env", "yarn", "--deploy-mode", "cluster", "--dry-run", "jobs/pipeline.py", "--only", "score"])[:4]
+    cmd, extra, dry, env = submit.job_command(["--env", "yarn", "--deploy-mode", "cluster", "--dry-run",
+                                               "jobs/pipeline.py", "--only", "score"])[:4]
     assert dry is True
     # a secret: handed to the driver through a file only this user reads, never on the command line
     monkeypatch.setenv("LAKEML_PG_PASSWORD", "p=w d\\#1")
@@ -249,7 +250,8 @@ def test_yarn_user_archives_and_py_files_are_merged_not_lost(submitter, monkeypa
     # spark-submit keeps the last --archives / --py-files only: one flag each, all entries
     monkeypatch.setenv("LAKEML_VENV_ARCHIVE", "hdfs:///lakeml/envs/lakeml-venv.tar.gz")
     cmd = submit.job_command(
-        ["--env", "yarn", "--deploy-mode", "cluster", "--dry-run", "--archives", "extra.tar.gz#extra", "--py-files", "helpers.zip", "jobs/pipeline.py"]
+        ["--env", "yarn", "--deploy-mode", "cluster", "--dry-run", "--archives", "extra.tar.gz#extra", "--py-files", "helpers.zip",
+         "jobs/pipeline.py"]
     ).cmd
     assert cmd.count("--archives") == 1 and cmd.count("--py-files") == 1
     archives = cmd[cmd.index("--archives") + 1]
@@ -315,7 +317,8 @@ def test_k8s_without_an_image_names_the_file_and_the_key(submitter):
     with pytest.raises(ConfigError) as e:
         submit.job_command(["--env", "k8s", "--dry-run", "jobs/pipeline.py"])
     assert str(e.value) == (
-        f"{path}: spark.conf.spark.kubernetes.container.image: environment variable LAKEML_IMAGE is not set (referenced as ${{LAKEML_IMAGE}})"
+        f"{path}: spark.conf.spark.kubernetes.container.image: environment variable LAKEML_IMAGE is not set "
+        "(referenced as ${LAKEML_IMAGE})"
     )
     p = run_cmd(["./spark-submit.sh", "--env", "k8s", "--dry-run", "jobs/pipeline.py"], check=False)
     assert p.returncode == 2 and p.stdout == ""
@@ -339,7 +342,8 @@ def test_cluster_mode_hands_usecase_and_the_shipped_conf_to_the_driver(submitter
     ships as conf.zip; the driver gets it as ``conf`` (its container's path) and the use case."""
     y = conf_copy / "envs" / "yarn.yaml"
     y.write_text(y.read_text().replace("spark.sql.session.timeZone: UTC", "spark.sql.session.timeZone: Europe/Berlin"))
-    cmd = submit.job_command(["--env", "yarn", "--deploy-mode", "cluster", "--conf-dir", str(conf_copy), "--usecase", "churn", "--dry-run", "jobs/pipeline.py", "--only", "score"]).cmd
+    cmd = submit.job_command(["--env", "yarn", "--deploy-mode", "cluster", "--conf-dir", str(conf_copy), "--usecase", "churn",
+                              "--dry-run", "jobs/pipeline.py", "--only", "score"]).cmd
     assert cmd[cmd.index(JOB) :] == [JOB, "--env", "yarn", "--conf-dir", "conf", "--usecase", "churn", "--only", "score"]
     assert "spark.sql.session.timeZone=Europe/Berlin" in cmd
 

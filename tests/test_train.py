@@ -45,7 +45,8 @@ def test_each_classifier_fits_and_scores_with_its_threshold(spark, uc, classifie
     spec = uc.model.model_copy(
         update={"classifier": classifier, "params": params, "grid": {}, "categorical": ["plan"], "numeric": ["age", "minutes_30d"]}
     )
-    rows = [(f"C{i}", date(2026, 4, 1), "basic" if i % 3 else "premium", 20 + i % 50, None if i % 7 == 0 else float(i % 40), int(i % 40 < 8))
+    rows = [(f"C{i}", date(2026, 4, 1), "basic" if i % 3 else "premium", 20 + i % 50,
+             None if i % 7 == 0 else float(i % 40), int(i % 40 < 8))
             for i in range(400)]
     df = spark.createDataFrame(rows, "customer_id string, as_of_date date, plan string, age int, minutes_30d double, y int")
     pipe, _ = train.build_pipeline(spec, "y")

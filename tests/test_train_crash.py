@@ -129,7 +129,8 @@ def test_train_killed_while_fitting_leaves_no_version_and_the_next_one_is_whole(
     print(f"second train: {time.monotonic() - t0:.1f} s")
     killed = client.get_run(killed_run)
     assert killed.info.status == "FAILED" and f"process {pid} " in killed.data.tags["lakeml.abandoned"]
-    assert f"MLflow run {killed_run} (train-logistic_regression) was left RUNNING by process {pid}, which has ended: marked FAILED" in p2.stdout + p2.stderr
+    assert (f"MLflow run {killed_run} (train-logistic_regression) was left RUNNING by process {pid}, which has ended: marked FAILED"
+            in p2.stdout + p2.stderr)
     versions_after, aliases_after = _state(client)
     assert set(versions_after) == {"1", "2"} and versions_after["1"] == versions_before["1"]
     assert set(tracking.TRAIN_TAGS) <= set(versions_after["2"]) and tracking.ORPHAN_TAG not in versions_after["2"]
@@ -171,7 +172,8 @@ def test_an_orphan_version_is_tagged_at_train_start_and_never_chosen(tmp_path):
         assert tracking.tag_orphan_versions(client, uc.model.name) == []  # once
         tagged = {v: client.get_model_version(uc.model.name, v).tags for v in (failed, untagged, old_running)}
         assert {v: t.get(tracking.ORPHAN_TAG) for v, t in tagged.items()} == dict.fromkeys(tagged, "true")
-        wanted = {failed: "is FAILED, not FINISHED", untagged: "lacks the tags of a complete training: test_roc_auc, threshold, test_as_of, git_commit",
+        wanted = {failed: "is FAILED, not FINISHED",
+                  untagged: "lacks the tags of a complete training: test_roc_auc, threshold, test_as_of, git_commit",
                   old_running: "is RUNNING, not FINISHED"}
         assert [v for v, why in wanted.items() if why not in tagged[v].get(tracking.ORPHAN_REASON_TAG, "")] == [], tagged
         assert tracking.ORPHAN_TAG not in client.get_model_version(uc.model.name, whole).tags
@@ -198,7 +200,8 @@ def test_no_labelled_snapshot_fails_before_a_run_starts(spark, env, uc):
                               "model": uc.model.model_copy(update={"name": "t_nolabel_model", "experiment": "t_nolabel"})})
     tables.ensure_database(spark, u.database)
     d = date(2026, 1, 20)
-    tables.overwrite(spark.createDataFrame([(f"C{i}", d) for i in range(5)], "customer_id string, as_of_date date"), u.table(u.tables.features))
+    tables.overwrite(spark.createDataFrame([(f"C{i}", d) for i in range(5)], "customer_id string, as_of_date date"),
+                     u.table(u.tables.features))
     tables.overwrite(spark.createDataFrame([(f"C{i}", d, None) for i in range(5)], "customer_id string, as_of_date date, churned_30d int"),
                      u.table(u.tables.labels))
     with pytest.raises(train.TrainingError, match="^No labelled snapshot yet: generate more days of data"):
@@ -249,6 +252,7 @@ def test_a_metastore_held_by_another_process_is_one_line_in_a_short_log(pipeline
     assert "Traceback" not in p.stdout + p.stderr
     errors = [ln for ln in out if ln.startswith("error: ")]
     assert errors == [f"error: the metastore {d}/metastore_db is in use by another process (the embedded Derby metastore admits one "
-                      "at a time: a notebook, a Spark shell or another Spark application on this data folder?): end it, then run the job again"]
+                      "at a time: a notebook, a Spark shell or another Spark application on this data folder?): "
+                      "end it, then run the job again"]
     # spark-submit's PythonRunner merges the driver's stderr into its stdout: the error line ends it
     assert p.stdout.strip().splitlines()[-1] == errors[0]
