@@ -20,38 +20,29 @@ a batch out of the landing zone only once it is ingested as it stands.
 from lakeml import cli
 
 
-def _ingested(env, uc):
-    from lakeml.core import session
-
-    spark = session.get_spark(env, "lakeml-landing")
-    log_table = uc.table(uc.tables.ingest_log)
-    if not spark.catalog.tableExists(log_table):
-        return {}
-    return {(r.source, r.batch_date): r.fingerprint for r in spark.table(log_table).select("source", "batch_date", "fingerprint").collect()}
-
-
 def run(args):
     from lakeml.core.errors import UsageError
     from lakeml.lake import landing_ops as ops
-    from lakeml.lake.stores import stores
+    from lakeml.lake.stores import zone_stores
 
     env, uc = cli.load(args)
-    landing, archive = stores(env, uc.name)
+    landing, archive = zone_stores(env, uc.name)
     if args.command == "upload":
         up = ops.upload(landing, args.paths, uc.sources, args.source, args.date, args.overwrite, usecase=uc.name)
         for folder, names in up.folders.items():
-            print(f"landed {landing.uri(folder)}/: {', '.join(names) if len(names) <= 3 else f'{len(names)} files'}")
+            print(f"landed {landing.path(folder)}/: {', '.join(names) if len(names) <= 3 else f'{len(names)} files'}")
         mb = up.bytes / 1e6
-        print(f"uploaded {up.files} files ({mb:.1f} MB) into {len(up.folders)} folders of {up.zone} in {up.seconds:.2f}s ({up.workers} at a time)")
+        print(f"uploaded {up.files} files ({mb:.1f} MB) into {len(up.folders)} folders of {up.zone} in {up.seconds:.2f}s "
+              f"({up.workers} at a time)")
         return up.as_dict()
     batches = ops.list_batches(landing)
-    ingested = _ingested(env, uc)
+    logged = _logged(env, uc)
     if args.command == "list":
         print(f"landing zone {env.landing_zone(uc.name)}: {len(batches)} batches")
         for b in batches:
-            state = {s: "ingested" if ingested.get((s, b.batch_date)) == b.fingerprint(s) else "pending" for s in sorted(b.sources)}
+            state = {s: "ingested" if b.ingested(s, logged) else "pending" for s in sorted(b.files)}
             overall = "ingested" if state and all(v == "ingested" for v in state.values()) else "pending"
-            files = sum(len(v) for v in b.sources.values())
+            files = sum(len(v) for v in b.files.values())
             print(f"  {b.batch_date}  {overall:8}  {files:3} files  " + ", ".join(f"{s}:{v}" for s, v in state.items()))
         return None
     # archive
@@ -62,18 +53,27 @@ def run(args):
         raise UsageError(f"no batch {args.date} in the landing zone {env.landing_zone(uc.name)}")
     moved = []
     for b in chosen:
-        if args.ingested and not all(ingested.get((s, b.batch_date)) == b.fingerprint(s) for s in b.sources):
+        if args.ingested and not all(b.ingested(s, logged) for s in b.files):
             continue
-        moved.append(ops.archive(landing, archive, b, ingested))
+        moved.append(ops.archive(landing, archive, b, logged))
         print(f"archived {b.batch_date} -> {moved[-1]}")
     print(f"{len(moved)} batches archived")
     return {"archived": moved}
 
 
+def _logged(env, uc):
+    """The ingest log's fingerprint of each (source, batch date); the only step that needs Spark."""
+    from lakeml.core import session
+    from lakeml.lake import ingest
+
+    return ingest.logged(session.get_spark(env, "lakeml-landing"), uc)
+
+
 if __name__ == "__main__":
     p = cli.parser(__doc__)
     p.add_argument("command", choices=["upload", "list", "archive"])
-    p.add_argument("paths", nargs="*", help="upload: folders laid out as <YYYY-MM-DD>/<source>/<files>; with --source files or folders of files")
+    p.add_argument("paths", nargs="*",
+                   help="upload: folders laid out as <YYYY-MM-DD>/<source>/<files>; with --source files or folders of files")
     p.add_argument("--source", help="upload: the source the files belong to (without it, the sources are the folder names)")
     p.add_argument("--date", type=cli.iso_date, help="upload with --source: arrival date (default today); archive: the batch")
     p.add_argument("--overwrite", action="store_true", help="upload: replace landed files of the same name")

@@ -22,6 +22,7 @@ def run(args):
 
 if __name__ == "__main__":
     p = cli.parser(__doc__)
-    p.add_argument("--table", action="append", help="a table with checks (a key of quality.checks in the use case); repeatable (default: all)")
+    p.add_argument("--table", action="append",
+                   help="a table with checks (a key of quality.checks in the use case); repeatable (default: all)")
     p.add_argument("--batch", type=cli.iso_date, action="append", help="batch date to check; repeatable (default: each table's newest)")
     cli.main(run, p.parse_args())

@@ -12,6 +12,7 @@ from conftest import TINY
 from lakeml.core.errors import ConfigError
 from lakeml.demo import maker
 from lakeml.lake import landing
+from lakeml.lake.stores import local_path
 
 
 def test_same_arguments_same_rows_other_seed_other_rows(spark, uc):
@@ -89,7 +90,7 @@ def test_a_new_data_set_replaces_the_earlier_one_whole(spark, uc, tmp_path, monk
     assert (days() == [str(short.start_date + timedelta(days=i)) for i in range(6)]
             == json.loads(landing.read_text(spark, f"{land}/_demo.json"))["batches"])
     customers = sum(1 for b in landing.list_batches(spark, land) for f in b.files.get("customers", [])
-                    for line in open(landing.local_path(f.path)).read().splitlines()[1:] if line)
+                    for line in open(local_path(f.path)).read().splitlines()[1:] if line)
     assert customers == out["rows"]["customers"] == 40
     assert (foreign / "x.csv").exists()
     # a generation that fails after its first source is written: the next run removes what it wrote

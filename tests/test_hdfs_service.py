@@ -25,6 +25,7 @@ import pytest
 
 from conftest import ROOT
 from lakeml.lake import landing_ops as ops
+from lakeml.lake.stores import WebHdfsStore
 from lakeml.ops.cluster import hdfs as cluster_hdfs
 from lakeml.ops.cluster.hadoop import conf_dir
 from lakeml.ops.cluster.supervisor import Ports, Stack, port_open
@@ -288,10 +289,10 @@ def test_landing_tree_upload_over_webhdfs(mini_hdfs, tmp_path):
 
     c = hdfs.InsecureClient(mini_hdfs.http, user="lakeml")
     zone = "/lakeml/landing/churn"
-    store = ops.WebHdfsStore(f"{mini_hdfs.fs}{zone}", mini_hdfs.http, user="lakeml")
+    store = WebHdfsStore(f"{mini_hdfs.fs}{zone}", mini_hdfs.http, user="lakeml")
     tree = make_tree(tmp_path / "exports", quarters(25), ["customers", "payments"])
     up = ops.upload(store, [tmp_path / "exports"], SOURCES, usecase="churn")
-    assert (up.files, len(up.folders), up.workers) == (100, 50, ops.WebHdfsStore.workers)
+    assert (up.files, len(up.folders), up.workers) == (100, 50, WebHdfsStore.workers)
     assert up.zone == f"{mini_hdfs.fs}{zone}"
     assert _hdfs_files(c, zone) == tree  # every byte, and no ._*.uploading left behind
 
@@ -311,7 +312,7 @@ def test_a_refused_landing_upload_creates_nothing_on_hdfs(mini_hdfs, tmp_path):
     import hdfs
 
     c = hdfs.InsecureClient(mini_hdfs.http, user="lakeml")
-    store = ops.WebHdfsStore(f"{mini_hdfs.fs}/lakeml/landing/other", mini_hdfs.http, user="lakeml")
+    store = WebHdfsStore(f"{mini_hdfs.fs}/lakeml/landing/other", mini_hdfs.http, user="lakeml")
     make_tree(tmp_path / "exports", quarters(4), ["customers", "tickets"])
     with pytest.raises(ops.LandingError, match=r"\(and 3 more folders\): 'tickets' is not a source of use case other"):
         ops.upload(store, [tmp_path / "exports"], SOURCES, usecase="other")

@@ -52,7 +52,8 @@ def validate(raw: DataFrame, spec: SourceSpec, duplicates: bool = True) -> DataF
         if c not in raw.columns:
             raw = raw.withColumn(c, F.lit(None).cast("string"))
     record = F.col(SKIP).isNull()
-    checks = [(F.col(CORRUPT).isNotNull(), F.coalesce(F.col("_problem"), F.lit("malformed record"))), (F.col(SHAPE).isNotNull(), F.col(SHAPE))]
+    checks = [(F.col(CORRUPT).isNotNull(), F.coalesce(F.col("_problem"), F.lit("malformed record"))),
+              (F.col(SHAPE).isNotNull(), F.col(SHAPE))]
     values: dict[str, Column] = {}
     # each column's typed value and reason are computed once, as columns of their own: the
     # reasons and the output both use them, and inside their CASE WHENs they were parsed
@@ -74,13 +75,15 @@ def validate(raw: DataFrame, spec: SourceSpec, duplicates: bool = True) -> DataF
     # one row per key and batch: later duplicates are quarantined, not silently dropped.
     # Ranked on the raw strings (the first file, then a hash of the record, wins), so the
     # record text is built only for the rows that are quarantined.
-    w = Window.partitionBy(*[values[k] for k in spec.keys], F.col("_batch_date")).orderBy("_source_file", F.xxhash64(*[F.col(c) for c in spec.columns], F.col(CORRUPT)))
+    w = Window.partitionBy(*[values[k] for k in spec.keys], F.col("_batch_date")).orderBy(
+        "_source_file", F.xxhash64(*[F.col(c) for c in spec.columns], F.col(CORRUPT)))
     df = raw.withColumn("_pre", reason)
     if duplicates:
         dup = record & F.col("_pre").isNull() & (F.row_number().over(w) > 1)
         df = df.withColumn("_pre", F.when(dup, F.lit("duplicate key within batch")).otherwise(F.col("_pre")))
     raw_text = F.coalesce(F.col(CORRUPT), F.to_json(F.struct(*[F.col(c) for c in spec.columns])))
-    return df.select(*[v.alias(n) for n, v in values.items()], F.when(F.col("_pre").isNotNull(), raw_text).alias("_raw"), F.col("_pre").alias("_reason"),
+    return df.select(*[v.alias(n) for n, v in values.items()], F.when(F.col("_pre").isNotNull(), raw_text).alias("_raw"),
+                     F.col("_pre").alias("_reason"),
                      SKIP, F.coalesce(F.col(CORRUPT) == "", F.lit(False)).alias("_whole"), *META)
 
 
@@ -141,7 +144,7 @@ def read_log(spark: SparkSession, uc: UseCaseConfig) -> LogState:
     log_table = uc.table(uc.tables.ingest_log)
     if not tables.exists(spark, log_table):
         return LogState()
-    df = spark.table(log_table)
+    df = tables.read(spark, log_table)
     versions = [c for c in ("bronze_version", "quarantine_version") if c in df.columns]  # a log from before them: none
     state = LogState()
     for r in df.select("source", "batch_date", "fingerprint", *versions).collect():
@@ -166,7 +169,7 @@ def pending(spark: SparkSession, uc: UseCaseConfig, batches: list[landing.Batch]
     out: dict[str, list[landing.Batch]] = {}
     for source in uc.sources:
         out[source] = [
-            b for b in batches if b.files.get(source) and done.get((source, b.batch_date)) != b.fingerprint(source)
+            b for b in batches if b.files.get(source) and not b.ingested(source, done)
         ]
     return out
 
@@ -187,10 +190,7 @@ def _write_slices(df: DataFrame, name: str, predicate: str, absent: bool, merge_
     (new batches, no leftover of a crashed run) a plain append does it without the
     replaceWhere's scan of the table's file list (about 3x the cost of the append)."""
     if absent and tables.exists(df.sparkSession, name):
-        writer = df.write.format("delta").mode("append")
-        if merge_schema:
-            writer = writer.option("mergeSchema", "true")
-        writer.saveAsTable(name)
+        tables.append(df, name, merge_schema=merge_schema)
     else:
         tables.replace_where(df, name, predicate, merge_schema=merge_schema)
 
@@ -270,7 +270,8 @@ def ingest(
     return reports
 
 
-def _finish(spark: SparkSession, uc: UseCaseConfig, state: LogState, done: dict, log_rows: list[tuple], quarantined: list[DataFrame]) -> None:
+def _finish(spark: SparkSession, uc: UseCaseConfig, state: LogState, done: dict, log_rows: list[tuple],
+            quarantined: list[DataFrame]) -> None:
     """The quarantine slices of every ingested batch, then the ingest log, one commit each."""
     slices: dict[str, list[date]] = {}
     for r in log_rows:
@@ -283,8 +284,10 @@ def _finish(spark: SparkSession, uc: UseCaseConfig, state: LogState, done: dict,
         q = reduce(DataFrame.unionByName, frames) if len(frames) > 1 else frames[0]
         _write_slices(q.coalesce(1), q_table, tables.slices_predicate("source", "batch_date", slices), absent)
     q_version = _version(spark, q_table)
-    log_df = spark.createDataFrame([(*r[:8], q_version, r[8]) for r in log_rows], LOG_SCHEMA).withColumn("ingested_at", F.current_timestamp())
-    _write_slices(log_df.coalesce(1), uc.table(uc.tables.ingest_log), tables.slices_predicate("source", "batch_date", slices), new, merge_schema=True)
+    log_df = spark.createDataFrame([(*r[:8], q_version, r[8]) for r in log_rows], LOG_SCHEMA)
+    log_df = log_df.withColumn("ingested_at", F.current_timestamp())
+    _write_slices(log_df.coalesce(1), uc.table(uc.tables.ingest_log), tables.slices_predicate("source", "batch_date", slices), new,
+                  merge_schema=True)
 
 
 QUARANTINE_SCHEMA = "_batch_date date, _source_file string, _raw string, _reason string"
@@ -320,7 +323,8 @@ def _conserved(spec: SourceSpec, source: str, listed: dict[str, tuple[date, land
             problems.append(f"{path}: {n} {unit} in the file, {got} read")
     if problems:
         raise readers.ConservationError(
-            f"{source}: rows of {len(problems)} landed file(s) would be neither accepted nor quarantined; nothing of {source} was written:\n  "
+            f"{source}: rows of {len(problems)} landed file(s) would be neither accepted nor quarantined; "
+            f"nothing of {source} was written:\n  "
             + "\n  ".join(problems)
         )
     return counts
@@ -420,18 +424,14 @@ def ingest_source(spark: SparkSession, uc: UseCaseConfig, source: str, batches: 
         r = stats.get(b.batch_date)
         read, nbad = (r["read"], r["bad"]) if r else (0, 0)
         detail = [(f.rel, *counts[readers.real_path(f.path)]) for f in sorted(b.files[source], key=lambda f: f.rel)]
-        log_rows.append((source, b.batch_date, b.fingerprint(source), len(b.files[source]), read, read - nbad, nbad, bronze_version, detail))
-    rep = SourceReport(
-        source,
-        len(batches),
-        sum(r[4] for r in log_rows),
-        sum(r[5] for r in log_rows),
-        sum(r[6] for r in log_rows),
-        sorted(dates),
-    )
+        log_rows.append((source, b.batch_date, b.fingerprint(source), len(b.files[source]), read, read - nbad, nbad, bronze_version,
+                         detail))
+    rep = SourceReport(source, len(batches), sum(r[4] for r in log_rows), sum(r[5] for r in log_rows), sum(r[6] for r in log_rows),
+                       sorted(dates))
     read_s, bronze_s, silver_s = (b - a for a, b in zip(took, took[1:], strict=False))
     log.info("ingested %s: %d batches, %d read, %d accepted, %d quarantined (%.1f s: read and typed %.1f, bronze %.1f, silver %.1f)",
-             source, rep.batches, rep.rows_read, rep.rows_accepted, rep.rows_quarantined, time.perf_counter() - took[0], read_s, bronze_s, silver_s)
+             source, rep.batches, rep.rows_read, rep.rows_accepted, rep.rows_quarantined, time.perf_counter() - took[0],
+             read_s, bronze_s, silver_s)
     return rep, log_rows, q
 
 

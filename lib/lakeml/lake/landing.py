@@ -1,29 +1,31 @@
 """The landing zone: where upstream exports arrive, one folder per arrival date.
 
-    <landing>/<usecase>/<YYYY-MM-DD>/<source>/<files>
+    <landing>/<usecase>/<YYYY-MM-DD>/<source>/[<sub-folders>/]<files>
 
-File operations go through Hadoop's FileSystem API of the running session, so the same
-code works on a local folder and on ``hdfs://``.
+What a zone holds (``Batch``: an arrival date and its files per source, found by the one
+walker of a source folder, ``walk``), and the file operations ingest and the demo data
+need, given a Spark session and a path: each goes through the store of that path
+(``lakeml.lake.stores.open_store``: the local disk, or Hadoop's FileSystem of the session),
+so the same code works on a local folder and on ``hdfs://``.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import os
 import re
-import shutil
 from dataclasses import dataclass, field
 from datetime import date
 
 from pyspark.sql import SparkSession
+
+from lakeml.lake.stores import DIRECTORY, FILE, Store, open_store
 
 BATCH_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 @dataclass(frozen=True)
 class LandedFile:
-    path: str
+    path: str  # with its scheme, as Spark's readers take it (file:/..., hdfs://...)
     size: int
     name: str = ""  # the path inside its source folder ("part-1.csv", "eu/part-1.csv"); default the file name
 
@@ -39,6 +41,11 @@ class Batch:
     batch_date: date
     files: dict[str, list[LandedFile]] = field(default_factory=dict)
 
+    @property
+    def sources(self) -> dict[str, list[tuple[str, int]]]:
+        """Per source, (path inside the source folder, size) of its files, sorted."""
+        return {source: sorted((f.rel, f.size) for f in files) for source, files in self.files.items()}
+
     def fingerprint(self, source: str) -> str:
         """Changes when a file of the source is added, removed or changes size."""
         h = hashlib.sha256()
@@ -46,22 +53,10 @@ class Batch:
             h.update(f"{f.rel}:{f.size};".encode())
         return h.hexdigest()[:16]
 
-
-def is_local(path: str) -> bool:
-    """A local folder (plain path or file:), handled with Python's os module: the same
-    operations through the JVM cost a round trip per file."""
-    return path.startswith("/") or path.startswith("file:")
-
-
-def local_path(path: str) -> str:
-    """``file:/x`` or ``file:///x`` -> ``/x``; a plain path stays as it is."""
-    return re.sub(r"^file:/+", "/", path)
-
-
-def _fs(spark: SparkSession, path: str):
-    jvm = spark.sparkContext._jvm
-    p = jvm.org.apache.hadoop.fs.Path(path)
-    return p.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), p
+    def ingested(self, source: str, logged: dict[tuple[str, date], str]) -> bool:
+        """Whether the source's files, as they stand, are the ones the ingest log recorded
+        (``logged``: (source, batch date) -> fingerprint)."""
+        return logged.get((source, self.batch_date)) == self.fingerprint(source)
 
 
 def visible(name: str) -> bool:
@@ -69,112 +64,65 @@ def visible(name: str) -> bool:
     return not name.startswith(("_", "."))
 
 
-def list_batches(spark: SparkSession, landing_dir: str) -> list[Batch]:
-    """Every arrival-date folder in the landing zone, oldest first."""
-    if is_local(landing_dir):
-        return _list_local(local_path(landing_dir))
-    fs, root = _fs(spark, landing_dir)
-    if not fs.exists(root):
-        return []
-    batches = []
-    for st in fs.listStatus(root):
-        name = st.getPath().getName()
-        if not (st.isDirectory() and BATCH_DIR.match(name)):
-            continue
-        batch = Batch(date.fromisoformat(name))
-        for src in fs.listStatus(st.getPath()):
-            if src.isDirectory():
-                batch.files[src.getPath().getName()] = _walk_hadoop(fs, src.getPath(), "")
-        batches.append(batch)
-    return sorted(batches, key=lambda b: b.batch_date)
-
-
-def _list_local(root: str) -> list[Batch]:
-    if not os.path.isdir(root):
-        return []
-    batches = []
-    for day in os.scandir(root):
-        if not (day.is_dir() and BATCH_DIR.match(day.name)):
-            continue
-        batch = Batch(date.fromisoformat(day.name))
-        for src in os.scandir(day.path):
-            if src.is_dir():
-                batch.files[src.name] = _walk_local(src.path, "")
-        batches.append(batch)
-    return sorted(batches, key=lambda b: b.batch_date)
-
-
 # Files in sub-folders of a source folder (an export split by region, say) belong to the
 # batch like the others; hidden ones (``_temporary``, ``.staging``) are not data.
-def _walk_local(folder: str, prefix: str) -> list[LandedFile]:
+def walk(store: Store, folder: str = "", prefix: str = "") -> list[LandedFile]:
+    """The visible files under ``folder`` of ``store``, sub-folders included, each named by
+    its path inside ``folder`` (``prefix`` before it); in name order, folder by folder."""
     out = []
-    for f in sorted(os.scandir(folder), key=lambda e: e.name):
-        if not visible(f.name):
-            continue
-        if f.is_dir():
-            out += _walk_local(f.path, f"{prefix}{f.name}/")
-        elif f.is_file():
-            out.append(LandedFile(f"file:{f.path}", f.stat().st_size, f"{prefix}{f.name}"))
-    return out
-
-
-def _walk_hadoop(fs, folder, prefix: str) -> list[LandedFile]:
-    out = []
-    for f in fs.listStatus(folder):
-        name = f.getPath().getName()
+    for name, kind, size in sorted(store.list(folder)):
         if not visible(name):
             continue
-        if f.isDirectory():
-            out += _walk_hadoop(fs, f.getPath(), f"{prefix}{name}/")
-        elif f.isFile():
-            out.append(LandedFile(f.getPath().toString(), f.getLen(), f"{prefix}{name}"))
+        rel = f"{folder}/{name}" if folder else name
+        if kind == DIRECTORY:
+            out += walk(store, rel, f"{prefix}{name}/")
+        elif kind == FILE:
+            out.append(LandedFile(store.uri(rel), size, f"{prefix}{name}"))
     return out
+
+
+def batches(store: Store) -> list[Batch]:
+    """Every arrival-date folder of the landing zone ``store``, oldest first."""
+    out = []
+    for day, kind, _ in store.list():
+        if kind != DIRECTORY or not BATCH_DIR.match(day):
+            continue
+        batch = Batch(date.fromisoformat(day))
+        for source, skind, _ in store.list(day):
+            if skind == DIRECTORY:
+                batch.files[source] = walk(store, f"{day}/{source}")
+        out.append(batch)
+    return sorted(out, key=lambda b: b.batch_date)
+
+
+def list_batches(spark: SparkSession, landing_dir: str) -> list[Batch]:
+    """Every arrival-date folder in the landing zone ``landing_dir``, oldest first."""
+    return batches(open_store(landing_dir, spark))
 
 
 def first_line(spark: SparkSession, path: str) -> str | None:
     """The first line of a text file (a CSV header), read on the driver; a ``.gz`` file is
     decompressed as Spark's reader does."""
-    if is_local(path):
-        opener = gzip.open if path.endswith(".gz") else open
-        with opener(local_path(path), "rt", encoding="utf-8", errors="replace") as f:
-            line = f.readline()
-        return line.rstrip("\r\n") if line else None
-    jvm = spark.sparkContext._jvm
-    fs, p = _fs(spark, path)
-    stream = fs.open(p)
-    try:
-        if path.endswith(".gz"):
-            stream = jvm.java.util.zip.GZIPInputStream(stream)
-        reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(stream, "UTF-8"))
-        return reader.readLine()
-    finally:
-        stream.close()
+    return open_store(path, spark).first_line()
 
 
 def head_bytes(spark: SparkSession, path: str, n: int) -> bytes:
     """The first ``n`` bytes of a file (a format's magic number)."""
-    if is_local(path):
-        with open(local_path(path), "rb") as f:
-            return f.read(n)
-    fs, p = _fs(spark, path)
-    stream = fs.open(p)
-    try:
-        return bytes(bytearray(stream.readNBytes(n)))
-    finally:
-        stream.close()
+    return open_store(path, spark).head("", n)
+
+
+def read_text(spark: SparkSession, path: str) -> str | None:
+    """A small text file (a manifest), or None when it does not exist."""
+    return open_store(path, spark).read_text()
+
+
+def write_text(spark: SparkSession, path: str, text: str) -> None:
+    open_store(path, spark).write_text("", text)
 
 
 def delete(spark: SparkSession, path: str) -> None:
-    if is_local(path):
-        p = local_path(path)
-        if os.path.isdir(p):
-            shutil.rmtree(p)
-        elif os.path.exists(p):
-            os.remove(p)
-        return
-    fs, p = _fs(spark, path)
-    if fs.exists(p):
-        fs.delete(p, True)
+    """Remove a file or a folder with everything in it (nothing when it is absent)."""
+    open_store(path, spark).delete()
 
 
 def move_partitions_into_batches(
@@ -185,78 +133,20 @@ def move_partitions_into_batches(
     Each destination folder is replaced whole, so regenerating a batch never leaves
     files of an earlier run beside the new ones. Returns the batch dates moved.
     """
-    if is_local(staging_dir) and is_local(landing_dir):
-        return _move_local(local_path(staging_dir), local_path(landing_dir), source, extension)
-    jvm = spark.sparkContext._jvm
-    fs, staging = _fs(spark, staging_dir)
+    staging, zone = open_store(staging_dir, spark), open_store(landing_dir, spark)
     moved = []
-    for st in fs.listStatus(staging):
-        name = st.getPath().getName()
-        if not (st.isDirectory() and name.startswith("arrival_date=")):
+    for part, kind, _ in staging.list():
+        if kind != DIRECTORY or not part.startswith("arrival_date="):
             continue
-        day = name.split("=", 1)[1]
-        dest = jvm.org.apache.hadoop.fs.Path(f"{landing_dir}/{day}/{source}")
-        if fs.exists(dest):
-            fs.delete(dest, True)
-        fs.mkdirs(dest.getParent())
-        if not fs.rename(st.getPath(), dest):
-            raise RuntimeError(f"could not move {st.getPath()} to {dest}")
-        if extension:
-            for f in fs.listStatus(dest):
-                fname = f.getPath().getName()
-                if visible(fname) and "." in fname:
-                    stem = fname.rsplit(".", 1)[0]
-                    fs.rename(f.getPath(), jvm.org.apache.hadoop.fs.Path(dest, f"{stem}.{extension}"))
+        day = part.split("=", 1)[1]
+        dest = f"{day}/{source}"
+        zone.delete(dest)
+        staging.move(part, dest, into=zone)
+        for name, _, _ in zone.list(dest):
+            if name.endswith(".crc"):
+                zone.delete(f"{dest}/{name}")  # Hadoop's checksums of a local write; upstream exports have none
+            elif extension and visible(name) and "." in name:
+                zone.move(f"{dest}/{name}", f"{dest}/{name.rsplit('.', 1)[0]}.{extension}")
         moved.append(day)
-    fs.delete(staging, True)
+    staging.delete()
     return moved
-
-
-def _move_local(staging: str, landing_dir: str, source: str, extension: str | None) -> list[str]:
-    moved = []
-    for part in os.scandir(staging):
-        if not (part.is_dir() and part.name.startswith("arrival_date=")):
-            continue
-        dest = os.path.join(landing_dir, part.name.split("=", 1)[1], source)
-        if os.path.isdir(dest):
-            shutil.rmtree(dest)
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
-        os.rename(part.path, dest)
-        for f in os.scandir(dest):
-            if f.name.endswith(".crc"):
-                os.remove(f.path)  # Hadoop's checksums; upstream exports have none
-            elif extension and visible(f.name) and "." in f.name:
-                os.rename(f.path, os.path.join(dest, f"{f.name.rsplit('.', 1)[0]}.{extension}"))
-        moved.append(part.name.split("=", 1)[1])
-    shutil.rmtree(staging)
-    return moved
-
-
-def read_text(spark: SparkSession, path: str) -> str | None:
-    """A small text file (a manifest), or None when it does not exist."""
-    if is_local(path):
-        p = local_path(path)
-        return open(p).read() if os.path.exists(p) else None
-    jvm = spark.sparkContext._jvm
-    fs, p = _fs(spark, path)
-    if not fs.exists(p):
-        return None
-    stream = fs.open(p)
-    try:
-        return jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
-    finally:
-        stream.close()
-
-
-def write_text(spark: SparkSession, path: str, text: str) -> None:
-    if is_local(path):
-        os.makedirs(os.path.dirname(local_path(path)), exist_ok=True)
-        with open(local_path(path), "w") as f:
-            f.write(text)
-        return
-    fs, p = _fs(spark, path)
-    out = fs.create(p, True)
-    try:
-        out.write(bytearray(text.encode()))
-    finally:
-        out.close()

@@ -2,8 +2,9 @@
 upload external files as batches, list batches (pending or ingested), archive a batch
 once it is ingested.
 
-On HDFS they go through WebHDFS with the ``hdfs`` package (HdfsCLI); on a local landing
-zone through the file system (``lakeml.lake.stores``). Layout (the one ingest reads)::
+Each works on a store of ``lakeml.lake.stores`` (``zone_stores``: on HDFS through WebHDFS
+with the ``hdfs`` package, HdfsCLI; on a local landing zone through the file system) and
+lists a zone as ingest does (``lakeml.lake.landing.batches``). Layout::
 
     <landing>/<usecase>/<YYYY-MM-DD>/<source>/<files>   pending or ingested
     <archive>/<usecase>/<YYYY-MM-DD>/<source>/<files>   moved here by `archive` once ingested
@@ -20,7 +21,6 @@ renamed into place, so ingest never reads half a file.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Collection, Iterable
@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from lakeml.lake.landing import BATCH_DIR, Batch, LandedFile, visible
-from lakeml.lake.stores import LandingError, LocalStore, WebHdfsStore
+from lakeml.lake import landing
+from lakeml.lake.landing import BATCH_DIR, Batch, visible
+from lakeml.lake.stores import DIRECTORY, LandingError, LocalStore, Store
 
 MAX_PROBLEMS_SHOWN = 20
 LAYOUT = "<YYYY-MM-DD>/<source>/<files>"
@@ -74,7 +75,8 @@ class Uploaded:
     workers: int = 1
 
     def as_dict(self) -> dict:
-        return {"zone": self.zone, "folders": len(self.folders), "files": self.files, "bytes": self.bytes, "seconds": round(self.seconds, 3)}
+        return {"zone": self.zone, "folders": len(self.folders), "files": self.files, "bytes": self.bytes,
+                "seconds": round(self.seconds, 3)}
 
 
 def _as_date(name: str) -> date | None:
@@ -108,8 +110,8 @@ def plan_upload(
 ) -> list[Planned]:
     """Every file to upload and where it lands, or a ``LandingError`` listing every problem.
 
-    With ``source``: each path is a file, or a folder whose files (it may have no
-    sub-folders) go to ``<batch_date or today>/<source>/``. Without: each path is a folder
+    With ``source``: each path is a file, or a folder whose files (sub-folders kept as
+    they are; no date folders) go to ``<batch_date or today>/<source>/``. Without: each path is a folder
     laid out as the landing zone, ``<YYYY-MM-DD>/<source>/<files>``, or one ``<YYYY-MM-DD>``
     folder of that layout. Names starting with ``.`` or ``_`` are skipped, as ingest does.
     """
@@ -117,19 +119,18 @@ def plan_upload(
     if not paths:
         raise LandingError("nothing to upload: name files or folders")
     if source is None and batch_date is not None:
-        raise LandingError(f"--date goes with --source: without --source a folder is uploaded as laid out ({LAYOUT}), its dates are its folder names")
+        raise LandingError(
+            f"--date goes with --source: without --source a folder is uploaded as laid out ({LAYOUT}), its dates are its folder names"
+        )
     # every reason to refuse, gathered before anything moves; unknown sources once per name
     problems: list[str] = []
     unknown: dict[str, list[str]] = {}
     planned: list[Planned] = []
 
-    def add_files(folder: Path, day: date, src: str, prefix: str = "") -> None:
+    def add_files(folder: Path, day: date, src: str) -> None:
         # sub-folders of a source folder are part of its batch (ingest reads them): kept as they are
-        for f in _children(folder):
-            if f.is_file():
-                planned.append(Planned(f, day, src, f.stat().st_size, f"{prefix}{f.name}"))
-            else:
-                add_files(f, day, src, f"{prefix}{f.name}/")
+        for f in landing.walk(LocalStore(str(folder))):
+            planned.append(Planned(folder / f.name, day, src, f.size, f.name))
 
     def add_date_folder(folder: Path, day: date) -> None:
         for child in _children(folder):
@@ -194,25 +195,26 @@ def _pool_map(fn, items: list, workers: int) -> list:
         return list(pool.map(fn, items))
 
 
-def conflicts(store, planned: list[Planned]) -> list[str]:
+def conflicts(store: Store, planned: list[Planned]) -> list[str]:
     """The targets of ``planned`` that already exist in ``store``. Each existing ``<date>``
     and ``<date>/<source>`` folder is listed once (not a request per file): uploading
     new batches costs one listing of the zone."""
-    present = {n for n, kind, _ in store.list("") if kind == "DIRECTORY"}
+    present = {n for n, kind, _ in store.list("") if kind == DIRECTORY}
     days = sorted({f.batch_date.isoformat() for f in planned} & present)
     in_day = dict(zip(days, _pool_map(store.list, days, store.workers), strict=True))
-    folders = sorted(
-        {f.folder for f in planned if any(n == f.source and kind == "DIRECTORY" for n, kind, _ in in_day.get(f.batch_date.isoformat(), []))}
-    )
+    folders = sorted({
+        f.folder for f in planned
+        if any(n == f.source and kind == DIRECTORY for n, kind, _ in in_day.get(f.batch_date.isoformat(), []))
+    })
     in_folder = dict(zip(folders, _pool_map(store.list, folders, store.workers), strict=True))
     top = [f for f in planned if "/" not in f.inner]
     nested = [f for f in planned if "/" in f.inner and f.folder in in_folder]  # rare: one request each
-    return [store.uri(f.rel) for f in top if any(n == f.inner for n, _, _ in in_folder.get(f.folder, []))] + [
-        store.uri(f.rel) for f in nested if store.exists(f.rel)
+    return [store.path(f.rel) for f in top if any(n == f.inner for n, _, _ in in_folder.get(f.folder, []))] + [
+        store.path(f.rel) for f in nested if store.exists(f.rel)
     ]
 
 
-def put(store, planned: list[Planned], overwrite: bool = False, workers: int | None = None) -> Uploaded:
+def put(store: Store, planned: list[Planned], overwrite: bool = False, workers: int | None = None) -> Uploaded:
     """Upload planned files, ``workers`` at a time (default: the store's). The first failure
     stops the rest; the error says how many had landed."""
     workers = max(1, workers or store.workers)
@@ -253,7 +255,7 @@ def put(store, planned: list[Planned], overwrite: bool = False, workers: int | N
 
 
 def upload(
-    store,
+    store: Store,
     paths: Iterable[str | Path],
     sources: Collection[str],
     source: str | None = None,
@@ -279,64 +281,26 @@ def upload(
 # list / archive ---------------------------------------------------------------------------
 
 
-@dataclass
-class BatchInfo:
-    batch_date: date
-    sources: dict[str, list[tuple[str, int]]]  # source -> [(file name, size)]
-
-    def fingerprint(self, source: str) -> str:
-        # the same fingerprint ingest records (file names and sizes)
-        b = Batch(self.batch_date, {source: [LandedFile(n, s, n) for n, s in self.sources.get(source, [])]})
-        return b.fingerprint(source)
+def list_batches(store: Store) -> list[Batch]:
+    """Every batch of the landing zone ``store``, oldest first, listed as ingest lists it."""
+    return landing.batches(store)
 
 
-def list_batches(store) -> list[BatchInfo]:
-    out = []
-    for name, kind, _ in store.list():
-        if kind != "DIRECTORY" or not BATCH_DIR.match(name):
-            continue
-        srcs = {}
-        for src, skind, _ in store.list(name):
-            if skind == "DIRECTORY":
-                srcs[src] = sorted(_files(store, f"{name}/{src}", ""))
-        out.append(BatchInfo(date.fromisoformat(name), srcs))
-    return sorted(out, key=lambda b: b.batch_date)
-
-
-def _files(store, folder: str, prefix: str) -> list[tuple[str, int]]:
-    """(path inside the source folder, size) of its visible files, sub-folders included (as ingest reads them)."""
-    out = []
-    for f, kind, size in store.list(folder):
-        if not visible(f):
-            continue
-        if kind == "DIRECTORY":
-            out += _files(store, f"{folder}/{f}", f"{prefix}{f}/")
-        elif kind == "FILE":
-            out.append((f"{prefix}{f}", size))
-    return out
-
-
-def archive(landing, archive_store, batch: BatchInfo, ingested: dict[tuple[str, date], str]) -> str:
-    """Move an ingested batch to the archive; refuse if any of its sources is not ingested
-    as it stands now (a file added after ingest, say)."""
+def archive(zone: Store, archive_zone: Store, batch: Batch, logged: dict[tuple[str, date], str]) -> str:
+    """Move an ingested batch of ``zone`` to ``archive_zone`` (on the same file system);
+    refuse if any of its sources is not ingested as it stands now (a file added after
+    ingest, say). ``logged``: the ingest log's fingerprints. Returns where it went."""
     day = batch.batch_date.isoformat()
-    missing = [s for s in batch.sources if ingested.get((s, batch.batch_date)) != batch.fingerprint(s)]
+    missing = [s for s in batch.files if not batch.ingested(s, logged)]
     if missing:
         raise LandingError(f"batch {day} is not ingested as it stands ({', '.join(sorted(missing))}): run jobs/ingest.py first")
-    if archive_store.exists(day):
+    if archive_zone.exists(day):
         # an earlier archive of the same date: keep both, the new one under a suffix
         n = 1
-        while archive_store.exists(f"{day}.{n}"):
+        while archive_zone.exists(f"{day}.{n}"):
             n += 1
         target = f"{day}.{n}"
     else:
         target = day
-    if isinstance(landing, WebHdfsStore) and isinstance(archive_store, WebHdfsStore):
-        landing.client.makedirs(archive_store.root)
-        landing.client.rename(landing.uri(day), archive_store.uri(target))
-    elif isinstance(landing, LocalStore) and isinstance(archive_store, LocalStore):
-        os.makedirs(archive_store.root, exist_ok=True)
-        os.rename(landing.uri(day), archive_store.uri(target))
-    else:
-        raise LandingError("landing zone and archive must be on the same file system")
-    return archive_store.uri(target)
+    zone.move(day, target, into=archive_zone)
+    return archive_zone.path(target)

@@ -89,7 +89,8 @@ def logged_batches(spark: SparkSession, uc: UseCaseConfig) -> dict[str, list[dat
     if not tables.exists(spark, uc.table(uc.tables.ingest_log)):
         return {}
     out: dict[str, list[date]] = {}
-    for r in spark.table(uc.table(uc.tables.ingest_log)).where(F.col("rows_accepted") > 0).select("source", "batch_date").distinct().collect():
+    accepted = tables.read(spark, uc.table(uc.tables.ingest_log)).where(F.col("rows_accepted") > 0)
+    for r in accepted.select("source", "batch_date").distinct().collect():
         out.setdefault(r.source, []).append(r.batch_date)
     return {k: sorted(v) for k, v in out.items()}
 
@@ -114,13 +115,14 @@ def _check_against_table(uc: UseCaseConfig, table_key: str, df: DataFrame, check
     """What conf validation cannot know: the columns of the table and the ``where`` SQL."""
     types = {f.name: f.dataType for f in df.schema.fields}
     for i, c in enumerate(checks):
+        key = _key(uc, table_key, i, "columns")
         for col in c.columns:
             if col not in types:
-                raise ConfigError(f"{_key(uc, table_key, i, 'columns')}: {uc.table(table_key)} has no column {col!r}; its columns: {', '.join(types)}")
+                raise ConfigError(f"{key}: {uc.table(table_key)} has no column {col!r}; its columns: {', '.join(types)}")
             if c.type == "range" and not isinstance(types[col], NumericType):
-                raise ConfigError(f"{_key(uc, table_key, i, 'columns')}: a range check needs a numeric column; {col} is {types[col].simpleString()}")
+                raise ConfigError(f"{key}: a range check needs a numeric column; {col} is {types[col].simpleString()}")
             if c.type in ("freshness", "not_future") and not isinstance(types[col], (DateType, TimestampType, TimestampNTZType)):
-                raise ConfigError(f"{_key(uc, table_key, i, 'columns')}: a {c.type} check needs a date or timestamp column; {col} is {types[col].simpleString()}")
+                raise ConfigError(f"{key}: a {c.type} check needs a date or timestamp column; {col} is {types[col].simpleString()}")
         if c.where:
             try:
                 df.where(c.where)
@@ -284,7 +286,8 @@ def check(spark: SparkSession, uc: UseCaseConfig, table_key: str, batch_dates: l
                 bad = value > 0
             status = ("fail" if c.severity == "error" else "warn") if bad else "pass"
             results.append(
-                CheckResult(table_key, b, c.name, c.type, c.severity, None if value is None else float(value), _threshold(c, batch_col, prev, types), status, now)
+                CheckResult(table_key, b, c.name, c.type, c.severity, None if value is None else float(value),
+                            _threshold(c, batch_col, prev, types), status, now)
             )
     n = {s: sum(r.status == s for r in results) for s in ("pass", "warn", "fail")}
     log.info("quality %s: %d batch(es), %d pass, %d warn, %d fail", name, len(todo), n["pass"], n["warn"], n["fail"])
@@ -330,7 +333,9 @@ def run(
     if only:
         unknown = [t for t in only if t not in uc.quality.checks]
         if unknown:
-            raise UsageError(f"no quality checks configured for {', '.join(unknown)}; tables with checks: {', '.join(configured) or 'none'}")
+            raise UsageError(
+                f"no quality checks configured for {', '.join(unknown)}; tables with checks: {', '.join(configured) or 'none'}"
+            )
     summary: dict = {"tables": {}, "skipped": [], "warnings": [], "failures": []}
     results: list[CheckResult] = []
     logged = logged_batches(spark, uc)

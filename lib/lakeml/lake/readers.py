@@ -23,6 +23,7 @@ from pyspark.sql.types import ArrayType, MapType, StringType, StructField, Struc
 from lakeml.core.config import SourceSpec
 from lakeml.core.errors import LakemlError
 from lakeml.lake import landing
+from lakeml.lake.stores import local_path
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def _real_path(uri: str) -> str:
 
 def real_path(path: str) -> str:
     """A listed path (``file:/x``, ``/x`` or ``hdfs://…``) as ``_source_file`` stores it."""
-    return landing.local_path(path)
+    return local_path(path)
 
 
 def batch_of_path(path: str) -> date | None:
@@ -141,7 +142,8 @@ def _unreadable(spark: SparkSession, spec: SourceSpec, bad: dict[str, str], batc
     rows = [(real_path(f), _batch_of(f, batches), why) for f, why in bad.items()]
     df = spark.createDataFrame(rows, "_source_file string, _batch_date date, _problem string")
     none = F.lit(None).cast("string")
-    return df.select(*[none.alias(c) for c in spec.columns], F.lit("").alias(CORRUPT), "_problem", none.alias(SKIP), none.alias(SHAPE), *META)
+    return df.select(*[none.alias(c) for c in spec.columns], F.lit("").alias(CORRUPT), "_problem", none.alias(SKIP), none.alias(SHAPE),
+                     *META)
 
 
 def read_raw(spark: SparkSession, spec: SourceSpec, files: list[str], headers: dict[str, str | None] | None = None,
@@ -186,7 +188,8 @@ def read_raw(spark: SparkSession, spec: SourceSpec, files: list[str], headers: d
 
 
 def _too_long(spec: SourceSpec) -> Column:
-    return F.concat(F.lit("line too long: "), F.col("_len").cast("string"), F.lit(f" bytes, the limit is {spec.max_line_bytes} (max_line_bytes)"))
+    return F.concat(F.lit("line too long: "), F.col("_len").cast("string"),
+                    F.lit(f" bytes, the limit is {spec.max_line_bytes} (max_line_bytes)"))
 
 
 def _read_text(spark: SparkSession, spec: SourceSpec, files: list[str], headers: dict[str, str | None] | None,
@@ -206,7 +209,8 @@ def _read_text(spark: SparkSession, spec: SourceSpec, files: list[str], headers:
         parsed = F.from_json(F.concat(F.lit("["), F.col("_t"), F.lit("]")), ArrayType(_string_schema(spec)), opts)
         lines = lines.withColumn(SKIP, skip).withColumn("_p", F.when(F.col(SKIP).isNull(), parsed))
         lines = lines.withColumn("_n", F.coalesce(F.size("_p"), F.lit(0))).withColumn("_utf8", utf8)
-        lines = lines.withColumn("_ok", F.col("_utf8") & ~F.col("_long") & F.col("_t").startswith("{") & F.col("_t").endswith("}") & (F.col("_n") == 1))
+        lines = lines.withColumn("_ok", F.col("_utf8") & ~F.col("_long") & F.col("_t").startswith("{") & F.col("_t").endswith("}")
+                                 & (F.col("_n") == 1))
         problem = (
             F.when(~F.col("_utf8"), F.lit(NOT_UTF8))
             .when(F.col("_long"), _too_long(spec))
@@ -215,7 +219,8 @@ def _read_text(spark: SparkSession, spec: SourceSpec, files: list[str], headers:
         )
         values = {c: _json_value(c) for c in cols}
         kind = {c: F.coalesce(F.lower(F.split(_variant_type(c), "<")[0]), F.lit("object or array")) for c in cols}
-        shape = _messages([(_json_container(c, v), F.concat(F.lit(f"{c}: a JSON "), kind[c], F.lit(f" where a {spec.columns[c].type} is declared")))
+        shape = _messages([(_json_container(c, v),
+                            F.concat(F.lit(f"{c}: a JSON "), kind[c], F.lit(f" where a {spec.columns[c].type} is declared")))
                            for c, v in values.items() if spec.columns[c].type == "string"])
         lines = lines.withColumn("_v", F.struct(*[v.alias(c) for c, v in values.items()]))
         return lines.select(
@@ -249,8 +254,10 @@ def _read_text(spark: SparkSession, spec: SourceSpec, files: list[str], headers:
     problem = (
         F.when(~F.col("_utf8"), F.lit(NOT_UTF8))
         .when(F.col("_long"), _too_long(spec))
-        .when(~F.col("_good_header"), F.concat(F.lit(f"header mismatch: expected '{expected}', file has '"), F.coalesce(F.col("_h"), F.lit("")), F.lit("'")))
-        .when(F.col("_fields") != len(cols), F.concat(F.lit(f"malformed record: expected {len(cols)} fields, found "), F.col("_fields").cast("string")))
+        .when(~F.col("_good_header"),
+              F.concat(F.lit(f"header mismatch: expected '{expected}', file has '"), F.coalesce(F.col("_h"), F.lit("")), F.lit("'")))
+        .when(F.col("_fields") != len(cols),
+              F.concat(F.lit(f"malformed record: expected {len(cols)} fields, found "), F.col("_fields").cast("string")))
     )
     return lines.select(
         *[F.when(F.col("_ok"), F.col("_p")[c]).alias(c) for c in cols],
@@ -285,7 +292,8 @@ def _json_container(c: str, v: Column) -> Column:
     only those rare lines are parsed a second time, to tell a container from a string
     that starts with a brace)."""
     maybe = v.startswith("{") | v.startswith("[")
-    return F.when(maybe, F.coalesce(_variant_type(c).rlike("^(OBJECT|ARRAY)"), F.col("_t").rlike(_key_pattern(c) + r"[\[{]"))).otherwise(F.lit(False))
+    container = F.coalesce(_variant_type(c).rlike("^(OBJECT|ARRAY)"), F.col("_t").rlike(_key_pattern(c) + r"[\[{]"))
+    return F.when(maybe, container).otherwise(F.lit(False))
 
 
 def _read_parquet(spark: SparkSession, spec: SourceSpec, files: list[str], batches: dict[str, date] | None) -> DataFrame:
@@ -295,7 +303,8 @@ def _read_parquet(spark: SparkSession, spec: SourceSpec, files: list[str], batch
         df = _with_files(df, files, batches, None).drop("_h")
         types = {f.name: f.dataType for f in df.schema.fields}
         complex_ = [c for c in spec.columns if c in types and isinstance(types[c], (StructType, ArrayType, MapType))]
-        shape = _messages([(F.col(c).isNotNull(), f"{c}: a {types[c].simpleString()} in the Parquet file where a {spec.columns[c].type} is declared")
+        shape = _messages([(F.col(c).isNotNull(),
+                            f"{c}: a {types[c].simpleString()} in the Parquet file where a {spec.columns[c].type} is declared")
                            for c in complex_])
         return df.select(
             *[(F.col(c).cast("string") if c in types and c not in complex_ else none).alias(c) for c in spec.columns],

@@ -85,7 +85,7 @@ def rebuild(spark: SparkSession, uc: UseCaseConfig, source: str, bronze: DataFra
     """Silver of ``source`` recomputed from all of bronze (a full recompute). ``bronze``:
     the rows bronze holds, when the caller has them at hand (a first load's cached rows)."""
     spec = uc.sources[source]
-    bronze = spark.table(uc.table(spec.table)) if bronze is None else bronze
+    bronze = tables.read(spark, uc.table(spec.table)) if bronze is None else bronze
     current = latest_per_key(bronze, spec.keys).persist()
     try:
         rows, span = layout(current, spec)
@@ -104,8 +104,6 @@ def merge(spark: SparkSession, uc: UseCaseConfig, source: str, new_rows: DataFra
     appended: the same result as the MERGE, without its copy of the source and its rewrite.
     For a source whose keys keep their event time, the keys are looked for only among the
     rows of ``time_range``: Delta skips the other files by their statistics."""
-    from delta.tables import DeltaTable
-
     spec = uc.sources[source]
     name = uc.silver(source)
     latest = new_rows if one_batch else latest_per_key(new_rows, spec.keys)
@@ -117,15 +115,9 @@ def merge(spark: SparkSession, uc: UseCaseConfig, source: str, new_rows: DataFra
     if bound is not None:
         on = on & bound("t.")
     if latest.join(key_lookup(spark, uc, source, time_range).select(*spec.keys), spec.keys, "left_semi").isEmpty():
-        laid_out(latest, spec, rows, span_days).write.format("delta").mode("append").saveAsTable(name)
+        tables.append(laid_out(latest, spec, rows, span_days), name)
         return
-    (
-        DeltaTable.forName(spark, name).alias("t")
-        .merge(latest.alias("s"), on)
-        .whenMatchedUpdateAll(condition=_newer())
-        .whenNotMatchedInsertAll()
-        .execute()
-    )
+    tables.merge(latest, name, on, update_when=_newer())
 
 
 def _time_bound(spec: SourceSpec, time_range: tuple | None):
@@ -141,7 +133,7 @@ def key_lookup(spark: SparkSession, uc: UseCaseConfig, source: str, time_range: 
     """The silver rows among which new rows of event times ``time_range`` can find their
     keys: all of silver, or for keys that keep their event time only the rows of that range
     (Delta skips the other files)."""
-    target = spark.table(uc.silver(source))
+    target = tables.read(spark, uc.silver(source))
     bound = _time_bound(uc.sources[source], time_range)
     return target if bound is None else target.where(bound())
 

@@ -56,14 +56,16 @@ def parse(raw: Column, name: str, spec: ColumnSpec, years: tuple[int, int]) -> t
         ok = value.isNotNull() & (finite | F.lit(spec.allow_non_finite) & word)
         why = (
             F.when(value.isNull(), cannot())
-            .when(word & ~F.lit(spec.allow_non_finite), F.concat(F.lit(f"{name}: '"), shown, F.lit("' is not a finite number (allow_non_finite: true accepts it)")))
+            .when(word & ~F.lit(spec.allow_non_finite),
+                  F.concat(F.lit(f"{name}: '"), shown, F.lit("' is not a finite number (allow_non_finite: true accepts it)")))
             .when(~finite & ~word, F.concat(F.lit(f"{name}: '"), shown, F.lit("' is beyond the range of double")))
         )
         return F.when(ok, value), why
     if spec.type in ("int", "bigint"):
         integer = t.rlike(INTEGER)
         value = F.when(integer, t.try_cast(spec.type))
-        why = F.when(~integer, cannot()).when(value.isNull(), F.concat(F.lit(f"{name}: '"), shown, F.lit(f"' is beyond the range of {spec.type}")))
+        why = F.when(~integer, cannot()).when(value.isNull(),
+                                              F.concat(F.lit(f"{name}: '"), shown, F.lit(f"' is beyond the range of {spec.type}")))
         return value, why
     if spec.type == "boolean":
         low = F.lower(t)
