@@ -1,5 +1,5 @@
 # Two commands for a newcomer: `make run` and `make test`. Both install what is missing.
-.PHONY: setup jars run test test-fast bench lint lock clean help
+.PHONY: setup jars run test test-fast bench lint lock clean help airflow
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -14,11 +14,16 @@ help:
 	@echo "make run    - install what is missing, write the demo data, run the whole pipeline (embedded env); USECASE=maintenance for the second use case"
 	@echo "make test   - install what is missing, run every test"
 	@echo "make bench  - benchmark every stage and its peers at SCALE entities (default 30000,100000,1000000) x DAYS [USECASE=...]; writes docs/benchmarks.md"
+	@echo "make airflow - install the Airflow environment (.venv-airflow) of orchestration/airflow: a DAG per use case, see its README.md"
 	@echo "make lint   - ruff"
 	@echo "make clean  - remove var/ (data, warehouse, metastore, MLflow) and dist/"
 
 setup:
 	@./scripts/setup.sh
+
+# Airflow in its own venv (its pins conflict with requirements.lock); quiet when installed
+airflow:
+	@./orchestration/airflow/install.sh
 
 jars: setup
 
@@ -42,7 +47,7 @@ bench: setup
 	$(PY) scripts/bench.py --scales $(SCALE) --days $(DAYS) --history "$(HISTORY)" --history-entities $(HISTORY_ENTITIES) $(UC_ARGS) $(BENCH_ARGS)
 
 lint: setup
-	$(PY) -m ruff check lib jobs tests
+	$(PY) -m ruff check lib jobs tests orchestration
 
 # re-resolve the pinned set from requirements.in (needs the package index)
 lock:
