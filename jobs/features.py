@@ -16,9 +16,9 @@ from lakeml import cli
 
 
 def run(args):
-    from lakeml import features
     from lakeml.core import session
     from lakeml.core.errors import UsageError
+    from lakeml.features import job as features_job
 
     env, uc = cli.load(args)
     backfill = None
@@ -30,7 +30,7 @@ def run(args):
         if args.as_of:
             raise UsageError("give --as-of or --backfill, not both")
     spark = session.get_spark(env, "lakeml-features")
-    return features.run(spark, uc, as_of=args.as_of, backfill=backfill, leakage_check=not args.skip_leakage_check)
+    return features_job.run(spark, uc, as_of=args.as_of, backfill=backfill, leakage_check=not args.skip_leakage_check)
 
 
 if __name__ == "__main__":
@@ -38,5 +38,6 @@ if __name__ == "__main__":
     p.add_argument("--as-of", type=cli.iso_date, action="append", help="snapshot date to compute; repeatable")
     p.add_argument("--backfill", nargs="*", metavar="DATE", help="recompute every snapshot (between FROM and TO when given)")
     p.add_argument("--skip-leakage-check", action="store_true",
-                   help="write features from new or changed SQL without first proving on a sample that it reads no event on or after as_of_date")
+                   help="write features from new or changed SQL without first proving on a sample "
+                        "that it reads no event on or after as_of_date")
     cli.main(run, p.parse_args())

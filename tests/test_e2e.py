@@ -13,6 +13,7 @@ from lakeml.core import tracking
 from lakeml.core.config import load_usecase
 from lakeml.core.errors import MissingDataError, MissingTableError
 from lakeml.demo import maker
+from lakeml.features import job as features_job
 from lakeml.lake import ingest
 from lakeml.lifecycle import gate, promote
 from lakeml.lifecycle.decisions import PromotionError
@@ -101,7 +102,7 @@ def test_leaky_feature_sql_is_refused_before_it_writes(spark, uc, built, conf_co
     ft, lt = uc.table(uc.tables.features), uc.table(uc.tables.labels)
     before = (tables.version(spark, ft), tables.version(spark, lt))
     with pytest.raises(leakage.LeakageError, match=r"sql/features/usage\.sql: .*active_days_7d"):
-        features.run(spark, leaky)
+        features_job.run(spark, leaky)
     assert (tables.version(spark, ft), tables.version(spark, lt)) == before
 
 
@@ -156,7 +157,7 @@ def test_retraining_makes_a_challenger_and_keeps_the_champion(spark, env, uc, bu
 def test_a_missing_table_says_which_and_how_to_make_it(spark, uc):
     empty = uc.model_copy(update={"database": "nowhere"})
     with pytest.raises(MissingTableError, match=r"Table nowhere.ingest_log does not exist. Create it by running jobs/ingest.py"):
-        features.run(spark, empty)
+        features_job.run(spark, empty)
 
 
 # --------------------------------------------------------------------------- the gate

@@ -29,6 +29,7 @@ from lakeml import features, pipeline
 from lakeml.core import tables
 from lakeml.core.config import load_usecase
 from lakeml.demo import maker
+from lakeml.features import job as features_job
 from lakeml.lake import ingest, silver
 from lakeml.ml import score
 from test_leakage import demo_bronze
@@ -208,7 +209,7 @@ def test_daily_runs_equal_a_full_recompute_from_scratch(spark, daily):
     full = inc.model_copy(update={"database": "t_inc_full"})
     ingest.ingest(spark, env, full)
     dates = sorted(r[0] for r in spark.table(inc.table(inc.tables.features)).select("as_of_date").distinct().collect())
-    features.run(spark, full, as_of=dates)
+    features_job.run(spark, full, as_of=dates)
     served = spark.table(inc.table(inc.tables.predictions)).select("score_date", "model_alias", "model_version").distinct().collect()
     assert served and {r.model_version for r in served} == {"1"}
     for r in sorted(served):

@@ -14,6 +14,7 @@ from lakeml import features
 from lakeml.core import tables, tracking
 from lakeml.core.config import EnvConfig, UseCaseConfig
 from lakeml.core.errors import UsageError
+from lakeml.features import job as features_job
 from lakeml.lake import ingest
 from lakeml.ml import score, train
 
@@ -115,7 +116,7 @@ class _Run:
         return quality.run(self.spark, self.uc, batch_dates=dates, only=only)
 
     def features(self):
-        out = features.run(self.spark, self.uc, backfill=(None, None) if self.full else None, leakage_check=self.leakage_check)
+        out = features_job.run(self.spark, self.uc, backfill=(None, None) if self.full else None, leakage_check=self.leakage_check)
         self.computed = [date.fromisoformat(d) for d in out["as_of_dates"]]
         return out
 

@@ -122,9 +122,10 @@ def on_master(env, master: str):
 
 def _stages(spark, env, uc, entities: int, days: int, rec, result: dict) -> dict:
     """The project's stages; returns what the peers need (snapshot dates, train and score results)."""
-    from lakeml import features, monitor
+    from lakeml import monitor
     from lakeml.core import tables
     from lakeml.demo import maker
+    from lakeml.features import job as features_job
     from lakeml.lake import ingest, quality
     from lakeml.ml import score, train
 
@@ -154,7 +155,7 @@ def _stages(spark, env, uc, entities: int, days: int, rec, result: dict) -> dict
     with rec.stage("features", bronze_rows) as r:
         # the feature computation; the no-leakage probe of new SQL (once per SQL change, on a
         # sample) is not part of it
-        f = features.run(spark, uc, leakage_check=False)
+        f = features_job.run(spark, uc, leakage_check=False)
         r["as_of_dates"] = len(f["as_of_dates"])
     result["rows"]["features"] = rec.results["features"]["output_rows"] = spark.table(uc.table(uc.tables.features)).count()
     result["as_of_dates"] = f["as_of_dates"]

@@ -26,6 +26,9 @@ from pyspark.sql import functions as F
 from lakeml.core import tables
 from lakeml.core.config import SourceSpec, UseCaseConfig
 from lakeml.core.errors import ConfigError
+from lakeml.features.build import build_features
+from lakeml.features.sql import run_sql
+from lakeml.features.views import population, register_source_views
 
 log = logging.getLogger(__name__)
 
@@ -129,10 +132,6 @@ def moved_columns(spark: SparkSession, uc: UseCaseConfig, frames: dict[str, Data
     snapshots: the views then hold events up to the later date, so SQL that reads events on
     or after ``d`` for the snapshot of ``d`` shows it (with ``d`` alone, the event window
     ends at ``d`` and would hide it)."""
-    from lakeml.features.build import build_features
-    from lakeml.features.sql import run_sql
-    from lakeml.features.views import population, register_source_views
-
     key = [uc.features.entity, "as_of_date"]
     dates = [d, later_date(uc, d)]
     at_d = F.col("as_of_date") == F.lit(d)

@@ -75,7 +75,7 @@ def as_of_dates(spark: SparkSession, name: str) -> set[date]:
     """The as-of dates a table partitioned by ``as_of_date`` holds (partition values: no data read)."""
     if not tables.exists(spark, name):
         return set()
-    return {r[0] for r in spark.table(name).select("as_of_date").distinct().collect()}
+    return {r[0] for r in tables.read(spark, name).select("as_of_date").distinct().collect()}
 
 
 @dataclass
@@ -101,13 +101,13 @@ def plan(
 ) -> Plan:
     """The dates of one features run: ``as_of`` (given dates), ``backfill`` (every date of
     the table and the schedule in ``[from, to]``, either end open), or what the day brings."""
-    ft, lt = uc.table(uc.tables.features), uc.table(uc.tables.labels)
+    features_table, labels_table = uc.table(uc.tables.features), uc.table(uc.tables.labels)
     first, newest = batch_range(spark, uc)
     snaps = uc.features.snapshots
-    have = as_of_dates(spark, ft)
-    schedule = sorted(set(snapshot_dates(first, newest, snaps.every_days, snaps.first_after_days)) | have)
-    fprops = properties(spark, ft)
-    fp = features_fingerprint(uc)
+    computed = as_of_dates(spark, features_table)
+    schedule = sorted(set(snapshot_dates(first, newest, snaps.every_days, snaps.first_after_days)) | computed)
+    features_props = properties(spark, features_table)
+    features_fp = features_fingerprint(uc)
     log_max = tables.read(spark, uc.table(uc.tables.ingest_log)).agg(F.max("ingested_at")).first()[0]
     watermark = str(log_max) if log_max is not None else None
 
@@ -117,38 +117,41 @@ def plan(
         lo, hi = backfill
         compute = [d for d in schedule if (lo is None or d >= lo) and (hi is None or d <= hi)]
         reason = f"backfill {lo or 'start'} .. {hi or 'end'}"
-    elif not have:
+    elif not computed:
         compute, reason = schedule, "the feature table is new: every snapshot"
-    elif fprops.get(FEATURES_FINGERPRINT) != fp:
+    elif features_props.get(FEATURES_FINGERPRINT) != features_fp:
         compute = schedule
-        reason = (f"full recompute: the feature SQL or its conf changed (fingerprint {fprops.get(FEATURES_FINGERPRINT)} -> {fp})"
-                  if fprops.get(FEATURES_FINGERPRINT) else "full recompute: the table has no fingerprint yet")
+        built_with = features_props.get(FEATURES_FINGERPRINT)
+        reason = (f"full recompute: the feature SQL or its conf changed (fingerprint {built_with} -> {features_fp})"
+                  if built_with else "full recompute: the table has no fingerprint yet")
     else:
-        missing = set(schedule) - have
-        since = fprops.get(WATERMARK)
+        missing = set(schedule) - computed
+        since = features_props.get(WATERMARK)
         new_batches = _batches_since(spark, uc, since)
         touched: set[date] = set()
         if new_batches:
             earliest = min(new_batches) - timedelta(days=uc.features.late_days)
-            touched = {d for d in have if d > earliest}
+            touched = {d for d in computed if d > earliest}
         compute = sorted(missing | touched)
         reason = (f"{len(missing)} new snapshot(s), {len(touched)} touched by {len(new_batches)} batch(es) ingested since the last run "
                   f"(late_days {uc.features.late_days})")
 
-    lprops = properties(spark, lt)
+    labels_props = properties(spark, labels_table)
     observed_until = newest - timedelta(days=uc.label.delay_days)
-    labelled = as_of_dates(spark, lt)
-    prev = lprops.get(OBSERVED_UNTIL)
-    labels_full = lprops.get(LABELS_FINGERPRINT) != labels_fingerprint(uc) or prev is None or backfill == (None, None)
+    labelled = as_of_dates(spark, labels_table)
+    observed_before = labels_props.get(OBSERVED_UNTIL)
+    labels_full = (labels_props.get(LABELS_FINGERPRINT) != labels_fingerprint(uc) or observed_before is None
+                   or backfill == (None, None))
     if labels_full:
         label_dates = sorted(set(schedule) | set(compute))
     else:
-        closed = date.fromisoformat(prev)
+        closed = date.fromisoformat(observed_before)
         # not labelled yet, or its window was still open last time: a final label never changes
-        label_dates = sorted(d for d in set(schedule) | set(compute) if d not in labelled or d + timedelta(days=uc.label.horizon_days) > closed)
+        horizon = timedelta(days=uc.label.horizon_days)
+        label_dates = sorted(d for d in set(schedule) | set(compute) if d not in labelled or d + horizon > closed)
     return Plan(first, newest, schedule, compute, label_dates, observed_until, reason, watermark,
-                {FEATURES_FINGERPRINT: fp, LABELS_FINGERPRINT: labels_fingerprint(uc)}, labels_full,
-                new_sql=fprops.get(FEATURES_FINGERPRINT) != fp)
+                {FEATURES_FINGERPRINT: features_fp, LABELS_FINGERPRINT: labels_fingerprint(uc)}, labels_full,
+                new_sql=features_props.get(FEATURES_FINGERPRINT) != features_fp)
 
 
 def _batches_since(spark: SparkSession, uc: UseCaseConfig, since: str | None) -> set[date]:
