@@ -60,7 +60,7 @@ def record(spark: SparkSession, uc: UseCaseConfig, d: Decision) -> None:
     df = spark.createDataFrame([tuple(row[c] for c in cols)], DECISION_SCHEMA)
     name = uc.table(uc.tables.model_decisions)
     tables.ensure_database(spark, uc.database)
-    df.write.format("delta").mode("append").saveAsTable(name)
+    tables.append(df, name)
     log.info("decision %s: %s (challenger %s, champion %s -> %s) %s", d.action, d.decision, d.challenger_version,
              d.champion_before, d.champion_after, "; ".join(d.reasons))
 
@@ -69,4 +69,4 @@ def last_decision(spark: SparkSession, uc: UseCaseConfig):
     name = uc.table(uc.tables.model_decisions)
     if not tables.exists(spark, name):
         return None
-    return spark.table(name).orderBy(F.col("decided_at").desc()).first()
+    return tables.read(spark, name).orderBy(F.col("decided_at").desc()).first()

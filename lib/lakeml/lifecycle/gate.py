@@ -1,6 +1,7 @@
-"""The validation gate, promotion and rollback: every decision recorded.
+"""The validation gate: the challenger against the champion, promoted or refused, every
+decision recorded (rollback and forced promotion by hand: ``lakeml.lifecycle.promote``).
 
-validate: the challenger and the current champion are scored on the SAME holdout (the
+``validate``: the challenger and the current champion are scored on the SAME holdout (the
 newest labelled snapshot) and compared with the thresholds of ``validation`` in the use
 case. The challenger is promoted (the ``champion`` alias moves to it) only if
 
@@ -63,7 +64,9 @@ def validate(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, trigger: st
         d = Decision(uc.model.name, "validate", "noop", challenger.version, champion.version, champion.version,
                      reasons=["challenger is the champion (the first model of a name becomes champion)"], trigger=trigger)
         prev = last_decision(spark, uc)
-        if not (prev is not None and prev.action == "validate" and prev.decision == "noop" and prev.challenger_version == challenger.version):
+        already_recorded = (prev is not None and prev.action == "validate" and prev.decision == "noop"
+                            and prev.challenger_version == challenger.version)
+        if not already_recorded:
             record(spark, uc, d)
         return d
     rows, hd = holdout(spark, uc)
@@ -93,10 +96,20 @@ def validate(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, trigger: st
         else:
             reasons.append(f"challenger ROC AUC {cm['roc_auc']:.4f} vs champion {km['roc_auc']:.4f} (delta {delta:+.4f})")
     d = Decision(
-        uc.model.name, "validate", "promoted" if ok else "refused", challenger.version,
-        champion.version if champion else None, challenger.version if ok else (champion.version if champion else None),
-        hd, cm["roc_auc"], km["roc_auc"] if km else None, cm["lift_top_decile"], km["lift_top_decile"] if km else None,
-        reasons, trigger, {"challenger": cm, "champion": km, "rules": v.model_dump()},
+        model_name=uc.model.name,
+        action="validate",
+        decision="promoted" if ok else "refused",
+        challenger_version=challenger.version,
+        champion_before=champion.version if champion else None,
+        champion_after=challenger.version if ok else (champion.version if champion else None),
+        holdout_date=hd,
+        challenger_roc_auc=cm["roc_auc"],
+        champion_roc_auc=km["roc_auc"] if km else None,
+        challenger_lift=cm["lift_top_decile"],
+        champion_lift=km["lift_top_decile"] if km else None,
+        reasons=reasons,
+        trigger=trigger,
+        details={"challenger": cm, "champion": km, "rules": v.model_dump()},
     )
     prev = last_decision(spark, uc)
     if (not ok and prev is not None and prev.action == "validate" and prev.decision == "refused"

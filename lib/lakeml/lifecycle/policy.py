@@ -41,7 +41,7 @@ def decide(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, score_date: d
 
     dt = uc.table(uc.tables.drift_metrics)
     if tables.exists(spark, dt):
-        rows = spark.table(dt).where(F.col("model_version") == champion.version)
+        rows = tables.read(spark, dt).where(F.col("model_version") == champion.version)
         if score_date is not None:
             rows = rows.where(F.col("score_date") <= F.lit(score_date))
         watched = F.lit(True)
@@ -73,7 +73,7 @@ def decide(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, score_date: d
 
     pt = uc.table(uc.tables.performance_metrics)
     if tables.exists(spark, pt):
-        perf = spark.table(pt).where((F.col("model_version") == champion.version) & F.col("roc_auc").isNotNull())
+        perf = tables.read(spark, pt).where((F.col("model_version") == champion.version) & F.col("roc_auc").isNotNull())
         if "model_alias" in perf.columns:
             perf = perf.where(F.coalesce(F.col("model_alias"), F.lit(tracking.CHAMPION)) == tracking.CHAMPION)
         newest = perf.orderBy(F.col("score_date").desc()).first()

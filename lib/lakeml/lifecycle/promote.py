@@ -25,7 +25,7 @@ def rollback(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, reason: str
     prev = None
     if tables.exists(spark, name):
         prev = (
-            spark.table(name)
+            tables.read(spark, name)
             .where((F.col("model_name") == uc.model.name) & (F.col("champion_after") == champion.version)
                    & F.col("decision").isin("promoted", "forced", "rolled_back")
                    & F.col("champion_before").isNotNull() & (F.col("champion_before") != champion.version))

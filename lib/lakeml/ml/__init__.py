@@ -1,2 +1,3 @@
-"""Models: the MLlib training pipeline (``train``), batch scoring (``score``), metrics and
-training plots, and the portable ONNX copy (``onnx_export``, ``onnx_runtime``, ``portable``)."""
+"""Models: the MLlib training pipeline (``train``, XGBoost's estimator in ``xgb``), batch
+scoring (``score``), metrics and training plots, and the portable ONNX copy
+(``onnx_export``, ``onnx_runtime``, ``portable``)."""

@@ -100,7 +100,9 @@ def score_frame(df, model: bytes, keep: list[str], probability: str):
     shipped = df.sparkSession.sparkContext.broadcast(model)
     inputs = model_inputs(model)
     fields = {f.name: f for f in df.schema.fields}
-    schema = T.StructType([fields[c] for c in keep] + [T.StructField(probability, T.DoubleType()), T.StructField("prediction", T.IntegerType())])
+    schema = T.StructType(
+        [fields[c] for c in keep] + [T.StructField(probability, T.DoubleType()), T.StructField("prediction", T.IntegerType())]
+    )
 
     def run(batches):
         import pyarrow as pa
@@ -112,7 +114,10 @@ def score_frame(df, model: bytes, keep: list[str], probability: str):
             prob, pred = sess.run(["probability", "prediction"], arrow_feeds(sess, b))
             yield pa.RecordBatch.from_arrays(
                 [*(b.column(c) for c in keep), pa.array(prob[:, 1], pa.float64()), pa.array(pred.astype(np.int32), pa.int32())],
-                schema=pa.schema([pa.field(c, b.schema.field(c).type) for c in keep] + [pa.field(probability, pa.float64()), pa.field("prediction", pa.int32())]),
+                schema=pa.schema(
+                    [pa.field(c, b.schema.field(c).type) for c in keep]
+                    + [pa.field(probability, pa.float64()), pa.field("prediction", pa.int32())]
+                ),
             )
 
     cols = list(dict.fromkeys([*keep, *inputs]))

@@ -104,7 +104,8 @@ def log_portable(model, sample_df, run_id: str, ref=None, spec: ExportSpec | Non
                     logged["onnx"] = ONNX_ARTIFACT
                     log.info("logged %s (max |diff| %.3g on %d rows)", ONNX_ARTIFACT, diff, len(native))
                 else:
-                    missing["onnx"] = f"max |P(1) - Spark P(1)| = {diff:.3g} over {len(native)} rows > parity_tolerance {spec.parity_tolerance}"
+                    missing["onnx"] = (f"max |P(1) - Spark P(1)| = {diff:.3g} over {len(native)} rows "
+                                       f"> parity_tolerance {spec.parity_tolerance}")
                     log.warning("no onnx export: %s", missing["onnx"])
     formats = ",".join(sorted(logged)) or "none"
     tags = {FORMATS_TAG: formats, **{f"portable_{k}_missing": v[:4000] for k, v in missing.items()}}

@@ -5,7 +5,9 @@ ONNX Runtime inside ``mapInArrow`` (engine ``onnx``), ``scoring.engine`` in the 
 file; the default ``auto`` takes the ONNX copy where the version has one (faster on the
 benchmark) and ``transform`` otherwise. The same table either way. The predictions table
 is partitioned by score_date; re-scoring a date atomically replaces that date's rows of the
-same alias and leaves every other date alone, so history is kept and nothing duplicates.
+same alias and leaves every other date alone, so history is kept and nothing duplicates;
+the live performance measured on a re-scored date's earlier predictions is dropped, so the
+monitor job measures it again.
 """
 
 from __future__ import annotations
@@ -85,7 +87,10 @@ def load(client, uc: UseCaseConfig, alias: str, version: str | None = None) -> t
     the bytes of its ONNX copy (``onnx``); ``auto`` takes the ONNX copy where there is one."""
     engine = uc.scoring.engine
     if engine != "native":
-        ref = tracking.get_alias(client, uc.model.name, alias) if version is None else tracking.version_ref(client, uc.model.name, version, alias)
+        if version is None:
+            ref = tracking.get_alias(client, uc.model.name, alias)
+        else:
+            ref = tracking.version_ref(client, uc.model.name, version, alias)
         if ref is None:
             tracking.load_spark_model(client, uc.model.name, alias)  # raises the error that says how to get one
         why = onnx_missing(client, ref)
@@ -144,13 +149,16 @@ def run_many(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, todo: list[
     )
     perf = uc.table(uc.tables.performance_metrics)
     if tables.exists(spark, perf):  # measured on the earlier predictions of these dates: measure again
-        spark.sql(f"DELETE FROM {perf} WHERE {tables.in_predicate('score_date', dates)}")
-    written = spark.table(pt).where(F.expr(tables.slices_predicate("model_alias", "score_date", slices)))
+        # their rows replaced by none (a delete; core.tables has no delete verb)
+        no_rows = tables.read(spark, perf).limit(0)
+        tables.replace_where(no_rows, perf, tables.in_predicate("score_date", dates))
+    written = tables.read(spark, pt).where(F.expr(tables.slices_predicate("model_alias", "score_date", slices)))
     n = {(r.score_date, r.model_alias): r["count"] for r in written.groupBy("score_date", "model_alias").count().collect()}
     out = []
     for d, _, ref, engine in refs:
         rows = n.get((d, ref.alias), 0)
-        log.info("scored %d rows (one per %s) for %s with %s version %s (engine %s) into %s", rows, uc.entity, d, ref.name, ref.version, engine, pt)
+        log.info("scored %d rows (one per %s) for %s with %s version %s (engine %s) into %s",
+                 rows, uc.entity, d, ref.name, ref.version, engine, pt)
         out.append({"score_date": d, "rows": rows, "model_version": ref.version, "model_run_id": ref.run_id, "table": pt, "engine": engine,
                     "model_load_seconds": round(loaded - t0, 2), "score_write_seconds": round(time.perf_counter() - loaded, 2)})
     return out

@@ -250,9 +250,11 @@ def fit(spark: SparkSession, uc: UseCaseConfig, data: DataFrame, dates: list[dat
     ev = BinaryClassificationEvaluator(labelCol=label, metricName=spec.tuning.metric)
     t = spec.tuning
     if t.method == "cross_validator":
-        tuner = CrossValidator(estimator=clf, estimatorParamMaps=grid, evaluator=ev, numFolds=t.folds, parallelism=t.parallelism, seed=spec.seed)
+        tuner = CrossValidator(estimator=clf, estimatorParamMaps=grid, evaluator=ev, numFolds=t.folds,
+                               parallelism=t.parallelism, seed=spec.seed)
     else:
-        tuner = TrainValidationSplit(estimator=clf, estimatorParamMaps=grid, evaluator=ev, trainRatio=t.train_ratio, parallelism=t.parallelism, seed=spec.seed)
+        tuner = TrainValidationSplit(estimator=clf, estimatorParamMaps=grid, evaluator=ev, trainRatio=t.train_ratio,
+                                     parallelism=t.parallelism, seed=spec.seed)
     # the feature stages (imputer medians, category indices, encoder, assembler) are fitted
     # once, on every training row, and their output cached: the grid and the refit then fit
     # the classifier alone, where a whole pipeline per model fitted each feature stage again
@@ -268,7 +270,8 @@ def fit(spark: SparkSession, uc: UseCaseConfig, data: DataFrame, dates: list[dat
     best_params = {p.name: v for p, v in grid[best_i].items()}
     if spec.threshold == "max_f1":
         chosen_on = prepared if n_train <= THRESHOLD_ROWS else prepared.sample(fraction=THRESHOLD_ROWS / n_train, seed=spec.seed)
-        threshold = metrics.best_f1_threshold(metrics.curves(tuned.bestModel.transform(chosen_on).withColumn(p1, metrics.positive_probability()), label, p1))
+        chosen_scored = tuned.bestModel.transform(chosen_on).withColumn(p1, metrics.positive_probability())
+        threshold = metrics.best_f1_threshold(metrics.curves(chosen_scored, label, p1))
     else:
         threshold = float(spec.threshold)
     model = set_threshold(model, threshold)
@@ -314,7 +317,7 @@ def run(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig) -> TrainResult:
             {"git_commit": tracking.git_commit(env.project_root), "usecase": uc.name, "env": env.name, "stage": "train"}
         )
         for t, v in versions.items():
-            tracking.log_table_input(spark.table(t), t, v, "training")
+            tracking.log_table_input(tables.read(spark, t), t, v, "training")
         r = fit(spark, uc, data, dates)
         m = r["metrics"]
         tracking.mlflow.log_params(

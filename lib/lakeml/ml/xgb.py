@@ -20,6 +20,7 @@ exactly; leaves add up in float64, which differs from XGBoost's float32 sums by 
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 from pyspark import keyword_only
@@ -29,6 +30,10 @@ from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+
+from lakeml.core.errors import first_line
+
+log = logging.getLogger(__name__)
 
 NAME = "xgboost"
 VALIDATION_COL = "_xgb_validation"
@@ -60,7 +65,9 @@ def task_slots(spark) -> int:
     jsc = spark.sparkContext._jsc.sc()
     try:
         return max(1, int(jsc.maxNumConcurrentTasks(jsc.resourceProfileManager().defaultResourceProfile())))
-    except Exception:  # noqa: BLE001 - an internal Spark API: fall back to one worker, which always fits
+    except Exception as e:  # noqa: BLE001 - an internal Spark API (py4j's error types vary): one worker always fits
+        log.warning("cannot ask Spark how many tasks it runs at once (%s: %s): XGBoost falls back to one worker",
+                    type(e).__name__, first_line(e))
         return 1
 
 

@@ -1,11 +1,9 @@
-"""Drift monitoring and live performance: the feedback loop after scoring.
-
-Drift (``run_drift``) compares the feature rows of a score date, and the probabilities the
-model gave them, with a reference: the rows that model was trained on (its MLflow run logs
-``train_from`` / ``train_to`` / ``test_as_of``; ``monitoring.reference: test`` uses its test
-snapshot instead), which the model scores again for the reference probabilities. Every
-statistic comes from counts aggregated in Spark (one aggregation per side for all
-features); only the count tables reach the driver.
+"""Drift statistics in Spark: the reference side (``profile``: bin edges and counts of the
+rows a model was trained on, a :class:`~lakeml.monitor.profile.Profile`) and the drift of
+current rows against it (``compare``; ``drift`` does both). Every statistic comes from
+counts aggregated in Spark (one aggregation per side for all features); only the count
+tables reach the driver. Which rows are the reference and where the results are stored is
+the monitor job's (``lakeml.monitor.job``).
 
 Per feature (``kind`` numeric, categorical or prediction):
 
@@ -34,24 +32,16 @@ when psi >= psi_warn, ``ok`` otherwise (thresholds in ``monitoring`` of the use 
 
 from __future__ import annotations
 
-import logging
 import math
-from dataclasses import dataclass
-from datetime import date
 
 import numpy as np
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from lakeml import features
-from lakeml.core import tables, tracking
-from lakeml.core.config import EnvConfig, UseCaseConfig
-from lakeml.core.errors import MissingDataError
-from lakeml.ml import metrics
-from lakeml.monitor.stats import STATUS_ORDER, chi2_p, js_distance, ks_binned, psi, status
-
-log = logging.getLogger(__name__)
+from lakeml.core.config import UseCaseConfig
+from lakeml.monitor.profile import Profile
+from lakeml.monitor.stats import chi2_p, js_distance, ks_binned, psi, status
 
 NULL_BIN = "null"
 
@@ -115,27 +105,6 @@ def _edges(values: list[float]) -> list[float]:
     return sorted({float(v) for v in values if v is not None and math.isfinite(v)})
 
 
-@dataclass
-class Profile:
-    """What drift needs of the reference, computed once per model version and stored
-    (``lakeml.monitor.reference``): the bin edges of every numeric feature and of the
-    probability, and the reference's count in every bin and category."""
-
-    kinds: dict[str, str]  # feature -> numeric | categorical | prediction
-    fine: dict[str, list[float]]  # KS bins (numeric features)
-    coarse: dict[str, list[float]]  # PSI / JS / chi-square bins (numeric features)
-    counts: dict[tuple[str, str | None], int]  # (feature, bin key or category; None: nulls) -> rows
-    description: str = ""
-
-    @property
-    def numeric(self) -> list[str]:
-        return [c for c, k in self.kinds.items() if k != "categorical"]
-
-    @property
-    def categorical(self) -> list[str]:
-        return [c for c, k in self.kinds.items() if k == "categorical"]
-
-
 def _prepared(df: DataFrame, kinds: dict[str, str], prob: str | None) -> DataFrame:
     """Numbers as doubles (NaN as null), categories as strings; the probability column
     ``prob`` of ``df`` under the name the profile gives it."""
@@ -150,7 +119,9 @@ def _prepared(df: DataFrame, kinds: dict[str, str], prob: str | None) -> DataFra
     return df.select(*cols)
 
 
-def _counts(df: DataFrame, prof_fine: dict[str, list[float]], numeric: list[str], categorical: list[str]) -> dict[tuple[str, str | None], int]:
+def _counts(
+    df: DataFrame, prof_fine: dict[str, list[float]], numeric: list[str], categorical: list[str]
+) -> dict[tuple[str, str | None], int]:
     """(feature, bin key) -> rows, in ONE aggregation over all features."""
     df, idx = _bucketed(df, {c: prof_fine[c] for c in numeric})
     cells = [F.struct(F.lit(c).alias("feature"), idx[c].cast("string").alias("key")) for c in numeric]
@@ -247,129 +218,25 @@ def drift(
 
 
 def _row(feature, kind, mon, labels, edges, rc, cc, nulls_r, nulls_c, ks_v) -> tuple:
+    """One row of ``DRIFT_SCHEMA``, built by column name (so the schema's order decides)."""
     p, j = psi(rc, cc), js_distance(rc, cc)
-    return (
-        feature,
-        kind,
-        status(kind, p, ks_v, j, mon),
-        p,
-        ks_v,
-        j,
-        chi2_p(rc, cc),
-        int(sum(rc)),
-        int(sum(cc)),
-        int(nulls_r),
-        int(nulls_c),
-        list(labels),
-        None if edges is None else [float(e) for e in edges],
-        [int(v) for v in rc],
-        [int(v) for v in cc],
-    )
-
-
-def reference_rows(spark: SparkSession, client, uc: UseCaseConfig, name: str, version: str) -> tuple[DataFrame, str]:
-    """The labelled feature rows model ``name`` version ``version`` was trained on (or its
-    test snapshot, with ``monitoring.reference: test``), and a description of them."""
-    mv = client.get_model_version(name, version)
-    params = client.get_run(mv.run_id).data.params if mv.run_id else {}
-    test_as_of = params.get("test_as_of") or (mv.tags or {}).get("test_as_of")
-    lab = features.labelled_features(spark, uc)
-    d = F.col("as_of_date")
-    if uc.monitoring.reference == "test":
-        if not test_as_of:
-            raise MissingDataError(f"{name} version {version}: its run logs no test_as_of; set monitoring.reference: training in {uc.source_file}")
-        rows, desc = lab.where(d == F.lit(date.fromisoformat(test_as_of))), f"test snapshot {test_as_of}"
-    elif params.get("train_from") and params.get("train_to"):
-        lo, hi = date.fromisoformat(params["train_from"]), date.fromisoformat(params["train_to"])
-        rows, desc = lab.where(d.between(F.lit(lo), F.lit(hi))), f"training snapshots {lo}..{hi}"
-    elif test_as_of:
-        # the training rule of lakeml.train: label windows closed by the test snapshot
-        t = date.fromisoformat(test_as_of)
-        rows = lab.where(F.date_add(d, uc.label.horizon_days) <= F.lit(t))
-        desc = f"labelled snapshots with as_of + {uc.label.horizon_days}d <= {t}"
-    else:
-        raise MissingDataError(f"{name} version {version}: its MLflow run logs neither train_from/train_to nor test_as_of; no reference")
-    if rows.isEmpty():
-        raise MissingDataError(f"no labelled feature rows for the reference of {name} version {version} ({desc}) in {uc.table(uc.tables.features)}")
-    return rows, desc
-
-
-def _predictions(spark: SparkSession, uc: UseCaseConfig, alias: str | None) -> DataFrame:
-    preds = tables.read(spark, uc.table(uc.tables.predictions), made_by=tables.SCORE_JOB)
-    if alias is not None and "model_alias" in preds.columns:
-        preds = preds.where(F.col("model_alias") == alias)
-    return preds
-
-
-def newest_score_date(spark: SparkSession, uc: UseCaseConfig, alias: str | None = tracking.CHAMPION) -> date:
-    d = _predictions(spark, uc, alias).agg(F.max("score_date")).first()[0]
-    if d is None:
-        raise MissingDataError(f"{uc.table(uc.tables.predictions)} has no predictions{f' of alias {alias}' if alias else ''}. Run {tables.SCORE_JOB}.")
-    return d
-
-
-def run_drift(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, score_date: date | None = None, alias: str = tracking.CHAMPION) -> dict:
-    """Drift of the features and probabilities of ``score_date`` (default: the newest scored
-    date) against the training rows of the model version that scored it, into
-    ``<db>.drift_metrics``; re-running a (score_date, model_version) replaces its rows."""
-    preds = _predictions(spark, uc, alias)
-    d = score_date or newest_score_date(spark, uc, alias)
-    day = preds.where(F.col("score_date") == F.lit(d))
-    versions = day.select("model_name", "model_version").distinct().collect()
-    if not versions:
-        have = [str(r[0]) for r in preds.select("score_date").distinct().orderBy("score_date").collect()]
-        raise MissingDataError(
-            f"{uc.table(uc.tables.predictions)} has no predictions of alias {alias} for {d}; it has {', '.join(have[-5:]) or 'none'} "
-            f"(newest last). Score that date with: jobs/score.py --date {d}"
-        )
-    if len(versions) > 1:
-        raise MissingDataError(f"{uc.table(uc.tables.predictions)}: {d} was scored by several versions of alias {alias}: {versions}")
-    name, version = versions[0]["model_name"], versions[0]["model_version"]
-    cols = [uc.features.entity, *uc.model.numeric, *uc.model.categorical]
-    p1 = uc.probability
-    entity = uc.features.entity
-    ft = tables.read(spark, uc.table(uc.tables.features), made_by=tables.FEATURES_JOB)
-    cur = ft.where(F.col("as_of_date") == F.lit(d)).select(*cols).join(day.select(entity, p1), entity, "left")
-    if cur.isEmpty():
-        raise MissingDataError(f"{uc.table(uc.tables.features)} has no rows for {d}. Compute that date with: jobs/features.py --as-of {d}")
-    from lakeml.monitor import reference
-
-    prof = reference.load(spark, uc, name, version)
-    if prof is None:  # the first time this version is monitored: read and score its training rows once
-        client = tracking.configure(env)
-        ref_rows, ref_desc = reference_rows(spark, client, uc, name, version)
-        model = tracking.mlflow.spark.load_model(f"models:/{name}/{version}")
-        ref_scored = model.transform(ref_rows.select(*cols, "as_of_date")).select(*cols, metrics.positive_probability().alias(p1))
-        prof = profile(uc, ref_scored, uc.model.numeric, uc.model.categorical, prob_ref=p1, description=ref_desc)
-        reference.save(spark, uc, name, version, prof)
-    ref_desc = prof.description
-    res = compare(spark, uc, prof, cur, prob_cur=p1)
-    out = res.select(
-        F.lit(d).alias("score_date"),
-        F.lit(name).alias("model_name"),
-        F.lit(str(version)).alias("model_version"),
-        *res.columns,
-        F.lit(ref_desc).alias("reference"),
-        F.current_timestamp().alias("computed_at"),
-    )
-    dt = uc.table(uc.tables.drift_metrics)
-    tables.ensure_database(spark, uc.database)
-    tables.replace_where(out.coalesce(1), dt, f"score_date = {tables.sql_literal(d)} AND model_version = {tables.sql_literal(str(version))}")
-    rows = res.select("feature", "kind", "status", "psi").collect()
-    by_status = {s: sorted(r.feature for r in rows if r.status == s) for s in ("alert", "warn")}
-    top = max(rows, key=lambda r: r.psi if r.psi is not None else -1.0)
-    pred_row = next((r for r in rows if r.kind == "prediction"), None)
-    log.info("drift for %s (%s version %s vs %s): %d alert, %d warn into %s", d, name, version, ref_desc, len(by_status["alert"]), len(by_status["warn"]), dt)
-    return {
-        "score_date": d,
-        "model_name": name,
-        "model_version": str(version),
-        "reference": ref_desc,
-        "features": len(rows),
-        "status": max((r.status for r in rows), key=STATUS_ORDER.get, default="ok"),
-        "alerts": by_status["alert"],
-        "warnings": by_status["warn"],
-        "max_psi": {"feature": top.feature, "psi": top.psi},
-        "prediction_psi": pred_row.psi if pred_row else None,
-        "table": dt,
+    values = {
+        "feature": feature,
+        "kind": kind,
+        "status": status(kind, p, ks_v, j, mon),
+        "psi": p,
+        "ks": ks_v,
+        "js": j,
+        "chi2_p": chi2_p(rc, cc),
+        "n_ref": int(sum(rc)),
+        "n_cur": int(sum(cc)),
+        "nulls_ref": int(nulls_r),
+        "nulls_cur": int(nulls_c),
+        "bins": list(labels),
+        "edges": None if edges is None else [float(e) for e in edges],
+        "ref_counts": [int(v) for v in rc],
+        "cur_counts": [int(v) for v in cc],
     }
+    if values.keys() != set(DRIFT_SCHEMA.fieldNames()):
+        raise ValueError(f"a drift row has {sorted(values)}, DRIFT_SCHEMA {sorted(DRIFT_SCHEMA.fieldNames())}")
+    return tuple(values[name] for name in DRIFT_SCHEMA.fieldNames())

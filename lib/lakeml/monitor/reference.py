@@ -1,33 +1,28 @@
-"""The drift reference of each model version, computed once and stored.
+"""The stored form of a model version's drift reference: the rows of ``<db>.drift_reference``
+(one per model, version and feature) and back to a :class:`~lakeml.monitor.profile.Profile`.
 
 The reference is the labelled rows a model version was trained on (or its test snapshot),
 scored again by that version: quantile edges and bin counts of every feature and of the
-probability (``lakeml.monitor.drift.profile``). It does not change after training, so it is
-computed the first time a version is monitored and kept in ``<db>.drift_reference``, one row
-per (model, version, feature); every later day reads it instead of re-reading and re-scoring
-the history. A change of the monitoring conf that decides the bins (``bins``, ``ks_bins``,
-``quantile_error``, ``reference``) computes it again.
+probability (``lakeml.monitor.drift.profile``). It does not change after training, so the
+monitor job (``lakeml.monitor.job``) computes it the first time a version is monitored and
+keeps it; every later day reads it instead of re-reading and re-scoring the history. A
+change of the monitoring conf that decides the bins (``bins``, ``ks_bins``,
+``quantile_error``, ``reference``) computes it again: the rows carry its ``settings``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 
-from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
-
-from lakeml.core import tables
 from lakeml.core.config import UseCaseConfig
-from lakeml.monitor.drift import Profile
-
-log = logging.getLogger(__name__)
+from lakeml.monitor.profile import Profile
 
 SCHEMA = (
     "model_name string, model_version string, settings string, reference string, feature string, kind string, "
     "fine_edges array<double>, coarse_edges array<double>, bin_keys array<string>, bin_counts array<bigint>"
 )
+COLUMNS = [c.split()[0] for c in SCHEMA.split(", ")]
 
 
 def settings(uc: UseCaseConfig) -> str:
@@ -38,16 +33,29 @@ def settings(uc: UseCaseConfig) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def load(spark: SparkSession, uc: UseCaseConfig, name: str, version: str) -> Profile | None:
-    """The stored reference of a model version, or None."""
-    t = uc.table(uc.tables.drift_reference)
-    if not tables.exists(spark, t):
-        return None
-    rows = (
-        spark.table(t)
-        .where((F.col("model_name") == name) & (F.col("model_version") == str(version)) & (F.col("settings") == settings(uc)))
-        .collect()
-    )
+def to_rows(uc: UseCaseConfig, name: str, version: str, prof: Profile) -> list[tuple]:
+    """The rows of ``SCHEMA`` that store ``prof`` as the reference of ``name`` version ``version``."""
+    rows = []
+    for c, kind in prof.kinds.items():
+        keys = [k for (f, k) in prof.counts if f == c]
+        values = {
+            "model_name": name,
+            "model_version": str(version),
+            "settings": settings(uc),
+            "reference": prof.description,
+            "feature": c,
+            "kind": kind,
+            "fine_edges": prof.fine.get(c),
+            "coarse_edges": prof.coarse.get(c),
+            "bin_keys": keys,
+            "bin_counts": [prof.counts[(c, k)] for k in keys],
+        }
+        rows.append(tuple(values[col] for col in COLUMNS))
+    return rows
+
+
+def from_rows(uc: UseCaseConfig, rows: list) -> Profile | None:
+    """The profile stored in ``rows`` (the rows of one version and ``settings``), or None."""
     if not rows:
         return None
     kinds, fine, coarse, counts = {}, {}, {}, {}
@@ -60,17 +68,3 @@ def load(spark: SparkSession, uc: UseCaseConfig, name: str, version: str) -> Pro
     order = [c for c in uc.model.numeric if c in kinds] + [c for c in uc.model.categorical if c in kinds]
     order += [c for c, k in kinds.items() if k == "prediction"]
     return Profile({c: kinds[c] for c in order}, fine, coarse, counts, rows[0].reference)
-
-
-def save(spark: SparkSession, uc: UseCaseConfig, name: str, version: str, prof: Profile) -> None:
-    """Store a version's reference (replacing an earlier one of the same version)."""
-    rows = []
-    for c, kind in prof.kinds.items():
-        keys = [k for (f, k) in prof.counts if f == c]
-        rows.append((name, str(version), settings(uc), prof.description, c, kind, prof.fine.get(c), prof.coarse.get(c),
-                     keys, [prof.counts[(c, k)] for k in keys]))
-    df = spark.createDataFrame(rows, SCHEMA).withColumn("computed_at", F.current_timestamp())
-    tables.ensure_database(spark, uc.database)
-    pred = f"model_name = {tables.sql_literal(name)} AND model_version = {tables.sql_literal(str(version))}"
-    tables.replace_where(df.coalesce(1), uc.table(uc.tables.drift_reference), pred)
-    log.info("drift reference of %s version %s stored (%d features)", name, version, len(rows))

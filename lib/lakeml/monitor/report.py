@@ -64,12 +64,12 @@ def report(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, out_dir: str 
 
     drift_rows: list[dict] = []
     if tables.exists(spark, dt):
-        last = spark.table(dt).orderBy(F.col("score_date").desc(), F.col("computed_at").desc()).select("score_date", "model_version").first()
+        drift_table = tables.read(spark, dt)
+        newest_first = drift_table.orderBy(F.col("score_date").desc(), F.col("computed_at").desc())
+        last = newest_first.select("score_date", "model_version").first()
         if last is not None:
-            drift_rows = [
-                r.asDict()
-                for r in spark.table(dt).where((F.col("score_date") == F.lit(last.score_date)) & (F.col("model_version") == last.model_version)).collect()
-            ]
+            of_last = (F.col("score_date") == F.lit(last.score_date)) & (F.col("model_version") == last.model_version)
+            drift_rows = [r.asDict() for r in drift_table.where(of_last).collect()]
     if drift_rows:
         d0 = drift_rows[0]
         title = f"{uc.name}: monitoring of {d0['score_date']} (model {d0['model_name']} version {d0['model_version']})"
@@ -77,7 +77,8 @@ def report(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, out_dir: str 
         colors = {"ok": "tab:green", "warn": "tab:orange", "alert": "tab:red"}
         fig, ax = plt.subplots(figsize=(8, max(3, 0.3 * len(drift_rows) + 1)))
         rows_plot = drift_rows[::-1]
-        ax.barh([r["feature"] for r in rows_plot], [r["psi"] or 0.0 for r in rows_plot], color=[colors[r["status"]] for r in rows_plot])
+        ax.barh([r["feature"] for r in rows_plot], [r["psi"] or 0.0 for r in rows_plot],
+                color=[colors[r["status"]] for r in rows_plot])
         ax.axvline(mon.psi_warn, color="tab:orange", ls="--", label=f"warn {mon.psi_warn}")
         ax.axvline(mon.psi_alert, color="tab:red", ls="--", label=f"alert {mon.psi_alert}")
         ax.set(xlabel="PSI", title=f"PSI per feature, {d0['score_date']}\nvs {d0['reference']}")
@@ -85,13 +86,18 @@ def report(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, out_dir: str 
         fig.tight_layout()
         fig.savefig(out / "psi.png", dpi=100)
         plt.close(fig)
-        figs = ["<h2>Drift</h2>", f"<p>Reference: {html.escape(d0['reference'])}. Status: alert when PSI &ge; {mon.psi_alert}, "
-                f"KS &ge; {mon.ks_alert} or JS &ge; {mon.js_alert}; warn when PSI &ge; {mon.psi_warn}.</p>", '<img src="psi.png" alt="PSI per feature">']
+        figs = [
+            "<h2>Drift</h2>",
+            f"<p>Reference: {html.escape(d0['reference'])}. Status: alert when PSI &ge; {mon.psi_alert}, "
+            f"KS &ge; {mon.ks_alert} or JS &ge; {mon.js_alert}; warn when PSI &ge; {mon.psi_warn}.</p>",
+            '<img src="psi.png" alt="PSI per feature">',
+        ]
 
         pred = next((r for r in drift_rows if r["kind"] == "prediction"), None)
         if pred is not None:
             fig, ax = plt.subplots(figsize=(7, 4))
-            _bars(ax, pred["bins"], pred["ref_counts"], pred["cur_counts"], f"{pred['feature']}: reference vs {d0['score_date']} (PSI {(pred['psi'] or 0):.3f})")
+            _bars(ax, pred["bins"], pred["ref_counts"], pred["cur_counts"],
+                  f"{pred['feature']}: reference vs {d0['score_date']} (PSI {(pred['psi'] or 0):.3f})")
             fig.tight_layout()
             fig.savefig(out / "prediction_distribution.png", dpi=100)
             plt.close(fig)
@@ -106,12 +112,13 @@ def report(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, out_dir: str 
             fig.savefig(out / "top_drift.png", dpi=100)
             plt.close(fig)
             figs.append('<img src="top_drift.png" alt="most drifted features">')
-        figs.append(_table_html(drift_rows, ["feature", "kind", "status", "psi", "ks", "js", "chi2_p", "n_ref", "n_cur", "nulls_ref", "nulls_cur"]))
+        drift_columns = ["feature", "kind", "status", "psi", "ks", "js", "chi2_p", "n_ref", "n_cur", "nulls_ref", "nulls_cur"]
+        figs.append(_table_html(drift_rows, drift_columns))
         sections += figs
     else:
         sections.append(f"<h2>Drift</h2><p>No drift computed yet ({html.escape(dt)}): run {tables.MONITOR_JOB}.</p>")
 
-    perf_rows = [r.asDict() for r in spark.table(pt).orderBy("score_date").collect()] if tables.exists(spark, pt) else []
+    perf_rows = [r.asDict() for r in tables.read(spark, pt).orderBy("score_date").collect()] if tables.exists(spark, pt) else []
     if perf_rows:
         fig, ax = plt.subplots(figsize=(7, 4))
         for v in sorted({(r["model_version"], r.get("model_alias")) for r in perf_rows}, key=str):
@@ -132,7 +139,8 @@ def report(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, out_dir: str 
         fig, ax = plt.subplots(figsize=(5, 5))
         ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect")
         ax.plot([c["mean_predicted"] for c in curve], [c["observed"] for c in curve], marker="o", label="model")
-        ax.set(xlabel="mean predicted probability", ylabel=f"observed rate of {uc.label.column}", title=f"Calibration, {latest['score_date']} (ECE {latest['ece']:.3f})", xlim=(0, 1), ylim=(0, 1))
+        ax.set(xlabel="mean predicted probability", ylabel=f"observed rate of {uc.label.column}",
+               title=f"Calibration, {latest['score_date']} (ECE {latest['ece']:.3f})", xlim=(0, 1), ylim=(0, 1))
         ax.legend(loc="upper left")
         fig.tight_layout()
         fig.savefig(out / "calibration.png", dpi=100)
@@ -140,7 +148,8 @@ def report(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, out_dir: str 
         sections += [
             "<h2>Live performance</h2>",
             '<img src="live_auc.png" alt="live ROC AUC"> <img src="calibration.png" alt="calibration">',
-            _table_html(perf_rows, ["score_date", "model_version", "model_alias", "n", "positives", "base_rate", "roc_auc", "precision_top_decile", "lift_top_decile", "brier", "ece"]),
+            _table_html(perf_rows, ["score_date", "model_version", "model_alias", "n", "positives", "base_rate", "roc_auc",
+                                    "precision_top_decile", "lift_top_decile", "brier", "ece"]),
         ]
     else:
         sections.append(f"<h2>Live performance</h2><p>No score date has observed labels yet ({html.escape(pt)}).</p>")
