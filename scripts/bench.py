@@ -67,9 +67,9 @@ def _scale_cmd(a, n: int, part: Path, *extra: str) -> list[str]:
 
 def _standalone(a, env: dict) -> dict | None:
     """The project's stages at every scale on the stack's standalone cluster; None on a failure."""
-    from lakeml.ops.cluster.supervisor import Stack
+    from lakeml.ops.cluster.stack import ClusterStack
 
-    stack = Stack()
+    stack = ClusterStack()
     names = ["spark-master", "spark-worker"]
     started = [n for n in names if stack.pid(stack.get(n)) is None]
     if started:
