@@ -5,6 +5,7 @@ how to recognise its process (a marker in the command line) and when it is ready
 query, not a sleep). ``Stack`` runs a list of them in dependency order, each in its own
 process group, with data, logs and a pid file under one folder; ``down`` stops only the
 processes its pid files name, after checking that the pid still belongs to that service.
+
 Generic: it knows no service. The recipes are the sibling modules (postgres, hdfs, yarn,
 mlflow_server, spark_standalone, history, thrift), each importing this one; the project's
 stack, the list ``./scripts/cluster.sh`` runs, is put together on top of them in
