@@ -67,9 +67,9 @@ def _scale_cmd(a, n: int, part: Path, *extra: str) -> list[str]:
 
 def _standalone(a, env: dict) -> dict | None:
     """The project's stages at every scale on the stack's standalone cluster; None on a failure."""
-    from lakeml.ops.cluster.supervisor import Stack
+    from lakeml.ops.cluster.stack import ClusterStack
 
-    stack = Stack()
+    stack = ClusterStack()
     names = ["spark-master", "spark-worker"]
     started = [n for n in names if stack.pid(stack.get(n)) is None]
     if started:
@@ -95,26 +95,34 @@ def _standalone(a, env: dict) -> dict | None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scales", type=_scales, default=_scales("30000,100000,1000000"), help="entities (features.entity of the use case) per scale, comma-separated")
+    p.add_argument("--scales", type=_scales, default=_scales("30000,100000,1000000"),
+                   help="entities (features.entity of the use case) per scale, comma-separated")
     p.add_argument("--usecase", help="the use case to run (default: the env's); it needs a demo data maker")
     p.add_argument("--days", type=int, default=120, help="days of data at every scale (default 120)")
     p.add_argument("--first-after-days", type=int, default=30,
-                   help="first feature snapshot this many days after the first batch (the use case says 90; 120 days of data would then leave no test snapshot)")
+                   help="first feature snapshot this many days after the first batch "
+                        "(the use case says 90; 120 days of data would then leave no test snapshot)")
     p.add_argument("--udf-rows", type=int, default=50_000, help="rows scored through mlflow's spark_udf at each scale")
     p.add_argument("--json", type=Path, default=ROOT / "docs" / "benchmarks.json")
     p.add_argument("--md", type=Path, default=ROOT / "docs" / "benchmarks.md")
     p.add_argument("--scaling-md", type=Path, default=ROOT / "docs" / "scaling.md")
     p.add_argument("--work-dir", type=Path, default=ROOT / "var" / "bench", help="data folders, one per scale (emptied first)")
     p.add_argument("--report-only", action="store_true", help="rewrite the Markdown from --json; run nothing")
-    p.add_argument("--history", default="90,180,360,720", help="history lengths (days) of the history-growth run, comma-separated ('' skips it)")
+    p.add_argument("--history", default="90,180,360,720",
+                   help="history lengths (days) of the history-growth run, comma-separated ('' skips it)")
     p.add_argument("--history-entities", type=int, default=30_000, help="entities of the history-growth run")
     p.add_argument("--history-only", action="store_true", help="run only the history-growth part; keep the scales of --json")
     p.add_argument("--scales-only", action="store_true", help="run only the scales; keep the history of --json")
-    p.add_argument("--standalone", action="store_true", help="also run the project's stages on the standalone cluster (driver memory alone)")
+    p.add_argument("--standalone", action="store_true",
+                   help="also run the project's stages on the standalone cluster (driver memory alone)")
     p.add_argument("--standalone-only", action="store_true", help="run only the standalone part; keep the rest of --json")
     a = p.parse_args()
 
-    command = "make bench SCALE=" + ",".join(str(s) for s in a.scales) + f" DAYS={a.days}" + (f" USECASE={a.usecase}" if a.usecase else "") + (" BENCH_ARGS=--standalone" if a.standalone else "")
+    command = (
+        "make bench SCALE=" + ",".join(str(s) for s in a.scales) + f" DAYS={a.days}"
+        + (f" USECASE={a.usecase}" if a.usecase else "")
+        + (" BENCH_ARGS=--standalone" if a.standalone else "")
+    )
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "lib"), os.environ.get("PYTHONPATH")])),
@@ -135,7 +143,8 @@ def main() -> int:
             part = a.work_dir / f"{n}_d{a.days}.json"
             env["LAKEML_DATA_DIR"] = str(a.work_dir / f"{n}_d{a.days}")  # its own warehouse, metastore and MLflow
             cmd = _scale_cmd(a, n, part, "--udf-rows", str(a.udf_rows))
-            rc = _run_part(f"scale {i}/{len(a.scales)}: {n:,} entities × {a.days} days  (+{time.time() - t0:.0f}s)", f"scale {n:,}", cmd, env, part)
+            title = f"scale {i}/{len(a.scales)}: {n:,} entities × {a.days} days  (+{time.time() - t0:.0f}s)"
+            rc = _run_part(title, f"scale {n:,}", cmd, env, part)
             if rc != 0:
                 return rc
             doc["results"].append(json.loads(part.read_text()))
@@ -152,7 +161,8 @@ def main() -> int:
     if a.history and not a.report_only and not a.scales_only and not a.standalone_only:
         part = a.work_dir / "history.json"
         env["LAKEML_DATA_DIR"] = str(a.work_dir / "history")
-        cmd = [sys.executable, "-m", "lakeml.bench.history", "--entities", str(a.history_entities), "--history", a.history, "--out", str(part)]
+        cmd = [sys.executable, "-m", "lakeml.bench.history", "--entities", str(a.history_entities), "--history", a.history,
+               "--out", str(part)]
         cmd += ["--usecase", a.usecase] if a.usecase else []
         rc = _run_part(f"history growth: {a.history_entities:,} entities, H = {a.history}", "the history-growth run", cmd, env, part)
         if rc != 0:

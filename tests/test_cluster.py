@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY, run_cmd
-from lakeml.ops.cluster import HOST, Ports, Stack, StackError, port_open
-from lakeml.ops.cluster.supervisor import _pid_alive
+from lakeml.core.lock import pid_alive as _pid_alive
+from lakeml.ops.cluster import HOST, Ports, StackError, port_open
+from lakeml.ops.cluster.stack import ClusterStack as Stack
 from test_landing_ops import make_tree, quarters
 
 pytestmark = [pytest.mark.cluster, pytest.mark.subprocess]

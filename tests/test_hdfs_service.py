@@ -27,7 +27,7 @@ from conftest import ROOT
 from lakeml.lake import landing_ops as ops
 from lakeml.lake.stores import WebHdfsStore
 from lakeml.ops.cluster import hdfs as cluster_hdfs
-from lakeml.ops.cluster.hadoop import conf_dir
+from lakeml.ops.cluster.hadoop import conf_dir, hdfs_site
 from lakeml.ops.cluster.supervisor import Ports, Stack, port_open
 from test_landing_ops import SOURCES, make_tree, quarters
 
@@ -91,7 +91,7 @@ def test_two_loopback_daemons_formatted_once(mini_hdfs):
     nn, dn = (s.command(st) for s in st.services)
     assert nn[-1] == cluster_hdfs.NN_CLASS and dn[-1] == cluster_hdfs.DN_CLASS  # plain starts: no -format
     assert nn[nn.index("-cp") + 1].split(os.pathsep)[0] == str(conf_dir(st))
-    site = cluster_hdfs.site(st)
+    site = hdfs_site(st)
     addresses = [v for k, v in site.items() if k.endswith("address")]
     assert len(addresses) == 6 and all(a.startswith("127.0.0.1:") for a in addresses)
     conf = (conf_dir(st) / "hdfs-site.xml").read_text()

@@ -59,7 +59,12 @@ MODELS = [
     ("TX-500", 0.15, 250.0, 4.5, 78.0, 14.0, 3000.0, 0.25),
 ]
 # name, share, ambient temperature offset C, failure log-rate
-SITES = [("plant_north", 0.30, -3.0, -0.1), ("plant_south", 0.25, 4.0, 0.25), ("plant_east", 0.25, 0.0, 0.0), ("plant_west", 0.20, 1.5, 0.1)]
+SITES = [
+    ("plant_north", 0.30, -3.0, -0.1),
+    ("plant_south", 0.25, 4.0, 0.25),
+    ("plant_east", 0.25, 0.0, 0.0),
+    ("plant_west", 0.20, 1.5, 0.1),
+]
 # name, share, then what a fully degraded component does to the sensors: vibration x(1 + a),
 # temperature + b C, pressure spread x(1 + c), rpm x(1 - d); electrical failures give no warning
 COMPONENTS = [
@@ -195,7 +200,8 @@ def failures_of(mach: DataFrame, g: DemoSpec, p: dict) -> DataFrame:
         repaired = F.greatest(F.least(F.col("repair_days"), d_rel - base_at), F.lit(0.0))
         every = w.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)  # summed in cycle order: the same bits
         df = df.withColumn("op_drift", F.greatest(d_rel - F.sum(repaired).over(every), F.lit(0.0)))
-        op = F.when(F.col("op") < F.col("op_drift"), F.col("op")).otherwise(F.col("op_drift") + (F.col("op") - F.col("op_drift")) / (1 + strength))
+        slowed = F.col("op_drift") + (F.col("op") - F.col("op_drift")) / (1 + strength)
+        op = F.when(F.col("op") < F.col("op_drift"), F.col("op")).otherwise(slowed)
     else:
         op = F.col("op")
     df = df.withColumn("at_day", op + F.col("down_before"))  # days after the origin, downtime included
@@ -240,7 +246,9 @@ def caught_of(mach: DataFrame, g: DemoSpec, p: dict) -> DataFrame:
 def degradation(fails: DataFrame, caught: DataFrame) -> DataFrame:
     """Per machine and day of a ramp: what the degradation does to each sensor (the
     strongest ramp wins when two overlap)."""
-    ramps = fails.where("ramp_days > 0").select("idx", F.col("failed_at").alias("end_at"), "component", "ramp_days", F.lit(1.0).alias("peak"))
+    ramps = fails.where("ramp_days > 0").select(
+        "idx", F.col("failed_at").alias("end_at"), "component", "ramp_days", F.lit(1.0).alias("peak")
+    )
     ramps = ramps.unionByName(caught.select("idx", F.col("fixed_at").alias("end_at"), "component", "ramp_days", "peak"))
     ramps = ramps.withColumn("start_at", F.timestamp_seconds(F.unix_seconds("end_at") - (F.col("ramp_days") * DAY).cast("long")))
     days = ramps.withColumn("day", F.explode(F.sequence(F.to_date("start_at"), F.to_date("end_at"))))
@@ -335,7 +343,9 @@ def maintenance_logs(md: DataFrame, fails: DataFrame, caught: DataFrame, g: Demo
         F.to_date("failed_at").alias("performed_on"),
         F.lit("repair").alias("kind"),
         F.col("component").alias("part"),
-        F.round(F.col("repair_days") * 24 * (0.5 + 0.5 * uniform(s, "repair_hours", F.col("idx"), F.col("cycle"))), 1).alias("downtime_hours"),
+        F.round(
+            F.col("repair_days") * 24 * (0.5 + 0.5 * uniform(s, "repair_hours", F.col("idx"), F.col("cycle"))), 1
+        ).alias("downtime_hours"),
     ).withColumn("work_order_id", order_id(1, F.col("performed_on")))
     replacements = caught.select(
         "idx",
@@ -362,7 +372,9 @@ def maintenance_logs(md: DataFrame, fails: DataFrame, caught: DataFrame, g: Demo
         .select(
             "work_order_id", "machine_id", "performed_on", "kind", "part", "downtime_hours",
             # the history before the start arrives in the first delivery
-        F.greatest(F.lit(g.start_date), delivered(F.col("performed_on"), g, p["cmms_every_days"], p["cmms_offset_days"])).alias("arrival_date"),
+            F.greatest(
+                F.lit(g.start_date), delivered(F.col("performed_on"), g, p["cmms_every_days"], p["cmms_offset_days"])
+            ).alias("arrival_date"),
         )
     )
 
@@ -393,7 +405,13 @@ def registry(mach: DataFrame, g: DemoSpec, p: dict) -> DataFrame:
     base = mach.withColumn("arrival_date", first)
     moved = (
         base.where(F.col("moves"))
-        .withColumn("arrival_date", F.greatest(delivered(F.col("move_day"), g, p["registry_every_days"], p["registry_offset_days"]), F.date_add(F.col("arrival_date"), 1)))
+        .withColumn(
+            "arrival_date",
+            F.greatest(
+                delivered(F.col("move_day"), g, p["registry_every_days"], p["registry_offset_days"]),
+                F.date_add(F.col("arrival_date"), 1),
+            ),
+        )
         .withColumn("site", F.col("new_site"))
     )
     return base.select(*cols, "arrival_date").unionByName(moved.select(*cols, "arrival_date"))

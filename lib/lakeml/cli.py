@@ -20,6 +20,8 @@ from lakeml.core.config import EnvConfig, UseCaseConfig, load_env, load_usecase
 from lakeml.core.errors import LakemlError
 from lakeml.core.paths import CONF_DIR
 
+log = logging.getLogger(__name__)
+
 
 def iso_date(s: str) -> date:
     try:
@@ -31,10 +33,12 @@ def iso_date(s: str) -> date:
 def parser(description: str) -> argparse.ArgumentParser:
     # no abbreviations: `--conf x` after a job must not be taken for --conf-dir
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
-    p.add_argument("--env", default=os.environ.get("LAKEML_ENV", "embedded"), help="env name: conf/envs/<env>.yaml (default: embedded)")
+    p.add_argument("--env", default=os.environ.get("LAKEML_ENV", "embedded"),
+                   help="env name: conf/envs/<env>.yaml (default: embedded)")
     p.add_argument("--conf-dir", default=os.environ.get("LAKEML_CONF_DIR", str(CONF_DIR)), help="the conf/ folder")
     p.add_argument(
-        "--usecase", default=os.environ.get("LAKEML_USECASE"), help="use case: conf/<usecase>/usecase.yaml (default: $LAKEML_USECASE, else the env's)"
+        "--usecase", default=os.environ.get("LAKEML_USECASE"),
+        help="use case: conf/<usecase>/usecase.yaml (default: $LAKEML_USECASE, else the env's)",
     )
     p.add_argument(
         "--wait", action="store_true",
@@ -65,7 +69,8 @@ def load(args: argparse.Namespace) -> tuple[EnvConfig, UseCaseConfig]:
 
     env = load_env(args.conf_dir, args.env)
     uc = load_usecase(args.conf_dir, args.usecase, env)
-    lock.acquire(env.job_lock_key, wait=getattr(args, "wait", False), command=" ".join(["jobs/" + os.path.basename(sys.argv[0]), *sys.argv[1:]]))
+    command = " ".join(["jobs/" + os.path.basename(sys.argv[0]), *sys.argv[1:]])
+    lock.acquire(env.job_lock_key, wait=getattr(args, "wait", False), command=command)
     return env, uc
 
 
@@ -88,8 +93,8 @@ def user_caused(e: BaseException) -> str | None:
         if not hasattr(e, "_stackTrace"):
             try:
                 texts.append(str(e))
-            except Exception:  # noqa: BLE001 - a py4j error whose JVM is gone
-                pass
+            except Exception as unprintable:  # noqa: BLE001 - a py4j error whose JVM is gone
+                log.debug("%s cannot be printed: %s", type(e).__name__, unprintable)
         e = getattr(e, "_cause", None) or e.__cause__
     text = "\n".join(texts)
     for pattern, message in _USER_CAUSED:

@@ -46,6 +46,7 @@ import duckdb
 import sqlglot
 from sqlglot import exp
 
+from lakeml.core import tables
 from lakeml.core.config import UseCaseConfig
 from lakeml.core.errors import ConfigError
 from lakeml.lake.stores import local_path
@@ -105,7 +106,7 @@ def source_files(spark, uc: UseCaseConfig) -> dict[str, list[str]]:
             raise ConfigError(f"{table}: deletion vectors are on; its Parquet files alone are not the table")
         if props.get("delta.columnMapping.mode", "none").lower() != "none":
             raise ConfigError(f"{table}: column mapping is on; its Parquet column names are not the table's")
-        out[name] = sorted(local_path(f) for f in spark.table(table).inputFiles())
+        out[name] = sorted(local_path(f) for f in tables.input_files(spark, table))
     return out
 
 

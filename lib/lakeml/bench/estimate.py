@@ -20,7 +20,8 @@ def estimate(results: list[dict], events: float = 1e9, cores: int = 100) -> list
     sc = big["scale"]
     n = sc["entities"]
     lines = [
-        f"Scaled from the largest benchmark run ({scale_name(big)} × {sc['days']} days, {biggest:,} rows of {source}, its largest source): every",
+        f"Scaled from the largest benchmark run ({scale_name(big)} × {sc['days']} days, "
+        f"{biggest:,} rows of {source}, its largest source): every",
         f"stage's input rows × {f:,.0f} (≈ {n * f / 1e6:,.1f} M entities over {sc['days']} days), at the per-core rate",
         "measured there.",
         "",

@@ -65,7 +65,8 @@ class MemorySampler:
         if self.heap_used is not None:
             try:
                 heap = int(self.heap_used())
-            except Exception:  # the gateway is busy or gone; the next sample will do
+            except Exception as e:  # noqa: BLE001 - the gateway is busy or gone (py4j's errors vary); the next sample will do
+                log.debug("no JVM heap sample: %s: %s", type(e).__name__, e)
                 heap = 0
         s = {"driver_rss": py + jvm, "python_rss": py, "jvm_rss": jvm, "jvm_heap_used": heap, "worker_rss": workers}
         with self._lock:

@@ -57,6 +57,8 @@ def ingest_floor(spark, uc, zone: Path, day=None) -> dict:
     """A plain read of one batch's files (``day``; every batch when None) and a Delta append
     per source: the same I/O as the ingest stage without its work (typing, quarantine,
     silver, log)."""
+    from lakeml.core import tables
+
     t0 = time.perf_counter()
     rows = 0
     for name, spec in uc.sources.items():
@@ -73,8 +75,9 @@ def ingest_floor(spark, uc, zone: Path, day=None) -> dict:
         else:
             df = reader.parquet(*files)
         # a day's JSON may lack a field the first day had (inferred schemas differ): merged
-        df.write.format("delta").mode("append").option("mergeSchema", "true").saveAsTable(uc.table(f"bench_floor_{name}"))
-        rows += int(spark.sql(f"DESCRIBE HISTORY {uc.table(f'bench_floor_{name}')} LIMIT 1").first()["operationMetrics"]["numOutputRows"])
+        floor = uc.table(f"bench_floor_{name}")
+        tables.append(df, floor, merge_schema=True)
+        rows += int(tables.last_operation_metrics(spark, floor)["numOutputRows"])
     return {"seconds": round(time.perf_counter() - t0, 2), "rows": rows}
 
 

@@ -60,8 +60,12 @@ def boosting(params: dict) -> dict:
         return next((params[n] for n in names if n in params), default)
 
     trees = pick("maxIter", default=None) or (PEER_TREES if "early_stopping_rounds" in params else pick("n_estimators", default=PEER_TREES))
-    return {"trees": int(trees), "rate": float(pick("stepSize", "learning_rate", default=0.1)), "depth": int(pick("maxDepth", "max_depth", default=5)),
-            "subsample": float(pick("subsamplingRate", "subsample", default=1.0))}
+    return {
+        "trees": int(trees),
+        "rate": float(pick("stepSize", "learning_rate", default=0.1)),
+        "depth": int(pick("maxDepth", "max_depth", default=5)),
+        "subsample": float(pick("subsamplingRate", "subsample", default=1.0)),
+    }
 
 
 def mllib_gbt(uc: UseCaseConfig, train_df: DataFrame, test_df: DataFrame, b: dict) -> dict:
@@ -94,8 +98,8 @@ def score_floor(uc: UseCaseConfig, rows: DataFrame, table: str) -> int:
         F.lit(uc.model.name).alias("model_name"), F.lit("0").alias("model_version"), F.lit("floor").alias("model_run_id"),
         F.lit("floor").alias("model_alias"), F.current_timestamp().alias("scored_at"),
     )
-    out.write.format("delta").mode("overwrite").partitionBy("score_date").saveAsTable(table)
-    return rows.sparkSession.table(table).count()
+    tables.overwrite(out, table, partition_by=["score_date"])
+    return tables.read(rows.sparkSession, table).count()
 
 
 def to_pandas(df: DataFrame, uc: UseCaseConfig, categories: dict[str, list[str]] | None = None) -> tuple[pd.DataFrame, dict]:
@@ -172,7 +176,7 @@ def score_pandas_udf(spark: SparkSession, uc: UseCaseConfig, model, categories: 
 
     out = rows.select(uc.features.entity, F.col("as_of_date").alias("score_date"), predict(*cat, *num).alias(uc.probability))
     tables.overwrite(out, table)
-    return spark.table(table).count()
+    return tables.read(spark, table).count()
 
 
 def score_spark_udf(spark: SparkSession, uc: UseCaseConfig, model_uri: str, rows: DataFrame, table: str) -> int:
@@ -184,7 +188,7 @@ def score_spark_udf(spark: SparkSession, uc: UseCaseConfig, model_uri: str, rows
     cols = [uc.features.entity, "as_of_date", *uc.model.categorical, *uc.model.numeric]
     out = rows.select(uc.features.entity, F.col("as_of_date").alias("score_date"), udf(*[F.col(c) for c in cols]).alias("prediction"))
     tables.overwrite(out, table)
-    return spark.table(table).count()
+    return tables.read(spark, table).count()
 
 
 def python_error(e: Exception) -> str:

@@ -15,7 +15,10 @@ from pathlib import Path
 
 def _events(path: Path):
     # Spark 4 writes <dir>/eventlog_v2_<app>/events_<n>_<app> (rolling); older, one file per app
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and p.name.startswith(("events_", "app-", "local-")))
+    if path.is_file():
+        files = [path]
+    else:
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.startswith(("events_", "app-", "local-")))
     for f in files:
         with open(f) as fh:
             for line in fh:
@@ -35,7 +38,8 @@ def summarise(event_log: Path, top: int = 5) -> dict[str, list[dict]]:
         elif kind == "SparkListenerTaskEnd":
             m = e.get("Task Metrics") or {}
             s = metrics[e["Stage ID"]]
-            s["shuffle_read_mb"] += (m.get("Shuffle Read Metrics") or {}).get("Remote Bytes Read", 0) + (m.get("Shuffle Read Metrics") or {}).get("Local Bytes Read", 0)
+            shuffle_read = m.get("Shuffle Read Metrics") or {}
+            s["shuffle_read_mb"] += shuffle_read.get("Remote Bytes Read", 0) + shuffle_read.get("Local Bytes Read", 0)
             s["shuffle_write_mb"] += (m.get("Shuffle Write Metrics") or {}).get("Shuffle Bytes Written", 0)
             s["spill_mb"] += m.get("Disk Bytes Spilled", 0)
             s["input_mb"] += (m.get("Input Metrics") or {}).get("Bytes Read", 0)

@@ -92,12 +92,14 @@ def _stage_table(r: dict) -> list[str]:
     lines = [
         "| stage | wall s | input rows | rows/s/core | driver peak MB (Python + JVM) | JVM heap peak MB | Python workers MB | note |",
         "|---|---:|---:|---:|---:|---:|---:|---|",
-        f"| Spark session start-up | {r['session_start_seconds']} | | | {_n(r['session_memory'].get('driver_rss_mb'))} | | | own line, not in any stage |",
+        f"| Spark session start-up | {r['session_start_seconds']} | | | {_n(r['session_memory'].get('driver_rss_mb'))} | | | "
+        "own line, not in any stage |",
     ]
     for name, s in r["stages"].items():
         extra = s.get("note", "")
         if "roc_auc" in s:
-            extra = f"ROC AUC {s['roc_auc']}" + (f", fit {s['fit_seconds']} s" if "fit_seconds" in s else "") + (f"; {extra}" if extra else "")
+            fit = f", fit {s['fit_seconds']} s" if "fit_seconds" in s else ""
+            extra = f"ROC AUC {s['roc_auc']}{fit}" + (f"; {extra}" if extra else "")
         lines.append(
             f"| {name} | {s.get('seconds')} | {_n(s.get('input_rows'))} | {_n(s.get('rows_per_s_per_core'))} | "
             f"{_n(s.get('driver_rss_mb'))} ({_n(s.get('python_rss_mb'))} + {_n(s.get('jvm_rss_mb'))}) | {_n(s.get('jvm_heap_used_mb'))} | "
@@ -121,12 +123,14 @@ def _peer_table(r: dict) -> list[str]:
         g, lg = s("peer:train_mllib_gbt"), s("peer:train_lightgbm")
         lines.append(
             f"| training (same split, same trees/depth/rate) | MLlib GBT fit {g['fit_seconds']} s, ROC AUC {g['roc_auc']} | "
-            f"LightGBM fit {lg['fit_seconds']} s (+ {s('peer:train_collect_to_pandas')['seconds']} s to collect), ROC AUC {lg['roc_auc']} | "
+            f"LightGBM fit {lg['fit_seconds']} s (+ {s('peer:train_collect_to_pandas')['seconds']} s to collect), "
+            f"ROC AUC {lg['roc_auc']} | "
             f"AUC gap {q['gbt_auc_gap']:+.4f}; LightGBM fits {g['fit_seconds'] / max(lg['fit_seconds'], 0.01):.0f}× faster |"
         )
     udf = s("peer:score_mlflow_spark_udf")
     if udf:
-        ours = f"| scoring (+ Delta write) | {eng} {_n(score_rate(r))} rows/s/core (+ {s('score').get('model_load_seconds')} s model load) | "
+        ours = (f"| scoring (+ Delta write) | {eng} {_n(score_rate(r))} rows/s/core "
+                f"(+ {s('score').get('model_load_seconds')} s model load) | ")
         if udf.get("error"):
             lines.append(ours + f"mlflow spark_udf: cannot score this model (`{udf['error']}`) | only the project's engines score it |")
         else:
@@ -147,7 +151,8 @@ def _peer_table(r: dict) -> list[str]:
         o = s(f"peer:score_{name}_engine")
         if name in q.get("engine_vs_floor", {}) and o:
             lines.append(
-                f"| scoring.engine: {name} ({label}), the other engine | {o['seconds']} s ({o.get('model_load_seconds')} s fetching the model) | "
+                f"| scoring.engine: {name} ({label}), the other engine | "
+                f"{o['seconds']} s ({o.get('model_load_seconds')} s fetching the model) | "
                 f"floor {s('floor:score')['seconds']} s | {100 * q['engine_vs_floor'][name]:.0f} % of the floor's rate |"
             )
     if "ingest_vs_floor" in q:
@@ -167,13 +172,17 @@ def _peer_table(r: dict) -> list[str]:
 def _profile_table(r: dict, top: int = 3) -> list[str]:
     """The longest Spark stages of each project stage (from the event log)."""
     prof = r.get("profile") or {}
-    lines = ["| stage | Spark stage | wall s | tasks | task s | GC s | input MB | shuffle write MB | spill MB |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| stage | Spark stage | wall s | tasks | task s | GC s | input MB | shuffle write MB | spill MB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for name in PROJECT_STAGES:
         for st in (prof.get(name) or [])[:top]:
             where = st["name"].split(" at ")[-1] if " at " in st["name"] else st["name"]
             lines.append(
                 f"| {name} | {st['id']}: {st['name'].split(' at ')[0][:40]} at {where[:60]} | {st['seconds']:.1f} | {st.get('tasks')} | "
-                f"{st.get('task_s', 0)} | {st.get('gc_s', 0)} | {st.get('input_mb', 0)} | {st.get('shuffle_write_mb', 0)} | {st.get('spill_mb', 0)} |"
+                f"{st.get('task_s', 0)} | {st.get('gc_s', 0)} | {st.get('input_mb', 0)} | "
+                f"{st.get('shuffle_write_mb', 0)} | {st.get('spill_mb', 0)} |"
             )
     return lines
 
@@ -229,28 +238,33 @@ def target_table(results: list[dict], standalone: dict | None = None) -> list[st
         ("scoring ≥ 5× mlflow spark_udf", "spark_udf cannot score this model (see the peers)", None),
         ("features ≥ 2 M input rows/s/core", f"{_n(s('features').get('rows_per_s_per_core'))}",
          s("features").get("rows_per_s_per_core", 0) >= TARGETS["features_rows_per_s_per_core"]),
-        ("features within 5× of DuckDB", f"{q.get('features_vs_duckdb', 0):.1f}×", q.get("features_vs_duckdb", 99) <= TARGETS["features_vs_duckdb"]),
+        ("features within 5× of DuckDB", f"{q.get('features_vs_duckdb', 0):.1f}×",
+         q.get("features_vs_duckdb", 99) <= TARGETS["features_vs_duckdb"]),
         ("MLlib GBT within 0.01 ROC AUC of LightGBM", f"{q.get('gbt_auc_gap', 0):+.4f}", q.get("gbt_auc_gap", 1) <= TARGETS["gbt_auc_gap"]),
-        ("driver peak ≤ 2 GB at every scale (project stages, local[*]: the JVM runs the tasks too)", " / ".join(f"{p:,} MB" for p in peaks), max(peaks) <= TARGETS["driver_peak_mb"]),
+        ("driver peak ≤ 2 GB at every scale (project stages, local[*]: the JVM runs the tasks too)",
+         " / ".join(f"{p:,} MB" for p in peaks), max(peaks) <= TARGETS["driver_peak_mb"]),
     ]
     if "train_vs_lightgbm" in q:
         rows += [
-            ("train stage (classifier: xgboost; grid, refit, MLflow, ONNX) ≤ 5× LightGBM fit + collect", f"{q['train_vs_lightgbm']:.1f}×",
-             q["train_vs_lightgbm"] <= TARGETS["xgboost_vs_lightgbm"]),
-            ("train stage ROC AUC ≥ LightGBM's − 0.005", f"{-q['train_auc_gap']:+.4f}", q["train_auc_gap"] <= TARGETS["xgboost_auc_gap"]),
+            ("train stage (classifier: xgboost; grid, refit, MLflow, ONNX) ≤ 5× LightGBM fit + collect",
+             f"{q['train_vs_lightgbm']:.1f}×", q["train_vs_lightgbm"] <= TARGETS["xgboost_vs_lightgbm"]),
+            ("train stage ROC AUC ≥ LightGBM's − 0.005", f"{-q['train_auc_gap']:+.4f}",
+             q["train_auc_gap"] <= TARGETS["xgboost_auc_gap"]),
         ]
     if "xgboost_vs_lightgbm" in q:
         rows += [
             ("one xgboost fit ≤ 5× LightGBM fit + collect", f"{q['xgboost_vs_lightgbm']:.1f}×",
              q["xgboost_vs_lightgbm"] <= TARGETS["xgboost_vs_lightgbm"]),
-            ("xgboost ROC AUC ≥ LightGBM's − 0.005", f"{-q['xgboost_auc_gap']:+.4f}", q["xgboost_auc_gap"] <= TARGETS["xgboost_auc_gap"]),
+            ("xgboost ROC AUC ≥ LightGBM's − 0.005", f"{-q['xgboost_auc_gap']:+.4f}",
+             q["xgboost_auc_gap"] <= TARGETS["xgboost_auc_gap"]),
         ]
     if "score_vs_floor" in q:
         ev = q["engine_vs_floor"]
         rows.append((f"scoring ≥ 50 % of the scoring floor's rate (the stage ran {score_engine(big)})",
                      ", ".join(f"{n} {100 * ev[n]:.0f} %" for n in ENGINES if n in ev), q["score_vs_floor"] >= TARGETS["score_vs_floor"]))
     if "ingest_vs_floor" in q:
-        rows.append(("ingest ≥ 50 % of its floor's rate", f"{100 * q['ingest_vs_floor']:.0f} %", q["ingest_vs_floor"] >= TARGETS["ingest_vs_floor"]))
+        rows.append(("ingest ≥ 50 % of its floor's rate", f"{100 * q['ingest_vs_floor']:.0f} %",
+                     q["ingest_vs_floor"] >= TARGETS["ingest_vs_floor"]))
     slow = [(n, growth(results, n)) for n in PROJECT_STAGES]
     slow = [(n, b) for n, b in slow if b is not None]
     if slow:
@@ -279,9 +293,9 @@ def history_exponent(points: list[dict], key: str = "incremental_seconds") -> fl
 def history_section(hist: dict) -> list[str]:
     """The "history growth" tables: a daily run after H days of history, incremental and full."""
     pts = hist["points"]
+    order = ["ingest", "quality", "features", "rescore", "score", "monitor", "policy", "train", "shadow", "validate"]
     stages = sorted({k for p in pts for k in p["incremental_stages"]} | {k for p in pts for k in p["full_stages"]},
-                    key=lambda k: ["ingest", "quality", "features", "rescore", "score", "monitor", "policy", "train", "shadow", "validate"].index(k)
-                    if k in ["ingest", "quality", "features", "rescore", "score", "monitor", "policy", "train", "shadow", "validate"] else 99)
+                    key=lambda k: order.index(k) if k in order else 99)
     b_inc, b_full = history_exponent(pts), history_exponent(pts, "full_seconds")
     at = next((p for p in pts if p["history_days"] == 360), pts[-1])
     lines = [
@@ -292,7 +306,8 @@ def history_section(hist: dict) -> list[str]:
         "scored date recomputed: what a day cost before runs were incremental), and day H + 2 landed and ran as scheduled",
         "(incremental: what the day brings). *Ingest floor*: a plain `spark.read` + Delta append of day H + 2's files.",
         "",
-        "| H (days) | bronze rows | daily run (s) | full run (s) | full / daily | ingest (s) | ingest floor (s) | ingest / floor | snapshots (daily / full) |",
+        "| H (days) | bronze rows | daily run (s) | full run (s) | full / daily | ingest (s) | ingest floor (s) | ingest / floor "
+        "| snapshots (daily / full) |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for p in pts:
@@ -304,16 +319,20 @@ def history_section(hist: dict) -> list[str]:
         )
     lines += ["", "| stage | " + " | ".join(f"H={p['history_days']} daily / full" for p in pts) + " |", "|---|" + "---:|" * len(pts)]
     for st in stages:
-        lines.append(f"| {st} | " + " | ".join(f"{p['incremental_stages'].get(st, '–')} / {p['full_stages'].get(st, '–')}" for p in pts) + " |")
+        cells = [f"{p['incremental_stages'].get(st, '–')} / {p['full_stages'].get(st, '–')}" for p in pts]
+        lines.append(f"| {st} | " + " | ".join(cells) + " |")
     ing_at = at["incremental_stages"].get("ingest", 0.0) / at["ingest_floor"]["seconds"]
     lines += [
         "",
         "| target | measured | met |",
         "|---|---|---|",
-        f"| daily run flat in history: exponent b ≤ 0.15 | b = {_n(b_inc, 2)} (full: {_n(b_full, 2)}) | {'yes' if b_inc is not None and b_inc <= 0.15 else '**no**'} |",
-        f"| at H = {at['history_days']} the daily run ≥ 5× faster than the full recompute | {at['full_seconds'] / at['incremental_seconds']:.1f}× | "
+        f"| daily run flat in history: exponent b ≤ 0.15 | b = {_n(b_inc, 2)} (full: {_n(b_full, 2)}) | "
+        f"{'yes' if b_inc is not None and b_inc <= 0.15 else '**no**'} |",
+        f"| at H = {at['history_days']} the daily run ≥ 5× faster than the full recompute | "
+        f"{at['full_seconds'] / at['incremental_seconds']:.1f}× | "
         f"{'yes' if at['full_seconds'] >= 5 * at['incremental_seconds'] else '**no**'} |",
-        f"| ingest of one new batch within 3× of its floor (H = {at['history_days']}) | {ing_at:.1f}× | {'yes' if ing_at <= 3 else '**no**'} |",
+        f"| ingest of one new batch within 3× of its floor (H = {at['history_days']}) | {ing_at:.1f}× | "
+        f"{'yes' if ing_at <= 3 else '**no**'} |",
         "",
     ]
     return lines
@@ -326,7 +345,8 @@ def standalone_section(st: dict) -> list[str]:
     lines = [
         "## The driver alone: the standalone cluster",
         "",
-        f"The project's stages again at {', '.join(scale_name(r) for r in res)} (`scripts/bench.py --standalone`), with the tasks in executor JVMs of the standalone master + worker of "
+        f"The project's stages again at {', '.join(scale_name(r) for r in res)} (`scripts/bench.py --standalone`), "
+        "with the tasks in executor JVMs of the standalone master + worker of "
         f"`scripts/cluster.sh` (`{st['master']}`, {', '.join(f'{k}={v}' for k, v in first['spark_conf'].items())}; "
         "executor sizes of the cluster env), storage as in the embedded env. The driver's Python process and its JVM are "
         "all that is sampled: executors are the worker's children, not the driver's.",
@@ -338,8 +358,8 @@ def standalone_section(st: dict) -> list[str]:
         cells = []
         for r in res:
             x = r["stages"].get(name, {})
-            cells.append(f"{x.get('seconds', '–')} / {_n(x.get('driver_rss_mb'))} ({_n(x.get('python_rss_mb'))} + {_n(x.get('jvm_rss_mb'))}) / "
-                         f"{_n(x.get('jvm_heap_used_mb'))}")
+            cells.append(f"{x.get('seconds', '–')} / {_n(x.get('driver_rss_mb'))} "
+                         f"({_n(x.get('python_rss_mb'))} + {_n(x.get('jvm_rss_mb'))}) / {_n(x.get('jvm_heap_used_mb'))}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["| **peak** | " + " | ".join(f"**{driver_peak(r):,}**" for r in res) + " |", ""]
     return lines

@@ -43,7 +43,8 @@ def run(entities: int, days: int, udf_rows: int, out: Path, keep_data: bool = Fa
     if master:
         env = on_master(env, master)
     if driver_memory:
-        env = env.model_copy(update={"spark": env.spark.model_copy(update={"conf": {**env.spark.conf, "spark.driver.memory": driver_memory}})})
+        conf = {**env.spark.conf, "spark.driver.memory": driver_memory}
+        env = env.model_copy(update={"spark": env.spark.model_copy(update={"conf": conf})})
     uc = load_usecase(CONF_DIR, usecase, env)
     data_dir = Path(os.environ.get("LAKEML_DATA_DIR") or PROJECT_ROOT / "var" / "bench" / f"{uc.name}_{entities}_d{days}")
     if data_dir.exists() and not keep_data:
@@ -59,8 +60,13 @@ def run(entities: int, days: int, udf_rows: int, out: Path, keep_data: bool = Fa
     sampler = harness.MemorySampler().start()
     result: dict = {
         "usecase": uc.name,
-        "scale": {"entities": entities, "entity": uc.entity, "days": days, "first_snapshot_after_days": uc.features.snapshots.first_after_days,
-                  "snapshot_every_days": uc.features.snapshots.every_days},
+        "scale": {
+            "entities": entities,
+            "entity": uc.entity,
+            "days": days,
+            "first_snapshot_after_days": uc.features.snapshots.first_after_days,
+            "snapshot_every_days": uc.features.snapshots.every_days,
+        },
         "env": env.name,
         "data_dir": str(data_dir),
         "started_at": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -70,7 +76,8 @@ def run(entities: int, days: int, udf_rows: int, out: Path, keep_data: bool = Fa
 
     events = data_dir / "eventlog"
     events.mkdir(parents=True, exist_ok=True)
-    spark = session.get_spark(env, f"lakeml-bench-{entities}", {"spark.eventLog.enabled": "true", "spark.eventLog.dir": events.as_uri(), "spark.eventLog.compress": "false"})
+    event_log = {"spark.eventLog.enabled": "true", "spark.eventLog.dir": events.as_uri(), "spark.eventLog.compress": "false"}
+    spark = session.get_spark(env, f"lakeml-bench-{entities}", event_log)
     result["session_start_seconds"] = round(time.perf_counter() - t0, 2)
     result["session_memory"] = sampler.take_peak()
     runtime = spark._jvm.java.lang.Runtime.getRuntime()
@@ -157,7 +164,7 @@ def _stages(spark, env, uc, entities: int, days: int, rec, result: dict) -> dict
         # sample) is not part of it
         f = features_job.run(spark, uc, leakage_check=False)
         r["as_of_dates"] = len(f["as_of_dates"])
-    result["rows"]["features"] = rec.results["features"]["output_rows"] = spark.table(uc.table(uc.tables.features)).count()
+    result["rows"]["features"] = rec.results["features"]["output_rows"] = tables.read(spark, uc.table(uc.tables.features)).count()
     result["as_of_dates"] = f["as_of_dates"]
 
     checked = tables.row_counts(spark, [uc.table(t) for t in uc.quality.checks])
@@ -174,7 +181,10 @@ def _stages(spark, env, uc, entities: int, days: int, rec, result: dict) -> dict
         r["best_params"] = tr.best_params
         r["trees"] = tr.trees
         r["note"] = "grid of models + refit + MLflow logging + ONNX export with parity check"
-    result["train"] = {"train_dates": tr.train_dates, "test_date": tr.test_date, "version": tr.model.version, "best_params": tr.best_params, "trees": tr.trees}
+    result["train"] = {
+        "train_dates": tr.train_dates, "test_date": tr.test_date, "version": tr.model.version,
+        "best_params": tr.best_params, "trees": tr.trees,
+    }
 
     with rec.stage("score") as r:
         s = score.run(spark, env, uc)
@@ -183,7 +193,8 @@ def _stages(spark, env, uc, entities: int, days: int, rec, result: dict) -> dict
         r["transform_write_seconds"] = s["score_write_seconds"]
         r["transform_write_rows_per_s_per_core"] = round(s["rows"] / max(s["score_write_seconds"], 1e-3) / rec.cores)
         r["engine"] = s["engine"]
-        r["note"] = f"load the champion from MLflow, then {report.ENGINES[s['engine']]} (scoring.engine: {uc.scoring.engine}) + Delta replaceWhere of one snapshot"
+        r["note"] = (f"load the champion from MLflow, then {report.ENGINES[s['engine']]} (scoring.engine: {uc.scoring.engine}) "
+                     "+ Delta replaceWhere of one snapshot")
     result["score_date"] = s["score_date"]
 
     with rec.stage("monitor", s["rows"]) as r:
@@ -260,7 +271,8 @@ def _peers(spark, uc, udf_rows: int, rec, done: dict) -> None:
     with rec.stage("peer:score_mlflow_spark_udf", n_udf) as r:
         r["note"] = f"mlflow.pyfunc.spark_udf on registered version {version}, first {n_udf:,} rows of the snapshot, Delta overwrite"
         try:
-            r["output_rows"] = peers.score_spark_udf(spark, uc, f"models:/{uc.model.name}/{version}", sample, uc.table("bench_scores_spark_udf"))
+            model_uri = f"models:/{uc.model.name}/{version}"
+            r["output_rows"] = peers.score_spark_udf(spark, uc, model_uri, sample, uc.table("bench_scores_spark_udf"))
         except Exception as e:  # a peer that cannot score this model is a result, not a crash of the bench
             r["error"] = peers.python_error(e)
             r["note"] = f"mlflow.pyfunc.spark_udf on registered version {version} could not score it: {r['error']}"
@@ -277,7 +289,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--udf-rows", type=int, default=100_000, help="rows scored through mlflow's spark_udf (it is slow; rows/s is compared)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--keep-data", action="store_true", help="do not empty the data folder first")
-    p.add_argument("--master", help="run the tasks there (e.g. spark://127.0.0.1:7077) with the cluster env's driver and executor sizes; storage stays the env's")
+    p.add_argument("--master", help="run the tasks there (e.g. spark://127.0.0.1:7077) with the cluster env's driver and "
+                                    "executor sizes; storage stays the env's")
     p.add_argument("--no-peers", action="store_true", help="the project's stages only")
     p.add_argument("--driver-memory", help="spark.driver.memory for this run (e.g. 1g: what the driver needs, not what it may take)")
     a = p.parse_args(argv)

@@ -10,7 +10,6 @@ import hashlib
 import logging
 import os
 import re
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from mlflow.tracking import MlflowClient
 
 from lakeml.core.config import EnvConfig
 from lakeml.core.errors import MissingDataError
+from lakeml.core.gitinfo import git_commit as git_commit  # re-exported: a training's git_commit tag (tracking.git_commit)
 
 log = logging.getLogger(__name__)
 
@@ -172,16 +172,6 @@ def usable(client: MlflowClient, name: str, version: str) -> str | None:
         return f"{name} has no version {version}"
     reason = orphan_reason(client, mv)
     return None if reason is None else f"{name} version {version} is an orphan: {reason}"
-
-
-def git_commit(project_root: str) -> str:
-    if os.environ.get("LAKEML_GIT_COMMIT"):
-        return os.environ["LAKEML_GIT_COMMIT"]
-    try:
-        out = subprocess.run(["git", "-C", project_root, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def log_table_input(df, table: str, version: int, context: str) -> None:

@@ -14,14 +14,12 @@ removed when spark-submit ends.
 
 from __future__ import annotations
 
-import functools
 import os
 import re
-import subprocess
 from pathlib import Path
 
 from lakeml.core.config import EnvConfig, referenced_vars
-from lakeml.core.paths import PROJECT_ROOT
+from lakeml.core.gitinfo import checkout_commit
 
 SECRET_VAR = re.compile(r"PASSWORD|SECRET|TOKEN|CREDENTIAL", re.IGNORECASE)
 
@@ -50,16 +48,7 @@ def forward(env: EnvConfig, conf: dict[str, str], secrets: dict[str, str] | None
             conf[p + var] = os.environ[var]
         elif secrets is not None:
             secrets[p + var] = os.environ[var]
-    conf.setdefault(p + "LAKEML_GIT_COMMIT", git_commit())
-
-
-@functools.cache  # one `git rev-parse` per submit (the driver's conf and the environment both want it)
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+    conf.setdefault(p + "LAKEML_GIT_COMMIT", checkout_commit())
 
 
 def write_secrets(path: Path, secrets: dict[str, str]) -> None:

@@ -39,6 +39,7 @@ from typing import NamedTuple
 from lakeml.core import lock
 from lakeml.core.config import EnvConfig, load_env, load_usecase
 from lakeml.core.errors import LakemlError, UsageError
+from lakeml.core.gitinfo import checkout_commit
 from lakeml.core.paths import PROJECT_ROOT
 from lakeml.core.session import driver_classpath, jar_paths
 from lakeml.ops import driver_env, readonly_sql, yarn_app
@@ -337,7 +338,7 @@ def job_command(argv: list[str], conf_dir: Path | None = None, build: bool = Tru
     extra_env = {
         "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable),
         "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
-        "LAKEML_GIT_COMMIT": driver_env.git_commit(),
+        "LAKEML_GIT_COMMIT": checkout_commit(),
     }
     if env.spark.master == "yarn":
         extra_env["HADOOP_CONF_DIR"] = yarn_app.hadoop_conf_dir(env)

@@ -3,34 +3,39 @@
 They are Hadoop 3.4.2's own daemons (``org.apache.hadoop.hdfs.server.namenode.NameNode``,
 ``...datanode.DataNode``, the Hadoop that pyspark 4.1.2 bundles) from the unshaded jars that
 ``scripts/resolve_jars.sh hdfs`` puts in ``.cache/hdfs``; they read the stack's configuration
-folder (:mod:`lakeml.ops.cluster.hadoop`). Their own processes, as on a real cluster, so the
-DataNode can stop and come back while the NameNode (and every client) goes on. Every port
-listens on 127.0.0.1: the NameNode's RPC and HTTP (UI, JMX, WebHDFS), the DataNode's data
-transfer and HTTP (UI, JMX) ports; its IPC port is picked free. Permissions are off, replication 1.
+folder, whose hdfs-site.xml is :func:`lakeml.ops.cluster.hadoop.hdfs_site`. Their own
+processes, as on a real cluster, so the DataNode can stop and come back while the NameNode
+(and every client) goes on. Every port listens on 127.0.0.1: the NameNode's RPC and HTTP
+(UI, JMX, WebHDFS), the DataNode's data transfer and HTTP (UI, JMX) ports; its IPC port is
+picked free. Permissions are off, replication 1.
 
-All state lives under ``<stack>/hdfs/dfs``: ``name-0-1``, ``name-0-2`` (the NameNode's image and
-edits, kept twice) and ``data/data1``, ``data/data2`` (the DataNode's blocks); the names are
-those of the minicluster earlier versions ran, so a stack made by one keeps its files. The
-NameNode is formatted before its first start only (:func:`is_formatted`); a start without
-format keeps every file written before. Stop a daemon by killing it (SIGTERM).
+All state lives under ``<stack>/hdfs/dfs`` (:func:`lakeml.ops.cluster.hadoop.dfs_dir`):
+``name-0-1``, ``name-0-2`` (the NameNode's image and edits, kept twice) and ``data/data1``,
+``data/data2`` (the DataNode's blocks); the names are those of the minicluster earlier
+versions ran, so a stack made by one keeps its files. The NameNode is formatted before its
+first start only (:func:`is_formatted`); a start without format keeps every file written
+before. Stop a daemon by killing it (SIGTERM).
 
 The supervised services of the stack are ``namenode(stack)`` and ``datanode(stack)``.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import subprocess
 from pathlib import Path
 
 from lakeml.core.errors import SetupError
-from lakeml.ops.cluster.hadoop import daemon_command, write_conf
+from lakeml.ops.cluster.hadoop import HEARTBEAT_S, daemon_command, dfs_dir, write_conf
 from lakeml.ops.cluster.supervisor import HOST, Service, Stack, StackError, http_json, tail
 
 NN_CLASS = "org.apache.hadoop.hdfs.server.namenode.NameNode"
 DN_CLASS = "org.apache.hadoop.hdfs.server.datanode.DataNode"
-HEARTBEAT_S = 3  # dfs.heartbeat.interval
+# what a probe of a daemon not (yet) serving meets: nothing listening or a timeout (URLError
+# is an OSError), an HTTP error status, an answer cut short or not JSON (ValueError)
+PROBE_ERRORS = (OSError, ValueError, http.client.HTTPException)
 
 
 def jars_dir(root: Path) -> Path:
@@ -47,47 +52,9 @@ def _jars() -> Path:
     return jars
 
 
-def dfs_dir(stack: Stack) -> Path:
-    return stack.base / "hdfs" / "dfs"
-
-
 def is_formatted(dfs: Path) -> bool:
     """True when ``dfs`` already holds a formatted NameNode (so start it without format)."""
     return any(Path(dfs).glob("name*/current/VERSION"))
-
-
-def site(stack: Stack) -> dict[str, str]:
-    """hdfs-site.xml of the stack: the daemons' storage and addresses, the clients' behaviour."""
-    p, dfs = stack.ports, dfs_dir(stack)
-    return {
-        "dfs.namenode.name.dir": f"{dfs / 'name-0-1'},{dfs / 'name-0-2'}",
-        "dfs.datanode.data.dir": f"{dfs / 'data' / 'data1'},{dfs / 'data' / 'data2'}",
-        "dfs.namenode.rpc-address": f"{HOST}:{p.namenode}",
-        "dfs.namenode.http-address": f"{HOST}:{p.webhdfs}",
-        "dfs.namenode.secondary.http-address": f"{HOST}:0",
-        "dfs.datanode.address": f"{HOST}:{p.datanode}",
-        "dfs.datanode.http.address": f"{HOST}:{p.datanode_ui}",
-        "dfs.datanode.ipc.address": f"{HOST}:0",
-        # the DataNode registers as 127.0.0.1, so WebHDFS redirects and the hdfs:// client
-        # reach it on the loopback address its ports are bound to (not the machine's hostname)
-        "dfs.datanode.hostname": HOST,
-        "dfs.heartbeat.interval": str(HEARTBEAT_S),
-        # any client user may write anywhere (a local dev HDFS, not a secured one)
-        "dfs.permissions.enabled": "false",
-        "dfs.replication": "1",
-        "dfs.webhdfs.enabled": "true",
-        # safe mode ends only when the DataNode is registered and has reported every block:
-        # with the default 0.999 a namespace of < 1000 blocks leaves safe mode at once (the
-        # threshold truncates to 0 blocks), so right after a restart reads could fail with
-        # "No active nodes contain this block" although readiness said yes
-        "dfs.namenode.safemode.threshold-pct": "1.0",
-        "dfs.namenode.safemode.min.datanodes": "1",
-        "dfs.namenode.safemode.extension": "0",
-        # a file's close is often "COMMITTED but not COMPLETE" for a moment with one DataNode;
-        # the client's first retry waits 400 ms by default: landing 100 files over WebHDFS
-        # took 2-3x longer than with 20 ms (measured)
-        "dfs.client.block.write.locateFollowingBlock.initial.delay.ms": "20",
-    }
 
 
 def format_namenode(stack: Stack) -> None:
@@ -109,11 +76,11 @@ def _jmx_bean(http_url: str, name: str, timeout: float) -> dict:
 
 
 def namenode_ready(http_url: str, timeout: float) -> bool:
-    """One probe: WebHDFS answers ``GETFILESTATUS`` on ``/``. Never raises: any error is False."""
+    """One probe: WebHDFS answers ``GETFILESTATUS`` on ``/``. A daemon not serving is False, not an error."""
     try:
         st = http_json(f"{http_url.rstrip('/')}/webhdfs/v1/?op=GETFILESTATUS", timeout)
         return st.get("FileStatus", {}).get("type") == "DIRECTORY"
-    except Exception:
+    except PROBE_ERRORS:
         return False
 
 
@@ -121,10 +88,11 @@ def webhdfs_ready(http_url: str, datanode_url: str, timeout: float) -> bool:
     """One probe (each HTTP call waits at most ``timeout`` s); True when HDFS serves clients.
 
     That is: WebHDFS answers, a DataNode has sent a heartbeat within two intervals, the
-    NameNode is out of safe mode (which, with :func:`site`, means every block has been
+    NameNode is out of safe mode (which, with the stack's hdfs-site, means every block has been
     reported) and the DataNode at ``datanode_url`` (its HTTP address) itself says it is
     registered and running: a DataNode that just stopped stays "live" in the NameNode's
-    eyes for minutes, so the NameNode's word alone cannot tell a restarted one. Never raises.
+    eyes for minutes, so the NameNode's word alone cannot tell a restarted one. A daemon not
+    serving is False, not an error.
     """
     url = http_url.rstrip("/")
     try:
@@ -139,7 +107,7 @@ def webhdfs_ready(http_url: str, datanode_url: str, timeout: float) -> bool:
         beans = http_json(f"{datanode_url.rstrip('/')}/jmx?qry=Hadoop:service=DataNode,name=DataNodeInfo", timeout).get("beans") or [{}]
         actors = json.loads(beans[0].get("BPServiceActorInfo") or "[]")
         return bool(actors) and all(a.get("ActorState") == "RUNNING" for a in actors)
-    except Exception:
+    except PROBE_ERRORS:
         return False
 
 

@@ -9,6 +9,7 @@ server, so it keeps no event log unless asked (``--conf spark.eventLog.enabled=t
 
 from __future__ import annotations
 
+from lakeml.ops.cluster.spark_standalone import spark_class
 from lakeml.ops.cluster.supervisor import HOST, Service, Stack, http_json
 
 EVENTS_PATH = "/lakeml/spark-events"
@@ -26,9 +27,7 @@ def _make_dir(stack: Stack) -> None:
 
 
 def _command(stack: Stack) -> list[str]:
-    from lakeml.ops.cluster.spark_standalone import _spark_class
-
-    return [_spark_class(), "org.apache.spark.deploy.history.HistoryServer"]
+    return [spark_class(), "org.apache.spark.deploy.history.HistoryServer"]
 
 
 def _env(stack: Stack) -> dict[str, str]:

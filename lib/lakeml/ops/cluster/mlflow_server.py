@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from lakeml.ops.cluster import postgres
 from lakeml.ops.cluster.supervisor import HOST, Service, Stack, StackError, http_text
 
 
@@ -19,10 +20,8 @@ def _store_reachable(stack: Stack) -> None:
     after a long wait; this says it at once."""
     import psycopg2
 
-    from lakeml.ops.cluster.postgres import _pg_connect
-
     try:
-        _pg_connect(stack, "mlflow").close()
+        postgres.connect(stack, "mlflow").close()
     except psycopg2.Error as e:
         raise StackError(
             f"mlflow: its store, database mlflow of PostgreSQL at {HOST}:{stack.ports.postgres}, refuses the connection "

@@ -61,22 +61,25 @@ def _pg_prepare(stack: Stack) -> None:
         pwfile.unlink(missing_ok=True)
 
 
-def _pg_connect(stack: Stack, db: str = "postgres"):
+def connect(stack: Stack, db: str = "postgres"):
+    """A psycopg2 connection to database ``db`` of the stack's PostgreSQL, as user lakeml."""
     import psycopg2
 
     return psycopg2.connect(host=HOST, port=stack.ports.postgres, user="lakeml", password=stack.password(), dbname=db, connect_timeout=2)
 
 
 def _pg_ready(stack: Stack) -> bool:
+    import psycopg2
+
     try:
-        _pg_connect(stack).close()
+        connect(stack).close()
         return True
-    except Exception:
+    except psycopg2.Error:  # refused, still starting up, or shutting down
         return False
 
 
 def _pg_databases(stack: Stack) -> None:
-    conn = _pg_connect(stack)
+    conn = connect(stack)
     conn.autocommit = True
     with conn.cursor() as cur:
         for db in ("metastore", "mlflow"):
@@ -91,7 +94,7 @@ def _metastore_schema(stack: Stack) -> None:
     metastore's own package.jdo (from the hive-metastore jar Spark ships). Left to lazy
     creation (datanucleus.schema.autoCreateAll), PostgreSQL deadlocks: the first CREATE
     TABLE alters TBL_PRIVS from a second connection while the first holds TBLS."""
-    conn = _pg_connect(stack, "metastore")
+    conn = connect(stack, "metastore")
     with conn.cursor() as cur:
         cur.execute("SELECT to_regclass('\"TBLS\"') IS NOT NULL")
         exists = cur.fetchone()[0]

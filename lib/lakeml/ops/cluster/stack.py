@@ -13,14 +13,19 @@ from ``LAKEML_PG_PASSWORD`` and nowhere else.
 
 The ports are the ones ``conf/envs/cluster.yaml`` points at; both read the same
 variables (``LAKEML_PG_PORT`` ...), so moving a port is one variable.
+
+This module sits on top of the recipes (one module per service) and of the generic
+supervisor (:mod:`lakeml.ops.cluster.supervisor`): :class:`ClusterStack` is the supervisor
+with this list of services, what ``python -m lakeml.ops.cluster`` (:func:`main`) runs.
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from lakeml.ops.cluster import hdfs, history, mlflow_server, postgres, spark_standalone, thrift, yarn
-from lakeml.ops.cluster.supervisor import Service, Stack, StackError, tail
+from lakeml.ops.cluster.supervisor import Ports, Service, Stack, StackError, tail
 
 
 def services(stack: Stack) -> list[Service]:
@@ -39,13 +44,21 @@ def services(stack: Stack) -> list[Service]:
     ]
 
 
+class ClusterStack(Stack):
+    """The project's stack: :func:`services`, under ``base`` (default ``$LAKEML_CLUSTER_DIR``,
+    else ``var/cluster``) on ``ports`` (default: each from its variable)."""
+
+    def __init__(self, base: str | Path | None = None, ports: Ports | None = None):
+        super().__init__(base, ports, services=services)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     usage = "usage: cluster.sh up [SERVICE ...] | down [SERVICE ...] | status | logs [SERVICE]"
     if not argv or argv[0] in ("-h", "--help"):
         print(usage)
         return 0 if argv else 2
-    stack = Stack()
+    stack = ClusterStack()
     cmd, rest = argv[0], argv[1:]
     try:
         if cmd == "up":

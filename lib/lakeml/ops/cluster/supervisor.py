@@ -5,13 +5,18 @@ how to recognise its process (a marker in the command line) and when it is ready
 query, not a sleep). ``Stack`` runs a list of them in dependency order, each in its own
 process group, with data, logs and a pid file under one folder; ``down`` stops only the
 processes its pid files name, after checking that the pid still belongs to that service.
-The services themselves are recipes in the sibling modules (postgres, hdfs, mlflow_server,
-spark_standalone, yarn, history, thrift), put together by ``lakeml.ops.cluster.stack``.
+
+Generic: it knows no service. The recipes are the sibling modules (postgres, hdfs, yarn,
+mlflow_server, spark_standalone, history, thrift), each importing this one; the project's
+stack, the list ``./scripts/cluster.sh`` runs, is put together on top of them in
+``lakeml.ops.cluster.stack``. ``Ports`` holds every port of that stack (each read from its
+own variable), so a recipe finds its own and its neighbours' on ``stack.ports``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -26,6 +31,8 @@ from pathlib import Path
 from lakeml.core import lock
 from lakeml.core.errors import LakemlError
 from lakeml.core.paths import PROJECT_ROOT
+
+log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 
@@ -78,9 +85,6 @@ def http_text(url: str, timeout: float = 2.0) -> str:
         return r.read().decode()
 
 
-_pid_alive = lock.pid_alive  # a zombie child of ours counts as gone
-
-
 def _cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
@@ -114,12 +118,19 @@ class Service:
 
 
 class Stack:
-    def __init__(self, base: str | Path | None = None, ports: Ports | None = None, services: Callable[[Stack], list[Service]] | None = None):
+    """The services ``services(stack)`` lists, run in that order, with their data, logs and
+    pid files under ``base`` (default ``$LAKEML_CLUSTER_DIR``, else ``var/cluster``)."""
+
+    def __init__(
+        self,
+        base: str | Path | None = None,
+        ports: Ports | None = None,
+        *,
+        services: Callable[[Stack], list[Service]],
+    ):
         self.base = Path(base or os.environ.get("LAKEML_CLUSTER_DIR") or PROJECT_ROOT / "var" / "cluster").resolve()
         self.ports = ports or Ports()
         self.py = Path(sys.executable)
-        if services is None:
-            from lakeml.ops.cluster.stack import services  # the project's stack (it imports this module)
         self.services = services(self)
 
     # paths ------------------------------------------------------------------------
@@ -147,7 +158,7 @@ class Stack:
             print(f"{s.name}: unreadable pid file {f}; removing it", file=sys.stderr)
             f.unlink()
             return None
-        if _pid_alive(pid) and s.marker in _cmdline(pid):
+        if lock.pid_alive(pid) and s.marker in _cmdline(pid):
             return pid
         print(f"{s.name}: stale pid file {f} (process {pid} is gone); removing it", file=sys.stderr)
         f.unlink()
@@ -208,19 +219,23 @@ class Stack:
 
     def _wait(self, s: Service, pid: int, proc: subprocess.Popen | None = None) -> None:
         deadline = time.time() + s.timeout
+        failed = ""  # what the last readiness check raised, if it raised
         while time.time() < deadline:
-            if proc is not None and proc.poll() is not None or not _pid_alive(pid):
+            if proc is not None and proc.poll() is not None or not lock.pid_alive(pid):  # a zombie child of ours is gone
                 self.pid_file(s).unlink(missing_ok=True)
                 raise StackError(f"{s.name} exited while starting. Last lines of {self.log_file(s)}:\n{tail(self.log_file(s))}")
             try:
                 if s.ready(self):
                     return
-            except Exception:
-                pass
+                failed = ""
+            except Exception as e:  # noqa: BLE001 - a server still starting fails a check in its own way (refused, 503, half an answer)
+                failed = f"{type(e).__name__}: {e}"
+                log.debug("%s: not ready yet: %s", s.name, failed)
             time.sleep(1)
         raise StackError(
-            f"{s.name} did not become ready within {s.timeout:.0f}s (pid {pid} still running). "
-            f"Last lines of {self.log_file(s)}:\n{tail(self.log_file(s))}"
+            f"{s.name} did not become ready within {s.timeout:.0f}s (pid {pid} still running"
+            + (f"; its last readiness check failed with {failed}" if failed else "")
+            + f"). Last lines of {self.log_file(s)}:\n{tail(self.log_file(s))}"
         )
 
     def down(self, names: list[str] | None = None) -> None:
@@ -238,9 +253,15 @@ class Stack:
             pid = self.pid(s)
             try:
                 ok = pid is not None and s.ready(self)
-            except Exception:
+            except Exception as e:  # noqa: BLE001 - any failed check means "not ready"; what failed goes to the debug log
+                log.debug("%s: readiness check failed: %s: %s", s.name, type(e).__name__, e)
                 ok = False
-            health = "ready" if ok else ("starting or unhealthy" if pid else ("down (port taken by another process)" if port_open(s.port) else "down"))
+            if ok:
+                health = "ready"
+            elif pid:
+                health = "starting or unhealthy"
+            else:
+                health = "down (port taken by another process)" if port_open(s.port) else "down"
             rows.append((s.name, s.address, str(pid or "-"), health))
         return rows
 
@@ -257,7 +278,7 @@ def _stop_group(pid: int, timeout: float = 30.0) -> None:
             return
         deadline = time.time() + timeout
         while time.time() < deadline:
-            if not _pid_alive(pid):
+            if not lock.pid_alive(pid):
                 # reap it if it is our child (tests run up/down in-process)
                 try:
                     os.waitpid(pid, os.WNOHANG)
