@@ -101,7 +101,7 @@ def source_files(spark, uc: UseCaseConfig) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for name, spec in uc.sources.items():
         table = uc.table(spec.table)
-        props = {r.key: r.value for r in spark.sql(f"SHOW TBLPROPERTIES {table}").collect()}
+        props = tables.properties(spark, table)
         if props.get("delta.enableDeletionVectors", "false").lower() == "true":
             raise ConfigError(f"{table}: deletion vectors are on; its Parquet files alone are not the table")
         if props.get("delta.columnMapping.mode", "none").lower() != "none":

@@ -86,11 +86,13 @@ def write(spark: SparkSession, uc: UseCaseConfig, spec: DemoSpec, frames: dict[s
     counts: dict[str, int] = {}
     for source, df in frames.items():
         if source not in uc.sources:
-            raise ConfigError(f"{where}: make() returned source {source!r}, which {uc.source_file} does not declare; its sources: {', '.join(uc.sources)}")
+            raise ConfigError(f"{where}: make() returned source {source!r}, which {uc.source_file} does not declare; "
+                              f"its sources: {', '.join(uc.sources)}")
         src = uc.sources[source]
         missing = [c for c in [*src.columns, ARRIVAL] if c not in df.columns]
         if missing:
-            raise ConfigError(f"{where}: the rows of source {source} lack {', '.join(missing)} (declared in {uc.source_file}, plus {ARRIVAL})")
+            raise ConfigError(f"{where}: the rows of source {source} lack {', '.join(missing)} "
+                              f"(declared in {uc.source_file}, plus {ARRIVAL})")
         landed = as_landed(df, src, spec, source).repartition(ARRIVAL).persist()
         counts[source] = landed.count()
         path = f"{staging}/{source}"

@@ -17,7 +17,7 @@ from lakeml.core import tables
 from lakeml.core.config import UseCaseConfig
 from lakeml.features import leakage
 from lakeml.features.build import build_features, build_labels, check_sql
-from lakeml.features.plan import FEATURES_FINGERPRINT, LABELS_FINGERPRINT, OBSERVED_UNTIL, WATERMARK, plan, set_properties
+from lakeml.features.plan import FEATURES_FINGERPRINT, LABELS_FINGERPRINT, OBSERVED_UNTIL, WATERMARK, plan
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +48,14 @@ def run(spark: SparkSession, uc: UseCaseConfig, as_of: list[date] | None = None,
     if todo.watermark is not None and not as_of and backfill is None:
         props[WATERMARK] = todo.watermark  # a run by hand covers its dates only: the daily plan still owes the rest
     if tables.exists(spark, features_table):
-        set_properties(spark, features_table, props)
+        tables.set_properties(spark, features_table, props)
     if todo.labels:
         labels = build_labels(spark, uc, todo.labels, todo.observed_until)
         if todo.labels_full:
             tables.overwrite(labels, labels_table, partition_by=["as_of_date"])  # no coalesce(1): that ran the label join in one task
         else:
             merge_labels(spark, uc, labels, todo.labels)
-        set_properties(spark, labels_table, {
+        tables.set_properties(spark, labels_table, {
             LABELS_FINGERPRINT: todo.fingerprints[LABELS_FINGERPRINT],
             OBSERVED_UNTIL: todo.observed_until.isoformat(),
         })

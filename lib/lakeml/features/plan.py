@@ -61,14 +61,8 @@ def labels_fingerprint(uc: UseCaseConfig) -> str:
 
 
 def properties(spark: SparkSession, name: str) -> dict[str, str]:
-    if not tables.exists(spark, name):
-        return {}
-    return {r["key"]: r["value"] for r in spark.sql(f"SHOW TBLPROPERTIES {name}").collect()}
-
-
-def set_properties(spark: SparkSession, name: str, props: dict[str, str]) -> None:
-    kv = ", ".join(f"'{k}' = {tables.sql_literal(v)}" for k, v in props.items())
-    spark.sql(f"ALTER TABLE {name} SET TBLPROPERTIES ({kv})")
+    """The table's properties, none while it does not exist yet."""
+    return tables.properties(spark, name) if tables.exists(spark, name) else {}
 
 
 def as_of_dates(spark: SparkSession, name: str) -> set[date]:

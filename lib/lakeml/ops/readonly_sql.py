@@ -78,7 +78,7 @@ def _ident(name: str) -> str:
 def read_only_init_sql(warehouse: str) -> str:
     """The spark-sql init file that declares every Delta table of the warehouse as a view
     ``db.table`` over its folder: each query reads the table's latest committed version,
-    and INSERT / UPDATE / DELETE on a view fail."""
+    and a write to a view (insert, update, delete) fails."""
     lines = []
     tables = delta_tables(warehouse)
     for db in sorted({db for db, _, _ in tables} - {"default"}):

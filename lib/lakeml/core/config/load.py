@@ -140,7 +140,8 @@ def load_usecase(conf_dir: str | Path, name: str | None, env: EnvConfig | None =
         name = env.usecase if env is not None else None
         if not name:
             where = f"set usecase: in {env.source_file}" if env is not None else "name one"
-            raise ConfigError(f"no use case given: pass --usecase NAME or {where}; known use cases: {', '.join(known_usecases(conf_dir)) or 'none'}")
+            known = ", ".join(known_usecases(conf_dir)) or "none"
+            raise ConfigError(f"no use case given: pass --usecase NAME or {where}; known use cases: {known}")
     uc_dir = conf_dir / name
     path = uc_dir / "usecase.yaml"
     if not path.is_file():

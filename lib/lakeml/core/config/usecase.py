@@ -79,7 +79,8 @@ class SourceSpec(Strict):
             if self.event_time not in self.columns:
                 raise ValueError(f"event_time {self.event_time!r} is not declared in columns")
             if self.columns[self.event_time].type not in ("date", "timestamp"):
-                raise ValueError(f"event_time {self.event_time!r} must be a date or timestamp column, not {self.columns[self.event_time].type}")
+                raise ValueError(f"event_time {self.event_time!r} must be a date or timestamp column, "
+                                 f"not {self.columns[self.event_time].type}")
         if self.years[0] > self.years[1]:
             raise ValueError(f"years: {self.years[0]} is after {self.years[1]}")
         bad = [n for n, c in self.columns.items() if c.allow_non_finite and c.type != "double"]
