@@ -29,6 +29,8 @@ TS_FORM = "ISO 8601: yyyy-MM-dd[T ]HH:mm[:ss[.SSSSSS]][Z|+HH:MM]"
 NOT_FINITE = "' is not a finite number (allow_non_finite: true accepts it)"
 LIMIT = 2000  # max_line_bytes of the CSV and JSON sources in these cases
 TOO_LONG = re.compile(rf"line too long: \d+ bytes, the limit is {LIMIT} \(max_line_bytes\)")
+UNCLOSED = "malformed record: a quoted field is not closed (it runs to the end of the file)"
+BAD_QUOTE = "malformed record: a quote inside an unquoted field, or text after a closing quote (RFC 4180)"
 GZ_CUT = re.compile(r"unreadable file: corrupt or truncated gzip data \(.*\)")
 
 
@@ -110,6 +112,19 @@ CASES = [
          5, ["C19"], [NOT_UTF8] * 4),
     Case("csv byte-order mark and CRLF", "customers", "2026-04-12",
          {"bom.csv": f"\ufeff{H}\n{_cust('C24')}\n", "crlf.csv": f"{H}\r\n{_cust('C25')}\r\n{_cust('C26')}\r\n"}, 3, ["C24", "C25", "C26"]),
+    Case("csv RFC 4180: quoted line breaks, doubled quotes, CR line ends, no last line break", "customers", "2026-04-17",
+         {"crm.csv": f"{H}\r\n" + _cust("C70", region='"north\r\nwest\nside"') + "\r\n" + _cust("C71", plan='"say ""hi"", twice"')
+          + "\r\n" + _cust("C72", region='""', channel='"ads, web"'),
+          "mac.csv": f"{H}\r{_cust('C73')}\r{_cust('C74', region='')}\r"},
+         5, ["C70", "C71", "C72", "C73", "C74"]),
+    Case("csv quote never closed", "customers", "2026-04-18",
+         {"a.csv": f"{H}\n{_cust('C75')}\n" + _cust("C76", region='"north') + f"\n{_cust('C77')}\n{_cust('C78')}\n",
+          "b.csv": f"{H}\n{_cust('C79')}\n"},
+         3, ["C75", "C79"], [UNCLOSED]),
+    Case("csv quotes out of place, and a quoted line break in a record of the wrong width", "customers", "2026-04-19",
+         {"a.csv": f"{H}\n" + "\n".join([_cust("C80", region='nor"th'), _cust("C81", region='"north"west'), _cust("C82"),
+                                          _cust("C83", region='"two\nlines"').rsplit(",", 1)[0]]) + "\n"},
+         4, ["C82"], [BAD_QUOTE, BAD_QUOTE, "malformed record: expected 8 fields, found 7"]),
     # ---------------------------------------------------------------- JSON lines (usage_events)
     Case("json wrong types", "usage_events", "2026-05-01",
          {"a.jsonl": "\n".join([_event("E1"), _event("E2", sessions="many"), _event("E3", minutes_used="12min"),
@@ -320,6 +335,20 @@ def test_raw_text_of_rejected_lines_is_kept_readable(spark, malformed):
     assert "C18,2026-01-01,basic,9.99,nor\ufffdth,card,ads,30" in {r.raw for r in utf8}  # stored as valid text
     header_rows = q.where(F.col("reason").startswith("header mismatch") & (F.col("batch_date") == date(2026, 4, 10))).collect()
     assert sorted(r.raw for r in header_rows) == [_cust("C21"), _cust("C22"), "id,signup,plan,fee,region,pay,channel,age"]
+
+
+def test_rfc_4180_values_are_kept_exactly_and_broken_records_whole(spark, malformed):
+    _, uc, _ = malformed
+    bronze = spark.table(uc.table("bronze_customers")).where(F.col("_batch_date") == date(2026, 4, 17))
+    got = bronze.select("customer_id", "plan", "region", "channel")  # an empty value, quoted or not, is missing: null
+    assertDataFrameEqual(got, [("C70", "basic", "north\r\nwest\nside", "ads"), ("C71", 'say "hi", twice', "north", "ads"),
+                               ("C72", "basic", None, "ads, web"), ("C73", "basic", "north", "ads"), ("C74", "basic", None, "ads")],
+                         checkRowOrder=False)
+    q = spark.table(uc.table("quarantine")).where(F.col("batch_date").isin(date(2026, 4, 18), date(2026, 4, 19)))
+    raws = {r.reason: r.raw for r in q.where(F.col("reason") != BAD_QUOTE).collect()}
+    # a quote never closed swallows the rest of its file, as the standard reads it; nothing is lost
+    assert raws[UNCLOSED] == _cust("C76", region='"north') + f"\n{_cust('C77')}\n{_cust('C78')}\n"
+    assert raws["malformed record: expected 8 fields, found 7"] == _cust("C83", region='"two\nlines"').rsplit(",", 1)[0]
 
 
 def test_reingesting_malformed_input_changes_nothing(spark, malformed):

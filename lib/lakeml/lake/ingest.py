@@ -30,7 +30,7 @@ from lakeml.core import parallel, tables
 from lakeml.core.config import EnvConfig, SourceSpec, UseCaseConfig
 from lakeml.core.errors import MissingDataError
 from lakeml.lake import landing, readers, silver
-from lakeml.lake.readers import CORRUPT, META, SHAPE, SKIP, read_raw
+from lakeml.lake.readers import CORRUPT, LINES, META, SHAPE, SKIP, read_raw
 from lakeml.lake.values import parse as parse_value
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,8 @@ def validate(raw: DataFrame, spec: SourceSpec, duplicates: bool = True) -> DataF
     raw_text = F.coalesce(F.col(CORRUPT), F.to_json(F.struct(*[F.col(c) for c in spec.columns])))
     return df.select(*[v.alias(n) for n, v in values.items()], F.when(F.col("_pre").isNotNull(), raw_text).alias("_raw"),
                      F.col("_pre").alias("_reason"),
-                     SKIP, F.coalesce(F.col(CORRUPT) == "", F.lit(False)).alias("_whole"), *META)
+                     SKIP, F.coalesce(F.col(CORRUPT) == "", F.lit(False)).alias("_whole"), *META,
+                     *([LINES] if LINES in raw.columns else []))
 
 
 def shares_a_key(typed: DataFrame, spec: SourceSpec) -> bool:
@@ -310,7 +311,7 @@ def _conserved(spec: SourceSpec, source: str, listed: dict[str, tuple[date, land
         if path not in by_path or r["_batch_date"] is None:
             problems.append(f"{path}: {r['lines']} lines read from a file that is not one of the listed ones")
             continue
-        read = r["lines"] - r["skipped"]
+        read = r["records"] - r["skipped"]
         counts[path] = (read, read - r["bad"], r["bad"])
         framed[path] = None if r["whole"] else r["lines"]  # a file quarantined whole (unreadable) has no lines to compare
     for path in by_path:
@@ -361,11 +362,12 @@ def ingest_source(spark: SparkSession, uc: UseCaseConfig, source: str, batches: 
             if shares_a_key(validated, spec):
                 validated.unpersist()
                 validated = validate(raw, spec).persist()
-            # one pass: per file, its lines (blank ones and headers apart), rows quarantined,
-            # and the time span of the accepted rows
+            # one pass: per file, its records and lines (blank ones and headers apart), rows
+            # quarantined, and the time span of the accepted rows
             per_file = (
                 validated.groupBy("_source_file", "_batch_date")
-                .agg(F.count(F.lit(1)).alias("lines"), F.count(SKIP).alias("skipped"), F.count("_reason").alias("bad"),
+                .agg(F.count(F.lit(1)).alias("records"), F.sum(LINES).alias("lines"), F.count(SKIP).alias("skipped"),
+                     F.count("_reason").alias("bad"),
                      F.min(t).alias("lo"), F.max(t).alias("hi"), F.max("_whole").alias("whole"))
                 .collect()
             )
@@ -378,13 +380,14 @@ def ingest_source(spark: SparkSession, uc: UseCaseConfig, source: str, batches: 
             unreadable[broken] = readers.broken_reason(e)
             log.warning("%s: %s: %s", source, broken, unreadable[broken])
     try:
-        readable = [f for f in files if f not in unreadable]
+        whole = {r["_source_file"] for r in per_file if r["whole"]}  # a compressed file that broke off, found by the reader
+        readable = [f for f in files if f not in unreadable and readers.real_path(f) not in whole]
         in_files = scan.result() if readable == scanned and scan.exception() is None else readers.count_rows(spark, spec, readable)
         counts = _conserved(spec, source, listed, per_file, in_files)
         stats: dict[date, dict] = {}
         for r in per_file:
             st = stats.setdefault(r["_batch_date"], {"read": 0, "bad": 0, "lo": None, "hi": None})
-            st["read"] += r["lines"] - r["skipped"]
+            st["read"] += r["records"] - r["skipped"]
             st["bad"] += r["bad"]
             for k, pick in (("lo", min), ("hi", max)):
                 if r[k] is not None:

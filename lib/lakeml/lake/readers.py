@@ -1,37 +1,41 @@
 """Read landed files of one source as strings, whatever their format, losing nothing.
 
 Every declared column comes back as a string, plus ``_corrupt_record`` (the raw text of a
-record that could not be read), ``_problem`` (why not, when known), ``_source_file`` and
-``_batch_date`` (the arrival date from the landing layout ``<zone>/<date>/<source>/<file>``).
-Typing against the schema is ``lakeml.lake.ingest.validate``'s job. Nothing is dropped
-here: every line of a text file is a row (blank lines and headers marked), so rows can be
-counted per file.
+record that could not be read), ``_problem`` (why not, when known), ``_source_file``,
+``_batch_date`` (the arrival date from the landing layout ``<zone>/<date>/<source>/<file>``)
+and ``_lines`` (the physical lines of the record). Typing against the schema is
+``lakeml.lake.ingest.validate``'s job. Nothing is dropped here: every line of a text file is
+in one row (blank lines and headers marked), so lines can be counted per file.
 """
 
 from __future__ import annotations
 
+import gzip
 import logging
 import re
 import urllib.parse
+import zlib
 from datetime import date
 from functools import reduce
 
+import pyarrow as pa
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import ArrayType, MapType, StringType, StructField, StructType
+from pyspark.sql.types import ArrayType, DateType, LongType, MapType, StringType, StructField, StructType
 
 from lakeml.core.config import SourceSpec
 from lakeml.core.errors import LakemlError
-from lakeml.lake import landing
+from lakeml.lake import csvfile, landing
 from lakeml.lake.stores import local_path
 
 log = logging.getLogger(__name__)
 
 CORRUPT = "_corrupt_record"
+LINES = "_lines"  # the physical lines of a row's record (0: a file quarantined whole)
 META = ["_batch_date", "_source_file"]
 SKIP = "_skip"  # a line that is no record: "blank", or "header" (a CSV file's header line)
 SHAPE = "_shape"  # why values have the wrong shape for their column (a JSON object in a string), or null
-NOT_UTF8 = "malformed record: not valid UTF-8 text"
+NOT_UTF8 = csvfile.NOT_UTF8
 # trimmed from both ends of a JSON line: what Java regex \s matches, and the byte-order mark
 WHITESPACE = " \t\n\x0b\f\r\ufeff"
 # compressions and archives Spark's readers do not open as the files they hold (.gz is read)
@@ -97,10 +101,6 @@ def _messages(pairs: list[tuple[Column, Column | str]]) -> Column:
     return F.when(F.size(msgs) > 0, F.concat_ws("; ", msgs))
 
 
-def csv_header(spec: SourceSpec) -> str:
-    return ",".join(spec.columns)
-
-
 def _string_schema(spec: SourceSpec) -> StructType:
     return StructType([StructField(c, StringType()) for c in spec.columns])
 
@@ -109,9 +109,9 @@ def _batch_of(f: str, batches: dict[str, date] | None) -> date | None:
     return (batches or {}).get(f) or batch_of_path(real_path(f))
 
 
-def _with_files(df: DataFrame, files: list[str], batches: dict[str, date] | None, headers: dict[str, str | None] | None) -> DataFrame:
-    """``df`` (a file source's rows) with each row's file: its real path (``_source_file``),
-    batch and header (``_h``). Joined on Spark's own URI of the file (``_metadata.file_path``),
+def _with_files(df: DataFrame, files: list[str], batches: dict[str, date] | None) -> DataFrame:
+    """``df`` (a file source's rows) with each row's file: its real path (``_source_file``)
+    and batch. Joined on Spark's own URI of the file (``_metadata.file_path``),
     which ``inputFiles()`` gives from the listing without reading a row: no line decodes its
     path (decoding it per line cost a fifth of the read)."""
     listed = {real_path(f): f for f in files}
@@ -120,20 +120,18 @@ def _with_files(df: DataFrame, files: list[str], batches: dict[str, date] | None
         f = listed.get(_real_path(uri))
         if f is None:
             raise ConservationError(f"Spark reads {uri}, which is not one of the listed files {sorted(listed)[:3]}...")
-        h = None if headers is None else (headers.get(f) or "").removeprefix("\ufeff")
         # a local file is file:///x in inputFiles() and file:/x in _metadata: both are keys (a
         # row matches one; one that matched neither would fail the conservation check loudly)
-        rows += [(key, real_path(f), _batch_of(f, batches), h) for key in {uri, re.sub(r"^file:/+", "file:/", uri)}]
-    info = df.sparkSession.createDataFrame(rows, "_uri string, _source_file string, _batch_date date, _h string")
+        rows += [(key, real_path(f), _batch_of(f, batches)) for key in {uri, re.sub(r"^file:/+", "file:/", uri)}]
+    info = df.sparkSession.createDataFrame(rows, "_uri string, _source_file string, _batch_date date")
     # left: a line never disappears here
     return df.withColumn("_uri", F.col("_metadata.file_path")).join(F.broadcast(info), "_uri", "left").drop("_uri")
 
 
-def _lines(spark: SparkSession, spec: SourceSpec, files: list[str], batches: dict[str, date] | None,
-           headers: dict[str, str | None] | None) -> DataFrame:
-    """Every line of the files (blank ones too), with its file's real path, batch and header,
-    its length in bytes (``_len``) and whether that is beyond ``max_line_bytes`` (``_long``)."""
-    lines = _with_files(spark.read.text([spark_path(f) for f in files]), files, batches, headers)
+def _lines(spark: SparkSession, spec: SourceSpec, files: list[str], batches: dict[str, date] | None) -> DataFrame:
+    """Every line of the files (blank ones too), with its file's real path and batch, its
+    length in bytes (``_len``) and whether that is beyond ``max_line_bytes`` (``_long``)."""
+    lines = _with_files(spark.read.text([spark_path(f) for f in files]), files, batches)
     return lines.withColumn("_len", F.octet_length("value")).withColumn("_long", F.col("_len") > spec.max_line_bytes)
 
 
@@ -143,28 +141,30 @@ def _unreadable(spark: SparkSession, spec: SourceSpec, bad: dict[str, str], batc
     df = spark.createDataFrame(rows, "_source_file string, _batch_date date, _problem string")
     none = F.lit(None).cast("string")
     return df.select(*[none.alias(c) for c in spec.columns], F.lit("").alias(CORRUPT), "_problem", none.alias(SKIP), none.alias(SHAPE),
-                     *META)
+                     *META, F.lit(0).cast("long").alias(LINES))
 
 
-def read_raw(spark: SparkSession, spec: SourceSpec, files: list[str], headers: dict[str, str | None] | None = None,
-             batches: dict[str, date] | None = None, unreadable: dict[str, str] | None = None) -> DataFrame:
+def read_raw(spark: SparkSession, spec: SourceSpec, files: list[str], batches: dict[str, date] | None = None,
+             unreadable: dict[str, str] | None = None) -> DataFrame:
     """Read landed files of one source: every declared column as a string, plus
     ``_corrupt_record`` (the raw text of a record that could not be read), ``_problem``
     (why not, when known), ``_skip`` (a line that is no record: blank, or a CSV header),
     ``_shape`` (values of the wrong shape for their column), ``_source_file`` (the real
-    path) and ``_batch_date`` (from ``batches``, else the landing layout).
+    path), ``_batch_date`` (from ``batches``, else the landing layout) and ``_lines`` (the
+    physical lines the row spans; 0 for a file quarantined whole).
 
-    Nothing is filtered: every line of a CSV or JSON file is one row (blank lines and
-    headers marked in ``_skip``), so rows can be counted per file from this frame.
+    Nothing is filtered: every line of a CSV or JSON file is in one row (blank lines and
+    headers marked in ``_skip``), so lines can be counted per file from this frame.
     ``unreadable`` (path -> reason; default ``unreadable_files``) are files not read at all:
     one quarantined row each.
 
-    CSV is read line by line so that a line with too few or too many fields is caught
-    (Spark's CSV reader would pad or cut it silently), and files whose header is not the
-    declared one are not parsed by position: all their lines (the header too) come back as
-    corrupt records. Quoted fields may hold commas, not line breaks.
+    CSV is read as RFC 4180 says (``lakeml.lake.csvfile``, in Arrow batches on the
+    executors): quoted fields may hold separators, line breaks and doubled quotes; a record
+    with too few or too many fields, or a quote out of place, is a corrupt record (Spark's
+    CSV reader would pad, cut or guess), and files whose header is not the declared one are
+    not parsed by position: all their records (the header too) come back as corrupt.
 
-    JSON is read line by line too, each line parsed as one object: a line holding two
+    JSON is read line by line, each line parsed as one object: a line holding two
     objects or trailing garbage is a corrupt record (Spark's JSON reader would keep the
     first object and drop the rest silently). A JSON object or array where a string is
     declared is reported in ``_shape``. In CSV and JSON a line that is not valid UTF-8 is a
@@ -181,7 +181,8 @@ def read_raw(spark: SparkSession, spec: SourceSpec, files: list[str], headers: d
     frames = [_unreadable(spark, spec, {f: unreadable[f] for f in files if f in unreadable}, batches)] if len(readable) < len(files) else []
     if readable:
         frames.insert(0, _read_parquet(spark, spec, readable, batches) if spec.format == "parquet" else
-                      _read_text(spark, spec, readable, headers, batches))
+                      _read_csv(spark, spec, readable, batches) if spec.format == "csv" else
+                      _read_json(spark, spec, readable, batches))
     if not frames:
         return _unreadable(spark, spec, {}, batches)
     return reduce(DataFrame.unionByName, frames)
@@ -192,81 +193,88 @@ def _too_long(spec: SourceSpec) -> Column:
                     F.lit(f" bytes, the limit is {spec.max_line_bytes} (max_line_bytes)"))
 
 
-def _read_text(spark: SparkSession, spec: SourceSpec, files: list[str], headers: dict[str, str | None] | None,
-               batches: dict[str, date] | None) -> DataFrame:
+def _read_json(spark: SparkSession, spec: SourceSpec, files: list[str], batches: dict[str, date] | None) -> DataFrame:
     cols = list(spec.columns)
     utf8 = F.is_valid_utf8(F.col("value"))
     raw_line = F.make_valid_utf8(F.col("value"))
-    if spec.format == "json":
-        lines = _lines(spark, spec, files, batches, None)
-        # each derived value is its own column, computed once per line (a regex or a JSON
-        # parse repeated inside every CASE WHEN made this read four times slower)
-        lines = lines.withColumn("_t", F.when(~F.col("_long"), F.btrim(F.col("value"), F.lit(WHITESPACE))))
-        skip = F.when(F.col("_t") == "", F.lit("blank"))  # blank lines are not records
-        # wrapped in [ ]: one object parses to an array of one; a second object or
-        # trailing garbage makes the array invalid (or longer) instead of being dropped
-        opts = {"mode": "PERMISSIVE", "maxStringLen": str(spec.max_line_bytes)}
-        parsed = F.from_json(F.concat(F.lit("["), F.col("_t"), F.lit("]")), ArrayType(_string_schema(spec)), opts)
-        lines = lines.withColumn(SKIP, skip).withColumn("_p", F.when(F.col(SKIP).isNull(), parsed))
-        lines = lines.withColumn("_n", F.coalesce(F.size("_p"), F.lit(0))).withColumn("_utf8", utf8)
-        lines = lines.withColumn("_ok", F.col("_utf8") & ~F.col("_long") & F.col("_t").startswith("{") & F.col("_t").endswith("}")
-                                 & (F.col("_n") == 1))
-        problem = (
-            F.when(~F.col("_utf8"), F.lit(NOT_UTF8))
-            .when(F.col("_long"), _too_long(spec))
-            .when(F.col("_n") > 1, F.lit("malformed record: more than one JSON object on the line"))
-            .when(~F.col("_ok"), F.lit("malformed record: not a JSON object"))
-        )
-        values = {c: _json_value(c) for c in cols}
-        kind = {c: F.coalesce(F.lower(F.split(_variant_type(c), "<")[0]), F.lit("object or array")) for c in cols}
-        shape = _messages([(_json_container(c, v),
-                            F.concat(F.lit(f"{c}: a JSON "), kind[c], F.lit(f" where a {spec.columns[c].type} is declared")))
-                           for c, v in values.items() if spec.columns[c].type == "string"])
-        lines = lines.withColumn("_v", F.struct(*[v.alias(c) for c, v in values.items()]))
-        return lines.select(
-            *[F.when(F.col("_ok"), F.col("_v")[c]).alias(c) for c in cols],
-            F.when(~F.col("_ok") & F.col(SKIP).isNull(), raw_line).alias(CORRUPT),
-            F.when(F.col(SKIP).isNull(), problem).alias("_problem"),
-            SKIP,
-            F.when(F.col("_ok"), shape).alias(SHAPE),
-            *META,
-        )
-    # CSV
-    expected = csv_header(spec)
-    headers = headers if headers is not None else {f: landing.first_line(spark, f) for f in files}
-    lines = _lines(spark, spec, files, batches, headers)
-    # each file's first line is its header (compared byte for byte: a first line that is
-    # not UTF-8 text is no header but a malformed record); a byte-order mark before it is
-    # not part of it (Hadoop's line reader drops it, Python's keeps it); a line equal to
-    # the header further down (concatenated exports) is a header too. Blank lines are not
-    # records. A file whose header is not the declared one: every line, the header too, is
-    # a record that is quarantined
-    good_header = F.trim(F.col("_h")) == F.lit(expected)
-    header = good_header & ((F.col("value") == F.col("_h")) | (F.col("value") == F.concat(F.lit("\ufeff"), F.col("_h"))))
-    skip = F.when(F.trim(F.col("value")) == "", F.lit("blank")).when(header, F.lit("header"))
-    lines = lines.withColumn(SKIP, skip).withColumn("_good_header", good_header)
-    record = F.col(SKIP).isNull() & ~F.col("_long")
-    fields = F.size(F.split(F.col("value"), r',(?=(?:[^"]*"[^"]*")*[^"]*$)'))
-    parsed = F.from_csv(F.col("value"), ", ".join(f"`{c}` STRING" for c in cols), {"mode": "PERMISSIVE"})
-    # computed once per line, as columns (see the JSON branch)
-    lines = lines.withColumn("_fields", F.when(record, fields)).withColumn("_p", F.when(record, parsed)).withColumn("_utf8", utf8)
-    lines = lines.withColumn("_ok", F.col("_utf8") & ~F.col("_long") & F.col("_good_header") & (F.col("_fields") == len(cols)))
+    lines = _lines(spark, spec, files, batches)
+    # each derived value is its own column, computed once per line (a regex or a JSON
+    # parse repeated inside every CASE WHEN made this read four times slower)
+    lines = lines.withColumn("_t", F.when(~F.col("_long"), F.btrim(F.col("value"), F.lit(WHITESPACE))))
+    skip = F.when(F.col("_t") == "", F.lit("blank"))  # blank lines are not records
+    # wrapped in [ ]: one object parses to an array of one; a second object or
+    # trailing garbage makes the array invalid (or longer) instead of being dropped
+    opts = {"mode": "PERMISSIVE", "maxStringLen": str(spec.max_line_bytes)}
+    parsed = F.from_json(F.concat(F.lit("["), F.col("_t"), F.lit("]")), ArrayType(_string_schema(spec)), opts)
+    lines = lines.withColumn(SKIP, skip).withColumn("_p", F.when(F.col(SKIP).isNull(), parsed))
+    lines = lines.withColumn("_n", F.coalesce(F.size("_p"), F.lit(0))).withColumn("_utf8", utf8)
+    lines = lines.withColumn("_ok", F.col("_utf8") & ~F.col("_long") & F.col("_t").startswith("{") & F.col("_t").endswith("}")
+                             & (F.col("_n") == 1))
     problem = (
         F.when(~F.col("_utf8"), F.lit(NOT_UTF8))
         .when(F.col("_long"), _too_long(spec))
-        .when(~F.col("_good_header"),
-              F.concat(F.lit(f"header mismatch: expected '{expected}', file has '"), F.coalesce(F.col("_h"), F.lit("")), F.lit("'")))
-        .when(F.col("_fields") != len(cols),
-              F.concat(F.lit(f"malformed record: expected {len(cols)} fields, found "), F.col("_fields").cast("string")))
+        .when(F.col("_n") > 1, F.lit("malformed record: more than one JSON object on the line"))
+        .when(~F.col("_ok"), F.lit("malformed record: not a JSON object"))
     )
+    values = {c: _json_value(c) for c in cols}
+    kind = {c: F.coalesce(F.lower(F.split(_variant_type(c), "<")[0]), F.lit("object or array")) for c in cols}
+    shape = _messages([(_json_container(c, v),
+                        F.concat(F.lit(f"{c}: a JSON "), kind[c], F.lit(f" where a {spec.columns[c].type} is declared")))
+                       for c, v in values.items() if spec.columns[c].type == "string"])
+    lines = lines.withColumn("_v", F.struct(*[v.alias(c) for c, v in values.items()]))
     return lines.select(
-        *[F.when(F.col("_ok"), F.col("_p")[c]).alias(c) for c in cols],
+        *[F.when(F.col("_ok"), F.col("_v")[c]).alias(c) for c in cols],
         F.when(~F.col("_ok") & F.col(SKIP).isNull(), raw_line).alias(CORRUPT),
         F.when(F.col(SKIP).isNull(), problem).alias("_problem"),
         SKIP,
-        F.lit(None).cast("string").alias(SHAPE),
+        F.when(F.col("_ok"), shape).alias(SHAPE),
         *META,
+        F.lit(1).cast("long").alias(LINES),
     )
+
+
+def _read_csv(spark: SparkSession, spec: SourceSpec, files: list[str], batches: dict[str, date] | None) -> DataFrame:
+    """The files' bytes (Spark's binaryFile source: any Hadoop file system) parsed by
+    ``csvfile.read`` in Arrow batches on the executors, one file at a time."""
+    cols = list(spec.columns)
+    max_bytes = spec.max_line_bytes
+    where = {real_path(f): (real_path(f), _batch_of(f, batches)) for f in files}
+    schema = StructType([*[StructField(c, StringType()) for c in cols], StructField(CORRUPT, StringType()),
+                         StructField("_problem", StringType()), StructField(SKIP, StringType()), StructField(SHAPE, StringType()),
+                         StructField("_batch_date", DateType()), StructField("_source_file", StringType()),
+                         StructField(LINES, LongType())])
+
+    def parse(chunks):
+        for chunk in chunks:
+            paths = chunk.column("path").to_pylist()
+            for i, uri in enumerate(paths):
+                data = chunk.column("content")[i].as_py()
+                # binaryFile names a file by its Hadoop path (not URI-encoded, unlike _metadata);
+                # an unknown one is named by the conservation check
+                path, batch = where.get(real_path(uri), (real_path(uri), None))
+                table = _decoded_csv(path, data, cols, max_bytes)
+                n = table.num_rows
+                table = table.append_column(SHAPE, pa.nulls(n, pa.string()))
+                table = table.append_column("_batch_date", pa.array([batch] * n, pa.date32()))
+                table = table.append_column("_source_file", pa.array([path] * n, pa.string()))
+                yield from table.select([f.name for f in schema.fields]).to_batches(max_chunksize=100_000)
+
+    raw = spark.read.format("binaryFile").load([spark_path(f) for f in files]).select("path", "content")
+    return raw.mapInArrow(parse, schema)
+
+
+def _decoded_csv(path: str, data: bytes, cols: list[str], max_bytes: int) -> pa.Table:
+    """``csvfile.read`` of a file's bytes, gunzipped first for a ``.gz``; a compressed file
+    that breaks off is one row, the file quarantined whole."""
+    if path.lower().endswith(".gz"):
+        try:
+            data = gzip.decompress(data)
+        except (EOFError, OSError, zlib.error) as e:
+            why = f"unreadable file: corrupt or truncated gzip data ({e})"
+            none = pa.nulls(1, pa.string())
+            return pa.table({**{c: none for c in cols}, CORRUPT: pa.array([""]), "_problem": pa.array([why]), SKIP: none,
+                             LINES: pa.array([0], pa.int64())})
+    return csvfile.read(data, cols, max_bytes)
 
 
 def _key_pattern(c: str) -> str:
@@ -300,7 +308,7 @@ def _read_parquet(spark: SparkSession, spec: SourceSpec, files: list[str], batch
     none = F.lit(None).cast("string")
 
     def as_strings(df: DataFrame) -> DataFrame:
-        df = _with_files(df, files, batches, None).drop("_h")
+        df = _with_files(df, files, batches)
         types = {f.name: f.dataType for f in df.schema.fields}
         complex_ = [c for c in spec.columns if c in types and isinstance(types[c], (StructType, ArrayType, MapType))]
         shape = _messages([(F.col(c).isNotNull(),
@@ -309,6 +317,7 @@ def _read_parquet(spark: SparkSession, spec: SourceSpec, files: list[str], batch
         return df.select(
             *[(F.col(c).cast("string") if c in types and c not in complex_ else none).alias(c) for c in spec.columns],
             none.alias(CORRUPT), none.alias("_problem"), none.alias(SKIP), shape.alias(SHAPE), *META,
+            F.lit(1).cast("long").alias(LINES),
         )
 
     paths = [spark_path(f) for f in files]
