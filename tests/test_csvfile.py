@@ -91,8 +91,41 @@ def test_reason_precedence_utf8_then_length_then_header():
     table = csvfile.read(data, COLS, 40)
     assert [r["_problem"] for r in _rows(table) if r["_problem"]] == [
         csvfile.NOT_UTF8, "line too long: 55 bytes, the limit is 40 (max_line_bytes)", csvfile.BAD_QUOTE]
-    wrong = csvfile.read(b"id,amount\nK1,1\n", COLS, 40)
-    assert {r["_problem"] for r in _rows(wrong)} == {"header mismatch: expected 'id,note,amount', file has 'id,amount'"}
+    wrong = csvfile.read(b"key,amount\nK1,1\n", COLS, 40, required=["id"])
+    assert {r["_problem"] for r in _rows(wrong)} == {
+        "header mismatch: expected 'id,note,amount', file has 'key,amount' (no column id (required))"}
+
+
+@pytest.mark.parametrize(("header", "why"), [("id,note,note", "column note twice"), ("id,,amount", "a column without a name"),
+                                             ("", "no header")])
+def test_a_header_that_names_no_columns_clearly_quarantines_the_file(header, why):
+    table = csvfile.read(f"{header}\nK1,a,1\n".encode(), COLS, 1000, required=["id"])
+    assert {(r["_problem"], r["_corrupt_record"]) for r in _rows(table) if r["_problem"]} >= {
+        (f"header mismatch: expected '{HEADER}', file has '{header}' ({why})", "K1,a,1")}
+    assert _good(table) == []
+
+
+def test_columns_are_taken_by_name_and_a_missing_optional_one_is_null():
+    table = csvfile.read(b'amount,"id"\n1,K1\n2,K2\n', COLS, 1000, required=["id"])
+    assert _good(table) == [("K1", None, "1"), ("K2", None, "2")]
+    assert set(table.column("_drift").to_pylist()) == {"missing: note"}
+    assert table.column("_rescued_data").null_count == table.num_rows
+
+
+def test_undeclared_columns_are_rescued_quarantined_or_flagged_by_the_policy():
+    data = b"id,loyalty,note,amount,tier\nK1,gold,a,1,\nK2,,b,2,\nK3,silver,c,3,x\n"
+    rescued = csvfile.read(data, COLS, 1000, required=["id"], drift="rescue")
+    assert _good(rescued) == [("K1", "a", "1"), ("K2", "b", "2"), ("K3", "c", "3")]
+    assert rescued.column("_rescued_data").to_pylist()[:3] == ['{"loyalty":"gold"}', None, '{"loyalty":"silver","tier":"x"}']
+    assert set(rescued.column("_drift").to_pylist()) == {"undeclared: loyalty, tier"}
+    refused = csvfile.read(data, COLS, 1000, required=["id"], drift="quarantine")
+    assert _good(refused) == []
+    assert [(r["_problem"], r["_corrupt_record"]) for r in _rows(refused) if r["_problem"]] == [
+        ("schema drift: undeclared column(s) loyalty, tier (schema_drift: quarantine)", raw)
+        for raw in ("K1,gold,a,1,", "K2,,b,2,", "K3,silver,c,3,x")]
+    flagged = csvfile.read(data, COLS, 1000, required=["id"], drift="fail")
+    assert _good(flagged) == _good(rescued)
+    assert set(flagged.column("_drift").to_pylist()) == {"undeclared: loyalty, tier"}
 
 
 @pytest.mark.parametrize("seed", range(300))
@@ -104,9 +137,9 @@ def test_every_line_is_in_one_record_and_both_paths_agree(seed):
     table = csvfile.read(data, COLS, 10_000)
     assert sum(table.column("_lines").to_pylist()) == csvfile.line_count(data)
     a = np.frombuffer(data, np.uint8)
-    fast = csvfile._fast(a, 0, len(COLS))
-    exact = csvfile._exact(data, a, 0, len(COLS))
+    fast = csvfile._fast(a, 0)
+    exact = csvfile._exact(data, a, 0)
     def found(r):
-        return r and (r.start.tolist(), r.end.tolist(), r.lines.tolist(), r.problems)
+        return r and (r.start.tolist(), r.end.tolist(), r.lines.tolist(), r.fields.tolist(), r.problems)
 
     assert fast is None or found(fast) == found(exact)

@@ -16,6 +16,8 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
+from lakeml.core import tables
+from lakeml.core.errors import SchemaDriftError
 from lakeml.lake import ingest
 from lakeml.lake.readers import ConservationError, read_raw
 
@@ -38,8 +40,8 @@ def _gz(text: str) -> bytes:
     return gzip.compress(text.encode())
 
 
-def _mismatch(header: str) -> str:
-    return f"header mismatch: expected '{H}', file has '{header}'"
+def _mismatch(header: str, why: str) -> str:
+    return f"header mismatch: expected '{H}', file has '{header}' ({why})"
 
 
 def _cust(key: str, **kw) -> str:
@@ -89,23 +91,24 @@ CASES = [
     Case("csv null keys and required values", "customers", "2026-04-02",
          {"a.csv": f"{H}\n{_cust('')}\n{_cust('   ')}\n{_cust('C4', signup_date='')}\n{_cust('C5')}\n"},
          4, ["C5"], ["missing required customer_id", "missing required customer_id", "missing required signup_date"]),
+    # a column conf does not declare: rescued (the default schema_drift), its values in _rescued_data
     Case("csv extra column", "customers", "2026-04-03",
          {"a.csv": f"{H},loyalty\n{_cust('C10')},gold\n{_cust('C11')},silver\n", "b.csv": f"{H}\n{_cust('C12')}\n{_cust('C13')},EXTRA\n"},
-         5, ["C12"], [_mismatch(f"{H},loyalty")] * 3 + ["malformed record: expected 8 fields, found 9"]),
+         4, ["C10", "C11", "C12"], ["malformed record: expected 8 fields, found 9"]),
     Case("csv missing column", "customers", "2026-04-04",
          {"a.csv": f"{H.rsplit(',', 1)[0]}\n{_cust('C14').rsplit(',', 1)[0]}\n",
           "b.csv": f"{H}\n{_cust('C15').rsplit(',', 1)[0]}\n{_cust('C16')}\n{_cust('C17', monthly_fee='', region='', age='')}\n"},
-         5, ["C16", "C17"], [_mismatch(H.rsplit(",", 1)[0])] * 2 + ["malformed record: expected 8 fields, found 7"]),
+         4, ["C14", "C16", "C17"], ["malformed record: expected 8 fields, found 7"]),
     Case("csv duplicate across batches (first)", "customers", "2026-04-05", {"a.csv": f"{H}\n{_cust('C23')}\n"}, 1, ["C23"]),
     Case("csv duplicate across batches (again, twice)", "customers", "2026-04-06",
          {"a.csv": f"{H}\n{_cust('C23', plan='premium')}\n{_cust('C23', plan='premium')}\n"}, 2, ["C23"], ["duplicate key within batch"]),
     Case("csv empty file beside a good one", "customers", "2026-04-07", {"empty.csv": "", "ok.csv": f"{H}\n{_cust('C20')}\n"}, 1, ["C20"]),
     Case("csv batch of one empty file", "customers", "2026-04-08", {"empty.csv": ""}, 0, []),
     Case("csv header only", "customers", "2026-04-09", {"h1.csv": f"{H}\n", "h2.csv": H, "h3.csv": "id,name\n"},
-         1, [], [_mismatch("id,name")]),
+         1, [], [_mismatch("id,name", "no column customer_id, signup_date, plan (required)")]),
     Case("csv wrong header", "customers", "2026-04-10",
          {"a.csv": f"id,signup,plan,fee,region,pay,channel,age\n{_cust('C21')}\n{_cust('C22')}\n"},
-         3, [], [_mismatch("id,signup,plan,fee,region,pay,channel,age")] * 3),
+         3, [], [_mismatch("id,signup,plan,fee,region,pay,channel,age", "no column customer_id, signup_date (required)")] * 3),
     Case("csv garbage bytes", "customers", "2026-04-11",
          {"garbage.csv": GARBAGE,
           "record.csv": f"{H}\n".encode() + b"C18,2026-01-01,basic,9.99,nor\xffth,card,ads,30\n" + f"{_cust('C19')}\n".encode()},
@@ -151,6 +154,9 @@ CASES = [
          {"a.jsonl": "\n".join([_event("E16")[:30], _event("E17")[:-1], _event("E18")[:46], _event("E20") + _event("E21"),
                                 _event("E22") + " trailing", _event("E23") + "," + _event("E24"), _event("E19"), _event("E25")[:-20]])},
          8, ["E19"], [NOT_JSON] * 6 + ["malformed record: more than one JSON object on the line"]),
+    Case("json a key twice", "usage_events", "2026-05-12",
+         {"a.jsonl": _event("E50").replace('"customer_id"', '"event_id": "E51", "customer_id"') + "\n" + _event("E52") + "\n"},
+         2, ["E52"], ["malformed record: the key 'event_id' is twice in the object"]),
     Case("json values that are not objects", "usage_events", "2026-05-09",
          {"a.jsonl": '42\n"text"\n[1, 2]\nnull\n[' + _event("E26") + "]\n"}, 5, [], [NOT_JSON] * 5),
     Case("json garbage bytes", "usage_events", "2026-05-10",
@@ -349,6 +355,86 @@ def test_rfc_4180_values_are_kept_exactly_and_broken_records_whole(spark, malfor
     # a quote never closed swallows the rest of its file, as the standard reads it; nothing is lost
     assert raws[UNCLOSED] == _cust("C76", region='"north') + f"\n{_cust('C77')}\n{_cust('C78')}\n"
     assert raws["malformed record: expected 8 fields, found 7"] == _cust("C83", region='"two\nlines"').rsplit(",", 1)[0]
+
+
+def test_undeclared_columns_are_rescued_in_every_format_and_logged(spark, malformed):
+    _, uc, reports = malformed
+
+    def rescued(source, key):
+        return spark.table(uc.table(uc.sources[source].table)).where(F.col(KEYS[source]).isin(key)).select(KEYS[source], "_rescued_data")
+
+    assertDataFrameEqual(rescued("customers", ["C10", "C11", "C12", "C14"]),
+                         [("C10", '{"loyalty":"gold"}'), ("C11", '{"loyalty":"silver"}'), ("C12", None), ("C14", None)])
+    assertDataFrameEqual(rescued("usage_events", ["E11", "E12"]), [("E11", '{"extra":"1","nested":"{\\"a\\":[1]}"}'), ("E12", None)])
+    assertDataFrameEqual(rescued("payments", ["P8", "P7"]), [("P8", '{"currency":"EUR"}'), ("P7", None)])
+    log = spark.table(uc.table("ingest_log")).where(F.col("schema_drift").isNotNull())
+    assertDataFrameEqual(log.select("source", "batch_date", "schema_drift"), [
+        ("customers", date(2026, 4, 3), "a.csv: undeclared: loyalty (kept in _rescued_data)"),
+        ("customers", date(2026, 4, 4), "a.csv: missing: age (null)"),
+        ("usage_events", date(2026, 5, 3), "a.jsonl: undeclared: extra, nested (kept in _rescued_data)"),
+        ("payments", date(2026, 6, 3), "a.parquet: undeclared: currency (kept in _rescued_data)"),
+    ])
+    drift = {r.source: r.schema_drift for r in reports}
+    assert [x.rsplit("/", 3)[-3:] for x in drift["customers"]] == [
+        ["2026-04-03", "customers", "a.csv: undeclared: loyalty (kept in _rescued_data)"],
+        ["2026-04-04", "customers", "a.csv: missing: age (null)"]]
+
+
+def _drifting(uc, root, day: str) -> None:
+    """One file with an undeclared column per format, beside a file without."""
+    _landed(uc, root, day, "customers", {"new.csv": f"{H},loyalty\n{_cust('D1')},gold\n", "ok.csv": f"{H}\n{_cust('D2')}\n"})
+    _landed(uc, root, day, "usage_events", {"a.jsonl": _event("F1", tier="x") + "\n" + _event("F2") + "\n"})
+    p = root / uc.name / day / "payments" / "a.parquet"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with_currency = PAY.append(pa.field("currency", pa.string()))
+    p.write_bytes(_parquet([_pay("Q1") | {"currency": "EUR"}, _pay("Q2") | {"currency": None}], with_currency))
+
+
+def _with_policy(env, uc, root, policy: str):
+    e = env.model_copy(update={"storage": env.storage.model_copy(update={"landing": str(root)})})
+    sources = {n: uc.sources[n].model_copy(update={"schema_drift": policy}) for n in KEYS}
+    return e, uc.model_copy(update={"database": f"t_drift_{policy}_{next(_db)}", "sources": sources})
+
+
+def test_schema_drift_quarantine_keeps_the_rows_out_with_their_raw_values(spark, env, uc, tmp_path):
+    e, u = _with_policy(env, uc, tmp_path, "quarantine")
+    _drifting(u, tmp_path, "2026-07-01")
+    reports = ingest.ingest(spark, e, u)
+    assert {r.source: (r.rows_read, r.rows_accepted) for r in reports} == {"customers": (2, 1), "usage_events": (2, 1), "payments": (2, 1)}
+    q = spark.table(u.table("quarantine")).select("source", "raw", "reason")
+    assertDataFrameEqual(q, [
+        ("customers", f"{_cust('D1')},gold", "schema drift: undeclared column(s) loyalty (schema_drift: quarantine)"),
+        ("usage_events", _event("F1", tier="x"), "schema drift: undeclared field(s) tier (schema_drift: quarantine)"),
+        ("payments", '{"payment_id":"Q1","customer_id":"C1","payment_date":"2026-05-30","amount":9.99,"status":"paid","method":"card",'
+                     '"currency":"EUR"}', "schema drift: undeclared column(s) currency (schema_drift: quarantine)"),
+    ])
+
+
+def test_schema_drift_fail_stops_before_writing_and_names_the_files(spark, env, uc, tmp_path):
+    e, u = _with_policy(env, uc, tmp_path, "fail")
+    _drifting(u, tmp_path, "2026-07-02")
+    with pytest.raises(SchemaDriftError) as err:
+        ingest.ingest(spark, e, u)
+    first = str(err.value).splitlines()[0]
+    assert re.fullmatch(r"(customers|usage_events|payments): 1 landed file\(s\) have columns conf does not declare \(schema_drift: fail\); "
+                        r"nothing of \w+ was written\. Declare the columns in conf, or set schema_drift: rescue or quarantine:", first)
+    assert str(err.value).splitlines()[1].endswith(("new.csv: undeclared: loyalty", "a.jsonl: undeclared: tier",
+                                                   "a.parquet: undeclared: currency"))
+    assert not spark.catalog.tableExists(u.table("ingest_log"))  # nothing is done: the next run tries again
+
+
+def test_a_bronze_table_from_before_rescued_data_gets_the_column(spark, env, uc, tmp_path):
+    e, u = _with_policy(env, uc, tmp_path, "rescue")
+    _landed(u, tmp_path, "2026-07-03", "customers", {"new.csv": f"{H},loyalty\n{_cust('G1')},gold\n{_cust('G2')}\n"})
+    u = u.model_copy(update={"sources": {"customers": u.sources["customers"]}})
+    bronze = u.table("bronze_customers")
+    ingest.ingest(spark, e, u)
+    expected = spark.table(bronze).collect()
+    old = u.model_copy(update={"database": f"t_drift_old_{next(_db)}"})
+    tables.ensure_database(spark, old.database)
+    tables.append(spark.table(bronze).drop("_rescued_data").limit(0), old.table("bronze_customers"))  # the schema of before
+    ingest.ingest(spark, e, old)
+    assertDataFrameEqual(spark.table(old.table("bronze_customers")), expected, checkRowOrder=False)
 
 
 def test_reingesting_malformed_input_changes_nothing(spark, malformed):

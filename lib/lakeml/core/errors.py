@@ -29,6 +29,11 @@ class MissingDataError(LakemlError):
     """Data a stage needs is not there: a date, a batch, a model alias, an empty landing zone."""
 
 
+class SchemaDriftError(LakemlError):
+    """Landed files have columns conf does not declare and their source says
+    ``schema_drift: fail``; the message names the files and the columns."""
+
+
 class SetupError(LakemlError):
     """Something ``make setup`` installs is missing (jars, the venv, a Debian package)."""
 

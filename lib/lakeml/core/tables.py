@@ -163,6 +163,11 @@ def set_properties(spark: SparkSession, name: str, props: dict[str, str]) -> Non
     spark.sql(f"ALTER TABLE {name} SET TBLPROPERTIES ({kv})")
 
 
+def add_column(spark: SparkSession, name: str, column: str, sql_type: str) -> None:
+    """Add a nullable column (one Delta commit, metadata only: existing rows read it as null)."""
+    spark.sql(f"ALTER TABLE {name} ADD COLUMNS (`{column}` {sql_type})")
+
+
 def input_files(spark: SparkSession, name: str) -> list[str]:
     """The data files of the table's current version (URIs, as Spark names them)."""
     return list(spark.table(name).inputFiles())

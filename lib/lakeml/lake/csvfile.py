@@ -18,14 +18,19 @@ reading after the bad record: the record is quarantined with its raw text, the o
 read as usual. A quote never closed runs to the end of the file, as the standard reads it:
 that last record is quarantined whole, with every line it swallowed.
 
-A record is quarantined, with the reason, when it is not UTF-8 text, is longer than
-``max_bytes``, follows a header that is not the declared one, breaks the quoting rules, or
+Values are taken by the header's names, in any order (``read``: what a column conf does not
+declare, or a declared one the header lacks, does). A record is quarantined, with the reason,
+when it is not UTF-8 text, is longer than ``max_bytes``, follows a header that names no
+usable columns (a required one missing, a name twice or empty), breaks the quoting rules, or
 has another number of fields than the header. A blank line (empty, or spaces only) is no
 record; neither is a repeat of the header further down (concatenated exports).
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import re
 from dataclasses import dataclass
 
@@ -37,6 +42,7 @@ BOM = b"\xef\xbb\xbf"
 SEP, QUOTE, LF, CR, SPACE = 44, 34, 10, 13, 32
 NOT_UTF8 = "malformed record: not valid UTF-8 text"
 UNCLOSED = "malformed record: a quoted field is not closed (it runs to the end of the file)"
+UNDECLARED = "undeclared"
 BAD_QUOTE = "malformed record: a quote inside an unquoted field, or text after a closing quote (RFC 4180)"
 
 _QUOTED = rb'"(?:[^"]|"")*"'
@@ -52,12 +58,13 @@ _BREAK = re.compile(rb"\r\n|\r|\n")
 @dataclass
 class Records:
     """The records of one file: byte spans ``[start, end)`` without the line break, the
-    physical lines each spans, and the records that break the format, with the reason.
-    ``begin`` is where the first record starts (after a byte-order mark)."""
+    physical lines and the fields of each, and the records that break the quoting rules,
+    with the reason. ``begin`` is where the first record starts (after a byte-order mark)."""
 
     start: np.ndarray
     end: np.ndarray
     lines: np.ndarray
+    fields: np.ndarray
     problems: dict[int, str]
     begin: int
     multiline: bool  # a line break inside quotes somewhere
@@ -115,7 +122,7 @@ def _quotes_in_place(a: np.ndarray, q: np.ndarray, begin: int) -> bool:
     return bool(np.all(at_start | doubled_open) and np.all(at_end | doubled_close))
 
 
-def _fast(a: np.ndarray, begin: int, ncols: int) -> Records | None:
+def _fast(a: np.ndarray, begin: int) -> Records | None:
     """The records found with NumPy, or None when a quote is out of place (the exact path)."""
     n = len(a)
     q = np.flatnonzero(a == QUOTE)
@@ -137,16 +144,16 @@ def _fast(a: np.ndarray, begin: int, ncols: int) -> Records | None:
         quoted = np.searchsorted(seps, closing) - np.searchsorted(seps, opening)
         pair_record = np.searchsorted(starts, opening, side="right") - 1
         fields -= np.bincount(pair_record, weights=quoted, minlength=len(starts)).astype(np.int64)
-    problems = {int(i): f"malformed record: expected {ncols} fields, found {int(fields[i])}" for i in np.flatnonzero(fields != ncols)}
-    return Records(starts, ends, _lines(a, breaks, starts), problems, begin, bool(inside.any()))
+    return Records(starts, ends, _lines(a, breaks, starts), fields, {}, begin, bool(inside.any()))
 
 
-def _exact(data: bytes, a: np.ndarray, begin: int, ncols: int) -> Records:
+def _exact(data: bytes, a: np.ndarray, begin: int) -> Records:
     """The records one by one: a record that breaks the quoting rules is found by the loose
     pattern (where a lenient reader would end it), marked, and the next one read after it."""
     n = len(data)
     starts: list[int] = []
     ends: list[int] = []
+    fields: list[int] = []
     problems: dict[int, str] = {}
     multiline = False
     pos = begin
@@ -156,10 +163,9 @@ def _exact(data: bytes, a: np.ndarray, begin: int, ncols: int) -> Records:
         multiline |= bool(_BREAK.search(text))
         if _STRICT.fullmatch(data, pos, end) is None:
             problems[len(starts)] = UNCLOSED if end == n and re.sub(_QUOTED, b"", text).count(b'"') % 2 else BAD_QUOTE
+            fields.append(-1)
         else:
-            fields = re.sub(_QUOTED, b"", text).count(b",") + 1
-            if fields != ncols:
-                problems[len(starts)] = f"malformed record: expected {ncols} fields, found {fields}"
+            fields.append(re.sub(_QUOTED, b"", text).count(b",") + 1)
         starts.append(pos)
         ends.append(end)
         brk = _BREAK.match(data, end)
@@ -167,22 +173,45 @@ def _exact(data: bytes, a: np.ndarray, begin: int, ncols: int) -> Records:
             break
         pos = brk.end()
     s = np.array(starts, np.int64)
-    return Records(s, np.array(ends, np.int64), _lines(a, _breaks(a), s), problems, begin, multiline)
+    return Records(s, np.array(ends, np.int64), _lines(a, _breaks(a), s), np.array(fields, np.int64), problems, begin, multiline)
 
 
-def records(data: bytes, ncols: int) -> Records:
-    """The records of a file's bytes (decompressed), each with its lines and problem."""
+def records(data: bytes) -> Records:
+    """The records of a file's bytes (decompressed), each with its lines, fields and problem."""
     begin = 3 if data.startswith(BOM) else 0
     a = np.frombuffer(data, np.uint8)
-    return _fast(a, begin, ncols) or _exact(data, a, begin, ncols)
+    return _fast(a, begin) or _exact(data, a, begin)
 
 
-def read(data: bytes, columns: list[str], max_bytes: int) -> pa.Table:
+def header_names(header: str) -> list[str]:
+    """The column names of a header record (quoted names too; spaces around a name are not
+    part of it)."""
+    return [n.strip(" ") for n in next(csv.reader(io.StringIO(header, newline="")), [])]
+
+
+def drift_of(names: list[str], columns: list[str]) -> str | None:
+    """What a file's columns (``names``) have that conf does not declare, and the declared
+    ones it lacks: ``undeclared: a, b; missing: c``, or None when they agree."""
+    extra = [n for n in names if n not in columns]
+    missing = [c for c in columns if c not in names]
+    parts = ([f"{UNDECLARED}: {', '.join(extra)}"] if extra else []) + ([f"missing: {', '.join(missing)}"] if missing else [])
+    return "; ".join(parts) or None
+
+
+def read(data: bytes, columns: list[str], max_bytes: int, required: list[str] | tuple = (), drift: str = "rescue") -> pa.Table:
     """One file's rows: the declared ``columns`` as strings (an empty unquoted field is null,
     a quoted one the empty string), ``_corrupt_record`` (the raw text of a quarantined
-    record), ``_problem`` (why), ``_skip`` ("blank", "header") and ``_lines``; the good
-    records first."""
-    rec = records(data, len(columns))
+    record), ``_problem`` (why), ``_skip`` ("blank", "header"), ``_lines``, ``_rescued_data``
+    and ``_drift``; the good records first.
+
+    Values are taken by the header's names, in any order. A declared column the header
+    lacks is null (a ``required`` one makes the header a mismatch: every record is
+    quarantined); a column conf does not declare is, by ``drift``: ``rescue`` kept in
+    ``_rescued_data`` (a JSON object of the undeclared values, null when none), ``quarantine``
+    every record quarantined with the columns named, ``fail`` read as with rescue (the
+    ingest stops on ``_drift``). ``_drift`` says how the file's columns differ from conf
+    (``drift_of``) on every row, or is null."""
+    rec = records(data)
     count = len(rec.start)
     length = rec.end - rec.start
     a = np.frombuffer(data, np.uint8)
@@ -202,7 +231,20 @@ def read(data: bytes, columns: list[str], max_bytes: int) -> pa.Table:
     expected = ",".join(columns)
     header = text(0) if count else b""
     header_text = header.decode("utf-8", "replace")
-    good_header = count > 0 and 0 not in bad_utf8 and header_text.strip(" ") == expected
+    names = header_names(header_text) if count and 0 not in bad_utf8 and 0 not in rec.problems else []
+    twice = sorted({n for n in names if names.count(n) > 1})
+    lacking = [c for c in required if c not in names]
+    if not names or not header_text.strip(" "):
+        mismatch = "no header"
+    elif twice or "" in names:
+        mismatch = f"column {twice[0]} twice" if twice else "a column without a name"
+    elif lacking:
+        mismatch = f"no column {', '.join(lacking)} (required)"
+    else:
+        mismatch = None
+    good_header = count > 0 and mismatch is None
+    how = drift_of(names, columns) if good_header else None
+    extra = [n for n in names if n not in columns] if good_header else []
     skip: dict[int, str] = {}
     first = a[np.minimum(rec.start, len(a) - 1)] if len(a) else np.zeros(count, np.uint8)
     for i in np.flatnonzero((length == 0) | (first == SPACE)).tolist():
@@ -215,30 +257,48 @@ def read(data: bytes, columns: list[str], max_bytes: int) -> pa.Table:
                 skip[i] = "header"  # a repeat of the header (concatenated exports)
     reasons: dict[int, str] = {}
     too_long = {int(i): int(length[i]) for i in np.flatnonzero(length > max_bytes)}
-    suspects = bad_utf8 | set(too_long) | set(rec.problems) | (set() if good_header else set(range(count)))
+    width = {int(i) for i in np.flatnonzero((rec.fields != len(names)) & (rec.fields >= 0))} if good_header else set()
+    refused = bool(extra) and drift == "quarantine"
+    suspects = bad_utf8 | set(too_long) | set(rec.problems) | width | (set(range(count)) if not good_header or refused else set())
     for i in sorted(suspects - set(skip)):
         if i in bad_utf8:
             reasons[i] = NOT_UTF8
         elif i in too_long:
             reasons[i] = f"line too long: {too_long[i]} bytes, the limit is {max_bytes} (max_line_bytes)"
         elif not good_header:
-            reasons[i] = f"header mismatch: expected '{expected}', file has '{header_text}'"
-        else:
+            reasons[i] = f"header mismatch: expected '{expected}', file has '{header_text}' ({mismatch})"
+        elif refused:
+            reasons[i] = f"schema drift: undeclared column(s) {', '.join(extra)} (schema_drift: quarantine)"
+        elif i in rec.problems:
             reasons[i] = rec.problems[i]
+        else:
+            reasons[i] = f"malformed record: expected {len(names)} fields, found {int(rec.fields[i])}"
     others = sorted(set(skip) | set(reasons))
     keep = np.ones(count, bool)
     keep[others] = False
     good = np.flatnonzero(keep)
-    values = _values(data, rec, good, columns)
+    values = _values(data, rec, good, names)
     k = len(others)
     none = pa.nulls(len(good), pa.string())
-    cols = {c: pa.chunked_array([*values.column(c).chunks, pa.nulls(k, pa.string())], pa.string()) for c in columns}
+    cols = {c: pa.chunked_array([*(values.column(c).chunks if c in names else [none]), pa.nulls(k, pa.string())], pa.string())
+            for c in columns}
     raw = [text(i).decode("utf-8", "replace") if i in reasons else None for i in others]
     cols["_corrupt_record"] = pa.concat_arrays([none, pa.array(raw, pa.string())])
     cols["_problem"] = pa.concat_arrays([none, pa.array([reasons.get(i) for i in others], pa.string())])
     cols["_skip"] = pa.concat_arrays([none, pa.array([skip.get(i) for i in others], pa.string())])
     cols["_lines"] = pa.array(np.concatenate([rec.lines[good], rec.lines[others]]), pa.int64())
+    cols["_rescued_data"] = pa.concat_arrays([_rescued(values, extra), pa.nulls(k, pa.string())])
+    cols["_drift"] = pa.array([how] * count, pa.string()) if how else pa.nulls(count, pa.string())
     return pa.table(cols)
+
+
+def _rescued(values: pa.Table, extra: list[str]) -> pa.Array:
+    """Per row, its values of the undeclared columns as a JSON object (null ones left out),
+    or null when it has none."""
+    if not extra or not values.num_rows:
+        return pa.nulls(values.num_rows, pa.string())
+    kept = [{k: v for k, v in r.items() if v is not None} for r in values.select(extra).to_pylist()]
+    return pa.array([json.dumps(k, ensure_ascii=False, separators=(",", ":")) if k else None for k in kept], pa.string())
 
 
 def _values(data: bytes, rec: Records, good: np.ndarray, columns: list[str]) -> pa.Table:

@@ -29,8 +29,8 @@ from pyspark.sql import functions as F
 from lakeml.core import parallel, tables
 from lakeml.core.config import EnvConfig, SourceSpec, UseCaseConfig
 from lakeml.core.errors import MissingDataError
-from lakeml.lake import landing, readers, silver
-from lakeml.lake.readers import CORRUPT, LINES, META, SHAPE, SKIP, read_raw
+from lakeml.lake import conservation, drift, landing, readers, silver
+from lakeml.lake.readers import CORRUPT, DRIFT, LINES, META, RESCUED, SHAPE, SKIP, read_raw
 from lakeml.lake.values import parse as parse_value
 
 log = logging.getLogger(__name__)
@@ -81,11 +81,14 @@ def validate(raw: DataFrame, spec: SourceSpec, duplicates: bool = True) -> DataF
     if duplicates:
         dup = record & F.col("_pre").isNull() & (F.row_number().over(w) > 1)
         df = df.withColumn("_pre", F.when(dup, F.lit("duplicate key within batch")).otherwise(F.col("_pre")))
-    raw_text = F.coalesce(F.col(CORRUPT), F.to_json(F.struct(*[F.col(c) for c in spec.columns])))
+    # the record as read: its declared values and, when there are any, the rescued ones
+    # (to_json leaves null fields out: a row without rescued values is unchanged)
+    rescued = [F.col(RESCUED).alias(RESCUED)] if RESCUED in raw.columns else []
+    raw_text = F.coalesce(F.col(CORRUPT), F.to_json(F.struct(*[F.col(c) for c in spec.columns], *rescued)))
     return df.select(*[v.alias(n) for n, v in values.items()], F.when(F.col("_pre").isNotNull(), raw_text).alias("_raw"),
                      F.col("_pre").alias("_reason"),
                      SKIP, F.coalesce(F.col(CORRUPT) == "", F.lit(False)).alias("_whole"), *META,
-                     *([LINES] if LINES in raw.columns else []))
+                     *[c for c in (LINES, RESCUED, DRIFT) if c in raw.columns])
 
 
 def shares_a_key(typed: DataFrame, spec: SourceSpec) -> bool:
@@ -99,7 +102,10 @@ def shares_a_key(typed: DataFrame, spec: SourceSpec) -> bool:
 
 
 def accepted_rows(validated: DataFrame, spec: SourceSpec) -> DataFrame:
-    return validated.where(F.col("_reason").isNull() & F.col(SKIP).isNull()).select(*spec.columns, *META)
+    """The accepted rows as bronze holds them: the declared columns, the batch and file, and
+    the values of undeclared columns (``_rescued_data``, null for most rows)."""
+    rescued = F.col(RESCUED) if RESCUED in validated.columns else F.lit(None).cast("string")
+    return validated.where(F.col("_reason").isNull() & F.col(SKIP).isNull()).select(*spec.columns, *META, rescued.alias(RESCUED))
 
 
 def quarantined_rows(validated: DataFrame, source: str) -> DataFrame:
@@ -120,12 +126,14 @@ class SourceReport:
     rows_accepted: int
     rows_quarantined: int
     batch_dates: list[date] = field(default_factory=list)  # the batches this run ingested
+    schema_drift: list[str] = field(default_factory=list)  # per file whose columns differ from conf: what was done
 
 
 LOG_SCHEMA = (
     "source string, batch_date date, fingerprint string, files int, rows_read long, rows_accepted long, "
     "rows_quarantined long, bronze_version long, quarantine_version long, "
-    "file_counts array<struct<file: string, rows_read: long, rows_accepted: long, rows_quarantined: long>>"
+    "file_counts array<struct<file: string, rows_read: long, rows_accepted: long, rows_quarantined: long>>, "
+    "schema_drift string"
 )
 
 
@@ -285,50 +293,13 @@ def _finish(spark: SparkSession, uc: UseCaseConfig, state: LogState, done: dict,
         q = reduce(DataFrame.unionByName, frames) if len(frames) > 1 else frames[0]
         _write_slices(q.coalesce(1), q_table, tables.slices_predicate("source", "batch_date", slices), absent)
     q_version = _version(spark, q_table)
-    log_df = spark.createDataFrame([(*r[:8], q_version, r[8]) for r in log_rows], LOG_SCHEMA)
+    log_df = spark.createDataFrame([(*r[:8], q_version, *r[8:]) for r in log_rows], LOG_SCHEMA)
     log_df = log_df.withColumn("ingested_at", F.current_timestamp())
     _write_slices(log_df.coalesce(1), uc.table(uc.tables.ingest_log), tables.slices_predicate("source", "batch_date", slices), new,
                   merge_schema=True)
 
 
 QUARANTINE_SCHEMA = "_batch_date date, _source_file string, _raw string, _reason string"
-
-
-def _conserved(spec: SourceSpec, source: str, listed: dict[str, tuple[date, landing.LandedFile]], per_file: list,
-               in_files: dict[str, int]) -> dict[str, tuple[int, int, int]]:
-    """Per listed file (by real path): (rows read, accepted, quarantined), once it is proven
-    that every line of every file (``in_files``, counted from the files apart from the
-    reader) is a row of the reader's output: accepted, quarantined, or no record (a blank
-    line, a header). A file with lines missing, or lines from a file that is not one of the
-    listed (a path read back differently), fail the ingest with the file's name before
-    anything of the source is written."""
-    by_path = {readers.real_path(p): f for p, (_, f) in listed.items()}
-    problems = []
-    counts: dict[str, tuple[int, int, int]] = {}
-    framed: dict[str, int | None] = {}
-    for r in per_file:
-        path = r["_source_file"]
-        if path not in by_path or r["_batch_date"] is None:
-            problems.append(f"{path}: {r['lines']} lines read from a file that is not one of the listed ones")
-            continue
-        read = r["records"] - r["skipped"]
-        counts[path] = (read, read - r["bad"], r["bad"])
-        framed[path] = None if r["whole"] else r["lines"]  # a file quarantined whole (unreadable) has no lines to compare
-    for path in by_path:
-        counts.setdefault(path, (0, 0, 0))
-        if path in framed and framed[path] is None:
-            continue
-        n, got = in_files.get(path, 0), framed.get(path, 0)
-        if n != got:
-            unit = "rows" if spec.format == "parquet" else "lines"
-            problems.append(f"{path}: {n} {unit} in the file, {got} read")
-    if problems:
-        raise readers.ConservationError(
-            f"{source}: rows of {len(problems)} landed file(s) would be neither accepted nor quarantined; "
-            f"nothing of {source} was written:\n  "
-            + "\n  ".join(problems)
-        )
-    return counts
 
 
 def ingest_source(spark: SparkSession, uc: UseCaseConfig, source: str, batches: list[landing.Batch],
@@ -368,7 +339,7 @@ def ingest_source(spark: SparkSession, uc: UseCaseConfig, source: str, batches: 
                 validated.groupBy("_source_file", "_batch_date")
                 .agg(F.count(F.lit(1)).alias("records"), F.sum(LINES).alias("lines"), F.count(SKIP).alias("skipped"),
                      F.count("_reason").alias("bad"),
-                     F.min(t).alias("lo"), F.max(t).alias("hi"), F.max("_whole").alias("whole"))
+                     F.min(t).alias("lo"), F.max(t).alias("hi"), F.max("_whole").alias("whole"), F.max(DRIFT).alias("drift"))
                 .collect()
             )
             break
@@ -383,7 +354,8 @@ def ingest_source(spark: SparkSession, uc: UseCaseConfig, source: str, batches: 
         whole = {r["_source_file"] for r in per_file if r["whole"]}  # a compressed file that broke off, found by the reader
         readable = [f for f in files if f not in unreadable and readers.real_path(f) not in whole]
         in_files = scan.result() if readable == scanned and scan.exception() is None else readers.count_rows(spark, spec, readable)
-        counts = _conserved(spec, source, listed, per_file, in_files)
+        counts = conservation.check(spec, source, listed, per_file, in_files)
+        drifted = drift.per_file(spec, source, per_file)
         stats: dict[date, dict] = {}
         for r in per_file:
             st = stats.setdefault(r["_batch_date"], {"read": 0, "bad": 0, "lo": None, "hi": None})
@@ -394,6 +366,7 @@ def ingest_source(spark: SparkSession, uc: UseCaseConfig, source: str, batches: 
                     st[k] = r[k] if st[k] is None else pick(st[k], r[k])
         dates = [b.batch_date for b in batches]
         bronze = uc.table(spec.table)
+        drift.add_rescued_column(spark, uc, source)
         phase()
         accepted = sum(r["read"] - r["bad"] for r in stats.values())
         bad = sum(r["bad"] for r in stats.values())
@@ -426,11 +399,13 @@ def ingest_source(spark: SparkSession, uc: UseCaseConfig, source: str, batches: 
     for b in batches:
         r = stats.get(b.batch_date)
         read, nbad = (r["read"], r["bad"]) if r else (0, 0)
-        detail = [(f.rel, *counts[readers.real_path(f.path)]) for f in sorted(b.files[source], key=lambda f: f.rel)]
+        files_of = sorted(b.files[source], key=lambda f: f.rel)
+        detail = [(f.rel, *counts[readers.real_path(f.path)]) for f in files_of]
+        drift_note = "; ".join(f"{f.rel}: {drifted[readers.real_path(f.path)]}" for f in files_of if readers.real_path(f.path) in drifted)
         log_rows.append((source, b.batch_date, b.fingerprint(source), len(b.files[source]), read, read - nbad, nbad, bronze_version,
-                         detail))
+                         detail, drift_note or None))
     rep = SourceReport(source, len(batches), sum(r[4] for r in log_rows), sum(r[5] for r in log_rows), sum(r[6] for r in log_rows),
-                       sorted(dates))
+                       sorted(dates), [f"{p}: {how}" for p, how in sorted(drifted.items())])
     read_s, bronze_s, silver_s = (b - a for a, b in zip(took, took[1:], strict=False))
     log.info("ingested %s: %d batches, %d read, %d accepted, %d quarantined (%.1f s: read and typed %.1f, bronze %.1f, silver %.1f)",
              source, rep.batches, rep.rows_read, rep.rows_accepted, rep.rows_quarantined, time.perf_counter() - took[0],

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 CORRUPT = "_corrupt_record"
 LINES = "_lines"  # the physical lines of a row's record (0: a file quarantined whole)
+RESCUED = "_rescued_data"  # a row's values of columns conf does not declare, as a JSON object (schema_drift: rescue)
+DRIFT = "_drift"  # how the columns of the row's file (CSV) or of the row (JSON, Parquet) differ from conf, or null
 META = ["_batch_date", "_source_file"]
 SKIP = "_skip"  # a line that is no record: "blank", or "header" (a CSV file's header line)
 SHAPE = "_shape"  # why values have the wrong shape for their column (a JSON object in a string), or null
@@ -141,7 +143,7 @@ def _unreadable(spark: SparkSession, spec: SourceSpec, bad: dict[str, str], batc
     df = spark.createDataFrame(rows, "_source_file string, _batch_date date, _problem string")
     none = F.lit(None).cast("string")
     return df.select(*[none.alias(c) for c in spec.columns], F.lit("").alias(CORRUPT), "_problem", none.alias(SKIP), none.alias(SHAPE),
-                     *META, F.lit(0).cast("long").alias(LINES))
+                     *META, F.lit(0).cast("long").alias(LINES), none.alias(RESCUED), none.alias(DRIFT))
 
 
 def read_raw(spark: SparkSession, spec: SourceSpec, files: list[str], batches: dict[str, date] | None = None,
@@ -157,6 +159,11 @@ def read_raw(spark: SparkSession, spec: SourceSpec, files: list[str], batches: d
     headers marked in ``_skip``), so lines can be counted per file from this frame.
     ``unreadable`` (path -> reason; default ``unreadable_files``) are files not read at all:
     one quarantined row each.
+
+    Schema drift (``spec.schema_drift``): a value in a column conf does not declare is kept
+    as JSON in ``_rescued_data`` (rescue, and fail, which ingest refuses on ``_drift``) or
+    makes the row a corrupt record (quarantine); ``_drift`` says how the columns differ
+    (CSV: the file's header; JSON, Parquet: the row's undeclared values).
 
     CSV is read as RFC 4180 says (``lakeml.lake.csvfile``, in Arrow batches on the
     executors): quoted fields may hold separators, line breaks and doubled quotes; a record
@@ -208,14 +215,31 @@ def _read_json(spark: SparkSession, spec: SourceSpec, files: list[str], batches:
     parsed = F.from_json(F.concat(F.lit("["), F.col("_t"), F.lit("]")), ArrayType(_string_schema(spec)), opts)
     lines = lines.withColumn(SKIP, skip).withColumn("_p", F.when(F.col(SKIP).isNull(), parsed))
     lines = lines.withColumn("_n", F.coalesce(F.size("_p"), F.lit(0))).withColumn("_utf8", utf8)
-    lines = lines.withColumn("_ok", F.col("_utf8") & ~F.col("_long") & F.col("_t").startswith("{") & F.col("_t").endswith("}")
+    lines = lines.withColumn("_obj", F.col("_utf8") & ~F.col("_long") & F.col("_t").startswith("{") & F.col("_t").endswith("}")
                              & (F.col("_n") == 1))
+    # the object's keys: one twice makes the object ambiguous (a reader keeps either value);
+    # one conf does not declare is schema drift, handled by the source's schema_drift
+    lines = lines.withColumn("_keys", F.when(F.col("_obj"), F.json_object_keys("_t")))
+    lines = lines.withColumn("_extra", F.array_except("_keys", F.array(*[F.lit(c) for c in cols])))
+    twice = F.size("_keys") > F.size(F.array_distinct("_keys"))
+    refused = F.lit(spec.schema_drift == "quarantine") & (F.size("_extra") > 0)
+    lines = lines.withColumn("_twice", F.coalesce(twice, F.lit(False))).withColumn("_refused", F.coalesce(refused, F.lit(False)))
+    lines = lines.withColumn("_ok", F.col("_obj") & ~F.col("_twice") & ~F.col("_refused"))
+    dup_key = F.filter("_keys", lambda k: F.size(F.filter("_keys", lambda j: j == k)) > 1)[0]
+    undeclared = F.array_join("_extra", ", ")
     problem = (
         F.when(~F.col("_utf8"), F.lit(NOT_UTF8))
         .when(F.col("_long"), _too_long(spec))
         .when(F.col("_n") > 1, F.lit("malformed record: more than one JSON object on the line"))
-        .when(~F.col("_ok"), F.lit("malformed record: not a JSON object"))
+        .when(~F.col("_obj"), F.lit("malformed record: not a JSON object"))
+        .when(F.col("_twice"), F.concat(F.lit("malformed record: the key '"), dup_key, F.lit("' is twice in the object")))
+        .when(F.col("_refused"), F.concat(F.lit("schema drift: undeclared field(s) "), undeclared, F.lit(" (schema_drift: quarantine)")))
     )
+    # the undeclared values as text (a nested object or array as its JSON), null ones left out
+    kept = F.map_filter(F.from_json("_t", MapType(StringType(), StringType()), opts),
+                        lambda k, v: ~F.array_contains(F.array(*[F.lit(c) for c in cols]), k) & v.isNotNull())
+    rescued = F.when(F.col("_ok") & (F.size("_extra") > 0), F.when(F.size(kept) > 0, F.to_json(kept)))
+    drift = F.when(F.col("_obj") & (F.size("_extra") > 0), F.concat(F.lit(f"{csvfile.UNDECLARED}: "), undeclared))
     values = {c: _json_value(c) for c in cols}
     kind = {c: F.coalesce(F.lower(F.split(_variant_type(c), "<")[0]), F.lit("object or array")) for c in cols}
     shape = _messages([(_json_container(c, v),
@@ -230,6 +254,8 @@ def _read_json(spark: SparkSession, spec: SourceSpec, files: list[str], batches:
         F.when(F.col("_ok"), shape).alias(SHAPE),
         *META,
         F.lit(1).cast("long").alias(LINES),
+        rescued.alias(RESCUED),
+        drift.alias(DRIFT),
     )
 
 
@@ -237,12 +263,13 @@ def _read_csv(spark: SparkSession, spec: SourceSpec, files: list[str], batches: 
     """The files' bytes (Spark's binaryFile source: any Hadoop file system) parsed by
     ``csvfile.read`` in Arrow batches on the executors, one file at a time."""
     cols = list(spec.columns)
-    max_bytes = spec.max_line_bytes
+    max_bytes, drift = spec.max_line_bytes, spec.schema_drift
+    required = [c for c, cs in spec.columns.items() if cs.required]
     where = {real_path(f): (real_path(f), _batch_of(f, batches)) for f in files}
     schema = StructType([*[StructField(c, StringType()) for c in cols], StructField(CORRUPT, StringType()),
                          StructField("_problem", StringType()), StructField(SKIP, StringType()), StructField(SHAPE, StringType()),
                          StructField("_batch_date", DateType()), StructField("_source_file", StringType()),
-                         StructField(LINES, LongType())])
+                         StructField(LINES, LongType()), StructField(RESCUED, StringType()), StructField(DRIFT, StringType())])
 
     def parse(chunks):
         for chunk in chunks:
@@ -252,7 +279,7 @@ def _read_csv(spark: SparkSession, spec: SourceSpec, files: list[str], batches: 
                 # binaryFile names a file by its Hadoop path (not URI-encoded, unlike _metadata);
                 # an unknown one is named by the conservation check
                 path, batch = where.get(real_path(uri), (real_path(uri), None))
-                table = _decoded_csv(path, data, cols, max_bytes)
+                table = _decoded_csv(path, data, cols, max_bytes, required, drift)
                 n = table.num_rows
                 table = table.append_column(SHAPE, pa.nulls(n, pa.string()))
                 table = table.append_column("_batch_date", pa.array([batch] * n, pa.date32()))
@@ -263,7 +290,7 @@ def _read_csv(spark: SparkSession, spec: SourceSpec, files: list[str], batches: 
     return raw.mapInArrow(parse, schema)
 
 
-def _decoded_csv(path: str, data: bytes, cols: list[str], max_bytes: int) -> pa.Table:
+def _decoded_csv(path: str, data: bytes, cols: list[str], max_bytes: int, required: list[str], drift: str) -> pa.Table:
     """``csvfile.read`` of a file's bytes, gunzipped first for a ``.gz``; a compressed file
     that breaks off is one row, the file quarantined whole."""
     if path.lower().endswith(".gz"):
@@ -273,8 +300,8 @@ def _decoded_csv(path: str, data: bytes, cols: list[str], max_bytes: int) -> pa.
             why = f"unreadable file: corrupt or truncated gzip data ({e})"
             none = pa.nulls(1, pa.string())
             return pa.table({**{c: none for c in cols}, CORRUPT: pa.array([""]), "_problem": pa.array([why]), SKIP: none,
-                             LINES: pa.array([0], pa.int64())})
-    return csvfile.read(data, cols, max_bytes)
+                             LINES: pa.array([0], pa.int64()), RESCUED: none, DRIFT: none})
+    return csvfile.read(data, cols, max_bytes, required, drift)
 
 
 def _key_pattern(c: str) -> str:
@@ -314,10 +341,24 @@ def _read_parquet(spark: SparkSession, spec: SourceSpec, files: list[str], batch
         shape = _messages([(F.col(c).isNotNull(),
                             f"{c}: a {types[c].simpleString()} in the Parquet file where a {spec.columns[c].type} is declared")
                            for c in complex_])
+        # a value in a column conf does not declare: schema drift (the source's schema_drift)
+        extra = [c for c in df.columns if c not in spec.columns and c not in META]
+        as_text = {c: F.to_json(F.col(c)) if isinstance(types[c], (StructType, ArrayType, MapType)) else F.col(c).cast("string")
+                   for c in extra}
+        kept = F.to_json(F.struct(*[v.alias(c) for c, v in as_text.items()])) if extra else none  # null values left out
+        df = df.withColumn("_kept", F.when(kept != "{}", kept))
+        undeclared = F.concat_ws(", ", *[F.when(F.col(f"`{c}`").isNotNull(), F.lit(c)) for c in extra]) if extra else none
+        refused = F.col("_kept").isNotNull() & F.lit(spec.schema_drift == "quarantine")
+        everything = F.to_json(F.struct(*[F.col(f"`{c}`") for c in df.columns if c not in META and c != "_kept"]))
         return df.select(
             *[(F.col(c).cast("string") if c in types and c not in complex_ else none).alias(c) for c in spec.columns],
-            none.alias(CORRUPT), none.alias("_problem"), none.alias(SKIP), shape.alias(SHAPE), *META,
+            F.when(refused, everything).alias(CORRUPT),
+            F.when(refused, F.concat(F.lit("schema drift: undeclared column(s) "), undeclared, F.lit(" (schema_drift: quarantine)")))
+            .alias("_problem"),
+            none.alias(SKIP), shape.alias(SHAPE), *META,
             F.lit(1).cast("long").alias(LINES),
+            F.when(~refused, F.col("_kept")).alias(RESCUED),
+            F.when(F.col("_kept").isNotNull(), F.concat(F.lit(f"{csvfile.UNDECLARED}: "), undeclared)).alias(DRIFT),
         )
 
     paths = [spark_path(f) for f in files]

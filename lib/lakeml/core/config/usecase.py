@@ -61,6 +61,12 @@ class SourceSpec(Strict):
     # the years a date or timestamp value may have; a value outside is a reject (a typo, a
     # sentinel such as 9999-12-31)
     years: tuple[int, int] = (1900, 2100)
+    # a column (CSV, Parquet) or field (JSON) that columns do not declare: "rescue" accepts
+    # the row and keeps the undeclared values as a JSON object in bronze's _rescued_data;
+    # "quarantine" quarantines the row, naming the columns; "fail" stops the source's
+    # ingest before it writes anything, naming the file. A declared column a file lacks is
+    # a missing value (null; "missing required" when it is required), whatever the policy
+    schema_drift: Literal["rescue", "quarantine", "fail"] = "rescue"
     description: str = ""
 
     @property
