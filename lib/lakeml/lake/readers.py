@@ -168,8 +168,9 @@ def read_raw(spark: SparkSession, spec: SourceSpec, files: list[str], batches: d
     CSV is read as RFC 4180 says (``lakeml.lake.csvfile``, in Arrow batches on the
     executors): quoted fields may hold separators, line breaks and doubled quotes; a record
     with too few or too many fields, or a quote out of place, is a corrupt record (Spark's
-    CSV reader would pad, cut or guess), and files whose header is not the declared one are
-    not parsed by position: all their records (the header too) come back as corrupt.
+    CSV reader would pad, cut or guess). Values are taken by the header's names, in any
+    order; a file whose header lacks a required column, or names one twice or not at all,
+    has all its records (the header too) come back as corrupt.
 
     JSON is read line by line, each line parsed as one object: a line holding two
     objects or trailing garbage is a corrupt record (Spark's JSON reader would keep the
