@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install what is missing, nothing more: Java 17+ and Maven (Debian packages), the pinned
-# Python venv (.venv from requirements.lock), the Delta jars (.cache/jars via Maven).
+# Install what is missing, nothing more: a JDK 17+ and Maven (Debian packages), the pinned
+# Python venv (.venv from requirements.lock), the Delta jars (.cache/jars via Maven) and the
+# project's own jar (jvm/src, compiled by scripts/build_jvm.sh).
 # With --cluster, also what the cluster stack needs: the PostgreSQL server (Debian package)
 # and the HDFS and YARN jars (.cache/hdfs, .cache/yarn via Maven).
 # Idempotent and quiet when everything is there.
@@ -20,8 +21,8 @@ apt_install() {
 }
 
 java_major() { java -version 2>&1 | sed -nE 's/.*version "([0-9]+).*/\1/p' | head -1; }
-if ! command -v java >/dev/null || [ "$(java_major)" -lt 17 ]; then
-  apt_install openjdk-17-jre-headless
+if ! command -v java >/dev/null || [ "$(java_major)" -lt 17 ] || ! command -v javac >/dev/null; then
+  apt_install openjdk-17-jdk-headless  # javac: scripts/build_jvm.sh
 fi
 command -v mvn >/dev/null || apt_install maven
 python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
@@ -43,6 +44,7 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
 fi
 
 LAKEML_PYTHON="$VENV/bin/python" "$ROOT/scripts/resolve_jars.sh" delta
+LAKEML_PYTHON="$VENV/bin/python" "$ROOT/scripts/build_jvm.sh"
 
 if [ "${1:-}" = "--cluster" ]; then
   ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || apt_install postgresql

@@ -153,7 +153,7 @@ CASES = [
     Case("json truncated and run-together lines", "usage_events", "2026-05-08",
          {"a.jsonl": "\n".join([_event("E16")[:30], _event("E17")[:-1], _event("E18")[:46], _event("E20") + _event("E21"),
                                 _event("E22") + " trailing", _event("E23") + "," + _event("E24"), _event("E19"), _event("E25")[:-20]])},
-         8, ["E19"], [NOT_JSON] * 6 + ["malformed record: more than one JSON object on the line"]),
+         8, ["E19"], [NOT_JSON] * 5 + ["malformed record: more than one JSON object on the line"] * 2),
     Case("json a key twice", "usage_events", "2026-05-12",
          {"a.jsonl": _event("E50").replace('"customer_id"', '"event_id": "E51", "customer_id"') + "\n" + _event("E52") + "\n"},
          2, ["E52"], ["malformed record: the key 'event_id' is twice in the object"]),

@@ -8,6 +8,7 @@ notebook and a job see the same catalog, warehouse and Delta settings.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sys
@@ -25,8 +26,18 @@ def jars_dir(project_root: str | Path) -> Path:
     return Path(os.environ.get("LAKEML_JARS_DIR") or Path(project_root) / ".cache" / "jars")
 
 
+def jvm_jar_name(project_root: str | Path) -> str:
+    """The name of the project's own jar built from the current ``jvm/src`` (its sources'
+    sha256, as ``scripts/build_jvm.sh`` names it)."""
+    root = Path(project_root)
+    sources = sorted(p.relative_to(root).as_posix() for p in (root / "jvm" / "src").rglob("*.java"))
+    listing = "".join(f"{hashlib.sha256((root / s).read_bytes()).hexdigest()}  {s}\n" for s in sources)
+    return f"lakeml-jvm-{hashlib.sha256(listing.encode()).hexdigest()[:12]}.jar"
+
+
 def jar_paths(project_root: str | Path) -> list[str]:
-    """The cached Delta jars; a clear error when they were never resolved."""
+    """The cached Delta jars and the project's own jar; a clear error when they were never
+    resolved, or when the project's jar is older than its sources."""
     d = jars_dir(project_root)
     jars = sorted(str(p) for p in d.glob("*.jar"))
     if not any("delta-spark" in Path(j).name for j in jars):
@@ -34,6 +45,8 @@ def jar_paths(project_root: str | Path) -> list[str]:
             f"Delta Lake jars not found in {d}. Resolve them once with `make jars` "
             "(runs scripts/resolve_jars.sh delta: Maven, then cached for offline use)."
         )
+    if (Path(project_root) / "jvm" / "src").is_dir() and not (d / jvm_jar_name(project_root)).is_file():
+        raise SetupError(f"the project's jar {jvm_jar_name(project_root)} is not in {d} (built from jvm/src): run `make setup`")
     return jars
 
 

@@ -21,7 +21,7 @@ from functools import reduce
 import pyarrow as pa
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import ArrayType, DateType, LongType, MapType, StringType, StructField, StructType
+from pyspark.sql.types import ArrayType, BooleanType, DateType, LongType, MapType, StringType, StructField, StructType
 
 from lakeml.core.config import SourceSpec
 from lakeml.core.errors import LakemlError
@@ -38,8 +38,6 @@ META = ["_batch_date", "_source_file"]
 SKIP = "_skip"  # a line that is no record: "blank", or "header" (a CSV file's header line)
 SHAPE = "_shape"  # why values have the wrong shape for their column (a JSON object in a string), or null
 NOT_UTF8 = csvfile.NOT_UTF8
-# trimmed from both ends of a JSON line: what Java regex \s matches, and the byte-order mark
-WHITESPACE = " \t\n\x0b\f\r\ufeff"
 # compressions and archives Spark's readers do not open as the files they hold (.gz is read)
 NOT_READ = (".zip", ".7z", ".rar", ".tar", ".tgz", ".xz", ".bz2", ".zst", ".lz4", ".snappy", ".deflate", ".br", ".lzo", ".z")
 
@@ -172,10 +170,11 @@ def read_raw(spark: SparkSession, spec: SourceSpec, files: list[str], batches: d
     order; a file whose header lacks a required column, or names one twice or not at all,
     has all its records (the header too) come back as corrupt.
 
-    JSON is read line by line, each line parsed as one object: a line holding two
-    objects or trailing garbage is a corrupt record (Spark's JSON reader would keep the
-    first object and drop the rest silently). A JSON object or array where a string is
-    declared is reported in ``_shape``. In CSV and JSON a line that is not valid UTF-8 is a
+    JSON is read line by line, each line parsed as one object by a strict reader (RFC 8259,
+    ``lakeml.spark.JsonLine``): a line holding two objects or trailing garbage is a corrupt
+    record (Spark's JSON reader would keep the first object and drop the rest silently), so
+    is an object holding a key twice; a number's value is its token as written. A JSON
+    object or array where a string is declared is reported in ``_shape``. In CSV and JSON a line that is not valid UTF-8 is a
     corrupt record (it would otherwise be read with replacement characters), a line longer
     than ``max_line_bytes`` is a corrupt record ("line too long"), and a leading byte-order
     mark is ignored. ``.gz`` files are decompressed.
@@ -201,62 +200,36 @@ def _too_long(spec: SourceSpec) -> Column:
                     F.lit(f" bytes, the limit is {spec.max_line_bytes} (max_line_bytes)"))
 
 
+JSON_LINE = "lakeml_json_line"  # lakeml.spark.JsonLine (jvm/src), registered per session
+JSON_LINE_TYPE = StructType([StructField("values", ArrayType(StringType())), StructField("blank", BooleanType()),
+                             StructField("problem", StringType()), StructField("rescued", StringType()),
+                             StructField("drift", StringType()), StructField("shape", StringType())])
+
+
 def _read_json(spark: SparkSession, spec: SourceSpec, files: list[str], batches: dict[str, date] | None) -> DataFrame:
-    cols = list(spec.columns)
-    utf8 = F.is_valid_utf8(F.col("value"))
-    raw_line = F.make_valid_utf8(F.col("value"))
-    lines = _lines(spark, spec, files, batches)
-    # each derived value is its own column, computed once per line (a regex or a JSON
-    # parse repeated inside every CASE WHEN made this read four times slower)
-    lines = lines.withColumn("_t", F.when(~F.col("_long"), F.btrim(F.col("value"), F.lit(WHITESPACE))))
-    skip = F.when(F.col("_t") == "", F.lit("blank"))  # blank lines are not records
-    # wrapped in [ ]: one object parses to an array of one; a second object or
-    # trailing garbage makes the array invalid (or longer) instead of being dropped
-    opts = {"mode": "PERMISSIVE", "maxStringLen": str(spec.max_line_bytes)}
-    parsed = F.from_json(F.concat(F.lit("["), F.col("_t"), F.lit("]")), ArrayType(_string_schema(spec)), opts)
-    lines = lines.withColumn(SKIP, skip).withColumn("_p", F.when(F.col(SKIP).isNull(), parsed))
-    lines = lines.withColumn("_n", F.coalesce(F.size("_p"), F.lit(0))).withColumn("_utf8", utf8)
-    lines = lines.withColumn("_obj", F.col("_utf8") & ~F.col("_long") & F.col("_t").startswith("{") & F.col("_t").endswith("}")
-                             & (F.col("_n") == 1))
-    # the object's keys: one twice makes the object ambiguous (a reader keeps either value);
-    # one conf does not declare is schema drift, handled by the source's schema_drift
-    lines = lines.withColumn("_keys", F.when(F.col("_obj"), F.json_object_keys("_t")))
-    lines = lines.withColumn("_extra", F.array_except("_keys", F.array(*[F.lit(c) for c in cols])))
-    twice = F.size("_keys") > F.size(F.array_distinct("_keys"))
-    refused = F.lit(spec.schema_drift == "quarantine") & (F.size("_extra") > 0)
-    lines = lines.withColumn("_twice", F.coalesce(twice, F.lit(False))).withColumn("_refused", F.coalesce(refused, F.lit(False)))
-    lines = lines.withColumn("_ok", F.col("_obj") & ~F.col("_twice") & ~F.col("_refused"))
-    dup_key = F.filter("_keys", lambda k: F.size(F.filter("_keys", lambda j: j == k)) > 1)[0]
-    undeclared = F.array_join("_extra", ", ")
-    problem = (
-        F.when(~F.col("_utf8"), F.lit(NOT_UTF8))
-        .when(F.col("_long"), _too_long(spec))
-        .when(F.col("_n") > 1, F.lit("malformed record: more than one JSON object on the line"))
-        .when(~F.col("_obj"), F.lit("malformed record: not a JSON object"))
-        .when(F.col("_twice"), F.concat(F.lit("malformed record: the key '"), dup_key, F.lit("' is twice in the object")))
-        .when(F.col("_refused"), F.concat(F.lit("schema drift: undeclared field(s) "), undeclared, F.lit(" (schema_drift: quarantine)")))
-    )
-    # the undeclared values as text (a nested object or array as its JSON), null ones left out
-    kept = F.map_filter(F.from_json("_t", MapType(StringType(), StringType()), opts),
-                        lambda k, v: ~F.array_contains(F.array(*[F.lit(c) for c in cols]), k) & v.isNotNull())
-    rescued = F.when(F.col("_ok") & (F.size("_extra") > 0), F.when(F.size(kept) > 0, F.to_json(kept)))
-    drift = F.when(F.col("_obj") & (F.size("_extra") > 0), F.concat(F.lit(f"{csvfile.UNDECLARED}: "), undeclared))
-    values = {c: _json_value(c) for c in cols}
-    kind = {c: F.coalesce(F.lower(F.split(_variant_type(c), "<")[0]), F.lit("object or array")) for c in cols}
-    shape = _messages([(_json_container(c, v),
-                        F.concat(F.lit(f"{c}: a JSON "), kind[c], F.lit(f" where a {spec.columns[c].type} is declared")))
-                       for c, v in values.items() if spec.columns[c].type == "string"])
-    lines = lines.withColumn("_v", F.struct(*[v.alias(c) for c, v in values.items()]))
-    return lines.select(
-        *[F.when(F.col("_ok"), F.col("_v")[c]).alias(c) for c in cols],
-        F.when(~F.col("_ok") & F.col(SKIP).isNull(), raw_line).alias(CORRUPT),
+    """Each line parsed once, strictly, by Jackson's streaming parser on the executors
+    (``lakeml.spark.JsonLine``, a Java function of the project's jar): the declared values
+    as text (a number's token as written), and why the line is no record, its undeclared
+    fields and the shape of its values. Validity as UTF-8 and the line's length are checked
+    first, here."""
+    spark.udf.registerJavaFunction(JSON_LINE, "lakeml.spark.JsonLine", JSON_LINE_TYPE)
+    conf = "\u0001".join([str(spec.max_line_bytes), spec.schema_drift, *[x for c, cs in spec.columns.items() for x in (c, cs.type)]])
+    lines = _lines(spark, spec, files, batches).withColumn("_utf8", F.is_valid_utf8(F.col("value")))
+    # one call per line, its answer a column of its own (not inlined into each use)
+    lines = lines.withColumn("_j", F.when(~F.col("_long"), F.call_function(JSON_LINE, F.col("value"), F.lit(conf))))
+    skip = F.when(F.col("_j.blank"), F.lit("blank"))  # blank lines are not records
+    ok = F.col("_utf8") & F.col("_j.problem").isNull() & F.col("_j.values").isNotNull()
+    problem = F.when(~F.col("_utf8"), F.lit(NOT_UTF8)).when(F.col("_long"), _too_long(spec)).otherwise(F.col("_j.problem"))
+    return lines.withColumn(SKIP, skip).withColumn("_ok", ok).select(
+        *[F.when(F.col("_ok"), F.col("_j.values")[i]).alias(c) for i, c in enumerate(spec.columns)],
+        F.when(~F.col("_ok") & F.col(SKIP).isNull(), F.make_valid_utf8(F.col("value"))).alias(CORRUPT),
         F.when(F.col(SKIP).isNull(), problem).alias("_problem"),
         SKIP,
-        F.when(F.col("_ok"), shape).alias(SHAPE),
+        F.when(F.col("_ok"), F.col("_j.shape")).alias(SHAPE),
         *META,
         F.lit(1).cast("long").alias(LINES),
-        rescued.alias(RESCUED),
-        drift.alias(DRIFT),
+        F.when(F.col("_ok"), F.col("_j.rescued")).alias(RESCUED),
+        F.when(F.col("_utf8"), F.col("_j.drift")).alias(DRIFT),
     )
 
 
@@ -303,33 +276,6 @@ def _decoded_csv(path: str, data: bytes, cols: list[str], max_bytes: int, requir
             return pa.table({**{c: none for c in cols}, CORRUPT: pa.array([""]), "_problem": pa.array([why]), SKIP: none,
                              LINES: pa.array([0], pa.int64()), RESCUED: none, DRIFT: none})
     return csvfile.read(data, cols, max_bytes, required, drift)
-
-
-def _key_pattern(c: str) -> str:
-    return '"' + re.escape(c) + r'"\s*:\s*'
-
-
-def _json_value(c: str) -> Column:
-    """The text of field ``c``. A number beyond the double range (1e400) or a NaN/Infinity
-    token comes out of Spark's parser as the quoted word "Infinity"/"NaN"; the token as the
-    file has it is taken from the line instead, so that the reason shows it."""
-    v = F.col("_p")[0][c]
-    token = F.regexp_extract(F.col("_t"), _key_pattern(c) + r"([-+]?(?:[0-9][0-9.eE+-]*|\.[0-9][0-9eE+-]*|NaN|Infinity))", 1)
-    return F.when(v.isin('"Infinity"', '"-Infinity"', '"NaN"'), F.coalesce(F.nullif(token, F.lit("")), v)).otherwise(v)
-
-
-def _variant_type(c: str) -> Column:
-    path = f"$.{c}" if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", c) else "$['" + c.replace("'", "\\'") + "']"
-    return F.expr(f"schema_of_variant(variant_get(try_parse_json(_t), '{path}'))")
-
-
-def _json_container(c: str, v: Column) -> Column:
-    """Whether field ``c`` holds a JSON object or array (its text then starts with { or [;
-    only those rare lines are parsed a second time, to tell a container from a string
-    that starts with a brace)."""
-    maybe = v.startswith("{") | v.startswith("[")
-    container = F.coalesce(_variant_type(c).rlike("^(OBJECT|ARRAY)"), F.col("_t").rlike(_key_pattern(c) + r"[\[{]"))
-    return F.when(maybe, container).otherwise(F.lit(False))
 
 
 def _read_parquet(spark: SparkSession, spec: SourceSpec, files: list[str], batches: dict[str, date] | None) -> DataFrame:
