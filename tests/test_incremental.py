@@ -123,7 +123,7 @@ def test_keys_that_keep_their_event_time_are_looked_for_in_their_time_only(spark
     new = [(f"n{i}", start + timedelta(days=68 + i % 2), 2) for i in range(30)] + [(resent[0], resent[1], 9)]
     rows = batch(date(2026, 3, 13), new)
     lo, hi = min(r[1] for r in new), max(r[1] for r in new)
-    silver.merge(spark, u, "events", rows, one_batch=True, rows=len(new), span_days=2, time_range=(lo, hi))
+    silver.merge(spark, u, "events", rows, unique_keys=True, rows=len(new), span_days=2, time_range=(lo, hi))
     m = spark.sql(f"DESCRIBE HISTORY {u.silver('events')} LIMIT 1").first()
     assert (m.operation, m.operationMetrics["numTargetRowsUpdated"], m.operationMetrics["numTargetRowsInserted"]) == ("MERGE", "1", "30")
     # the keys were looked for in the files of the new rows' two days, not in all ten weeks

@@ -66,12 +66,13 @@ def test_validate_types_good_rows_and_explains_bad_ones(spark):
 
 def test_the_keys_only_check_finds_what_the_duplicate_ranking_would_change(spark):
     """ingest types and caches the rows without the ranking (a window over whole rows) and
-    ranks them only when a good row shares its key and batch with another row."""
+    ranks them only when a good row shares its key and batch with another row; silver is a
+    copy of a first load's bronze when no key has good rows in two batches."""
     b, c = date(2026, 1, 2), date(2026, 1, 3)
 
     def shares(rows):
         raw = _raw(spark, rows)
-        return ingest.shares_a_key(ingest.validate(raw, SPEC, duplicates=False), SPEC)
+        return ingest.key_repeats(ingest.validate(raw, SPEC, duplicates=False), SPEC).within_batch
 
     assert shares([("a", "1", "2026-01-01", "1", None, b, "f1"), ("a", "2", "2026-01-01", "2", None, b, "f2")])
     assert shares([("a", "one", "2026-01-01", "1", None, b, "f1"),
@@ -79,6 +80,12 @@ def test_the_keys_only_check_finds_what_the_duplicate_ranking_would_change(spark
     assert not shares([("a", "1", "2026-01-01", "1", None, b, "f1"), ("a", "2", "2026-01-01", "2", None, c, "f1")])  # two batches
     assert not shares([("a", "1", "2026-01-01", "1", None, b, "f1"), ("b", "2", "2026-01-01", "2", None, b, "f1")])
     assert not shares([("a", "x", "2026-01-01", "1", None, b, "f1"), ("a", "y", "2026-01-01", "2", None, b, "f1")])  # no good row
+    def across(rows):
+        return ingest.key_repeats(ingest.validate(_raw(spark, rows), SPEC, duplicates=False), SPEC).across_batches
+
+    assert across([("a", "1", "2026-01-01", "1", None, b, "f1"), ("a", "2", "2026-01-01", "2", None, c, "f1")])
+    assert not across([("a", "1", "2026-01-01", "1", None, b, "f1"), ("a", "x", "2026-01-01", "2", None, c, "f1")])  # one good
+    assert not across([("a", "1", "2026-01-01", "1", None, b, "f1"), ("a", "2", "2026-01-01", "2", None, b, "f2")])  # one batch
     # where it finds nothing, the ranking changes nothing
     raw = _raw(spark, [("a", "1", "2026-01-01", "1", None, b, "f1"), ("b", "two", "2026-01-01", "2", None, b, "f1"),
                        ("a", "3", "2026-01-01", "3", None, c, "f2"), (None, None, None, None, "garbage", b, "f1")])

@@ -46,7 +46,7 @@ def validate(raw: DataFrame, spec: SourceSpec, duplicates: bool = True) -> DataF
     lines, CSV headers) are no records: no reason, not accepted, kept for the counts.
     ``duplicates``: rank the rows of each key and batch (a window: every row shuffled) to
     quarantine the later ones; without it the rows are typed only, which is the same
-    result when :func:`shares_a_key` finds no key and batch with more than one row.
+    result when :func:`key_repeats` finds no key and batch with more than one row.
     """
     for c in (SKIP, SHAPE):
         if c not in raw.columns:
@@ -91,14 +91,30 @@ def validate(raw: DataFrame, spec: SourceSpec, duplicates: bool = True) -> DataF
                      *[c for c in (LINES, RESCUED, DRIFT) if c in raw.columns])
 
 
-def shares_a_key(typed: DataFrame, spec: SourceSpec) -> bool:
+@dataclass(frozen=True)
+class KeyRepeats:
+    """What :func:`key_repeats` found among the good rows' keys."""
+
+    within_batch: bool  # a key and batch may have more than one row: the duplicate ranking can change something
+    across_batches: bool  # a key has good rows in more than one batch: silver must pick the newest
+
+
+def key_repeats(typed: DataFrame, spec: SourceSpec) -> KeyRepeats:
     """Whether a good row of ``typed`` (:func:`validate` without ``duplicates``) shares its
-    key and batch with another row, so that the duplicate ranking can change something.
-    An aggregate of the keys only: the usual answer, no, costs a shuffle of the keys, where
-    the ranking shuffles whole rows."""
+    key with another row of its batch (then the duplicate ranking can change something), and
+    whether a key has good rows in more than one batch (then silver is more than bronze).
+    One aggregate of the keys: the usual answer, no and no, costs a shuffle of the keys,
+    where the ranking and silver's newest-per-key window shuffle whole rows. Within a batch it
+    errs only towards yes (a key with three rows over two batches), which costs the ranking,
+    never a row."""
     good = F.col("_reason").isNull() & F.col(SKIP).isNull()
-    groups = typed.groupBy(*spec.keys, "_batch_date").agg(F.count(F.lit(1)).alias("n"), F.count(F.when(good, 1)).alias("g"))
-    return not groups.where((F.col("n") > 1) & (F.col("g") > 0)).isEmpty()
+    keys = typed.where(F.col(SKIP).isNull()).groupBy(*spec.keys).agg(
+        F.count(F.lit(1)).alias("n"), F.count(F.when(good, 1)).alias("g"), F.min("_batch_date").alias("lo"),
+        F.max("_batch_date").alias("hi"), F.min(F.when(good, F.col("_batch_date"))).alias("glo"),
+        F.max(F.when(good, F.col("_batch_date"))).alias("ghi"))
+    within = (F.col("n") > 1) & (F.col("g") > 0) & ((F.col("lo") == F.col("hi")) | (F.col("n") > 2))
+    r = keys.agg(F.max(within).alias("within"), F.max(F.col("glo") < F.col("ghi")).alias("across")).first()
+    return KeyRepeats(bool(r.within), bool(r.across))
 
 
 def accepted_rows(validated: DataFrame, spec: SourceSpec) -> DataFrame:
@@ -330,7 +346,8 @@ def ingest_source(spark: SparkSession, uc: UseCaseConfig, source: str, batches: 
         try:
             # the rows are typed and cached once; only when a key of a batch has more than
             # one row are they read and typed again with the duplicate ranking
-            if shares_a_key(validated, spec):
+            repeats = key_repeats(validated, spec)
+            if repeats.within_batch:
                 validated.unpersist()
                 validated = validate(raw, spec).persist()
             # one pass: per file, its records and lines (blank ones and headers apart), rows
@@ -378,16 +395,26 @@ def ingest_source(spark: SparkSession, uc: UseCaseConfig, source: str, batches: 
         span = silver.span_days(min(los), max(his)) if los else 0
         good = silver.laid_out(accepted_rows(validated, spec), spec, accepted, span)
         first_load = not tables.exists(spark, bronze)
-        _write_slices(good, bronze, tables.in_predicate("_batch_date", dates), append_to is not None)
-        phase()
-        # the version the append made, unless another writer committed in between: then the
-        # next run finds bronze at another version than recorded and replaces (safe, slower)
-        bronze_version = append_to + 1 if append_to is not None else _version(spark, bronze)
-        if rebuild_silver:  # a first load's bronze is these rows: silver from the cached ones, not a second read
-            silver.rebuild(spark, uc, source, accepted_rows(validated, spec) if first_load else None)
-        else:
-            silver.merge(spark, uc, source, accepted_rows(validated, spec), one_batch=len(batches) == 1, rows=accepted, span_days=span,
-                         time_range=(min(los), max(his)) if los else None)
+        # a first load with no key in two batches: silver is bronze, row for row (no newest-per-key
+        # window), written from the same laid-out rows, kept for the second write
+        copy = rebuild_silver and first_load and not repeats.across_batches
+        if copy:
+            good = good.persist()
+        try:
+            _write_slices(good, bronze, tables.in_predicate("_batch_date", dates), append_to is not None)
+            phase()
+            # the version the append made, unless another writer committed in between: then the
+            # next run finds bronze at another version than recorded and replaces (safe, slower)
+            bronze_version = append_to + 1 if append_to is not None else _version(spark, bronze)
+            if copy:
+                silver.write_copy(spark, uc, source, good)
+            elif rebuild_silver:  # a first load's bronze is these rows: silver from the cached ones, not a second read
+                silver.rebuild(spark, uc, source, accepted_rows(validated, spec) if first_load else None)
+            else:
+                silver.merge(spark, uc, source, accepted_rows(validated, spec), unique_keys=len(batches) == 1 or not repeats.across_batches,
+                             rows=accepted, span_days=span, time_range=(min(los), max(his)) if los else None)
+        finally:
+            good.unpersist()
         phase()
         q = None
         if bad:  # kept (they are few) for the one quarantine write of the run

@@ -95,18 +95,26 @@ def rebuild(spark: SparkSession, uc: UseCaseConfig, source: str, bronze: DataFra
     log.info("silver %s rebuilt from %s: %d rows", uc.silver(source), uc.table(spec.table), rows)
 
 
-def merge(spark: SparkSession, uc: UseCaseConfig, source: str, new_rows: DataFrame, one_batch: bool = False,
+def write_copy(spark: SparkSession, uc: UseCaseConfig, source: str, bronze_rows: DataFrame) -> None:
+    """Silver of ``source`` when bronze holds no key twice (a first load without re-sent
+    keys): ``latest_per_key`` would keep every row, so silver is written from bronze's own
+    rows (laid out as bronze's), without the window."""
+    tables.overwrite(bronze_rows, uc.silver(source))
+    log.info("silver %s written as a copy of %s (no key in two batches)", uc.silver(source), uc.table(uc.sources[source].table))
+
+
+def merge(spark: SparkSession, uc: UseCaseConfig, source: str, new_rows: DataFrame, unique_keys: bool = False,
           rows: int = 0, span_days: int = 0, time_range: tuple | None = None) -> None:
     """Merge the bronze rows one run ingested (``new_rows``: bronze-shaped; ``rows`` of them
-    spanning ``span_days``, their event times within ``time_range``) into silver. Rows of
-    ``one_batch`` have one row per key already (ingest quarantines a key's duplicates within
-    a batch). When no key of them is in silver yet (new events, new entities) they are
+    spanning ``span_days``, their event times within ``time_range``) into silver. With
+    ``unique_keys`` they have one row per key already (one batch: ingest quarantines a key's
+    duplicates within a batch; or no key in two of them). When no key of them is in silver yet (new events, new entities) they are
     appended: the same result as the MERGE, without its copy of the source and its rewrite.
     For a source whose keys keep their event time, the keys are looked for only among the
     rows of ``time_range``: Delta skips the other files by their statistics."""
     spec = uc.sources[source]
     name = uc.silver(source)
-    latest = new_rows if one_batch else latest_per_key(new_rows, spec.keys)
+    latest = new_rows if unique_keys else latest_per_key(new_rows, spec.keys)
     if not tables.exists(spark, name):
         rebuild(spark, uc, source)  # the first run, or a lake from before silver tables: all of bronze
         return
