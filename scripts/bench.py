@@ -167,6 +167,11 @@ def main() -> int:
         rc = _run_part(f"history growth: {a.history_entities:,} entities, H = {a.history}", "the history-growth run", cmd, env, part)
         if rc != 0:
             return rc
+        cold = [sys.executable, "-m", "lakeml.bench.history", "--entities", str(a.history_entities), "--history", a.history,
+                "--out", str(part), "--cold-day", str(time.time())]
+        rc = _run_part("cold daily run: the next day in a fresh process", "the cold daily run", cold, env, part)
+        if rc != 0:
+            return rc
         doc["history"] = json.loads(part.read_text())
         a.json.write_text(json.dumps(doc, indent=2, default=str))
     report.write_markdown(a.md, doc["results"], doc["command"], doc["machine"], doc.get("history"), doc.get("standalone"))

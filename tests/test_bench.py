@@ -40,6 +40,10 @@ def test_history_growth_section_and_its_targets():
     assert "| 360 | 360,000 | 44.0 | 400.0 | 9.1× | 11.0 | 5.0 | 2.2× | 3 / 51 |" in text
     assert "| daily run flat in history: exponent b ≤ 0.15 | b = 0.07 (full: 1.00) | yes |" in text
     assert "≥ 5× faster than the full recompute | 9.1× | yes |" in text and "within 3× of its floor (H = 360) | 2.2× | yes |" in text
+    assert "cold daily run" not in text  # not measured: no row
+    cold = {**flat, "cold_daily": {"history_days": 361, "seconds": 60.0, "warm_seconds": 44.0}}
+    assert "| cold daily run (a fresh process, H = 361) ≤ 1.5× the warm one | 60.0 s vs 44.0 s: 1.4× | yes |" in "\n".join(
+        report.history_section(cold))
     steep = {**flat, "points": [point(90, 40.0, 100.0, 10.0, 2.0), point(360, 160.0, 400.0, 40.0, 2.0)]}
     text = "\n".join(report.history_section(steep))
     assert "b = 1.00 (full: 1.00) | **no** |" in text and "2.5× | **no** |" in text and "20.0× | **no** |" in text

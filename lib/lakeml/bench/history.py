@@ -15,6 +15,10 @@ batches up to day H are moved into the landing zone and caught up with one sched
 - ``ingest_floor``: day H + 2's files read with a plain ``spark.read`` and appended to a
   Delta table, per source: the floor of the ingest stage.
 
+Then (``--cold-day``, a fresh process started by ``scripts/bench.py``) the next day runs as
+a scheduler runs it: Python and the JVM started for it, timed from the process's start,
+beside the warm daily run of the largest H.
+
 The growth exponent of the daily run's time against H (b in time ~ H^b, fitted on every
 H) says whether a day costs the day or the history.
 """
@@ -54,9 +58,10 @@ def _stage_seconds(summary: dict) -> dict[str, float]:
 
 
 def ingest_floor(spark, uc, zone: Path, day=None) -> dict:
-    """A plain read of one batch's files (``day``; every batch when None) and a Delta append
-    per source: the same I/O as the ingest stage without its work (typing, quarantine,
-    silver, log)."""
+    """A plain read of one batch's files (``day``; every batch when None) and, per source, the
+    two Delta appends ingest makes of its rows (bronze, the history, and silver, the current
+    rows; here both from the one read, cached): the same I/O as the ingest stage without its
+    work (typing, quarantine, newest-per-key, layout, log)."""
     from lakeml.core import tables
 
     t0 = time.perf_counter()
@@ -76,7 +81,12 @@ def ingest_floor(spark, uc, zone: Path, day=None) -> dict:
             df = reader.parquet(*files)
         # a day's JSON may lack a field the first day had (inferred schemas differ): merged
         floor = uc.table(f"bench_floor_{name}")
-        tables.append(df, floor, merge_schema=True)
+        df = df.persist()
+        try:
+            tables.append(df, floor, merge_schema=True)
+            tables.append(df, uc.table(f"bench_floor_current_{name}"), merge_schema=True)
+        finally:
+            df.unpersist()
         rows += int(tables.last_operation_metrics(spark, floor)["numOutputRows"])
     return {"seconds": round(time.perf_counter() - t0, 2), "rows": rows}
 
@@ -97,19 +107,12 @@ def run(entities: int, histories: list[int], out: Path, usecase: str | None = No
 
     histories = sorted(histories)
     spark = session.get_spark(env, f"lakeml-bench-history-{entities}")
-    # measure, do not gate: a small model may miss the demo's floor; one champion throughout
-    # snapshots from day 14: the shortest history (90 days, the newest 33 of them not yet
-    # labelled) still has a labelled train and test snapshot 30 days apart, so the catch-up
-    # run trains the champion
-    snaps = uc.features.snapshots.model_copy(update={"first_after_days": min(uc.features.snapshots.first_after_days, 14)})
-    uc = uc.model_copy(update={
-        "features": uc.features.model_copy(update={"snapshots": snaps}),
-        "model": uc.model.model_copy(update={"auc_floor": 0.0}),
-        "retraining": uc.retraining.model_copy(update={"psi_threshold": 1e9, "min_live_auc": 0.0}),
-    })
-    spec = maker.spec_of(uc, entities=entities, days=max(histories) + 3)
+    uc = _measured(uc)
+    # a day more than the runs below use: the cold daily run (cold_day) lands it
+    spec = maker.spec_of(uc, entities=entities, days=max(histories) + 4)
     upstream = data_dir / "upstream"
-    result: dict = {"usecase": uc.name, "entities": entities, "histories": histories, "points": []}
+    result: dict = {"usecase": uc.name, "entities": entities, "histories": histories, "points": [],
+                    "start_date": str(spec.start_date), "data_dir": str(data_dir)}
     t0 = time.perf_counter()
     g = maker.run(spark, uc, str(upstream), spec)
     result["generate_seconds"] = round(time.perf_counter() - t0, 1)
@@ -148,16 +151,63 @@ def run(entities: int, histories: list[int], out: Path, usecase: str | None = No
     return result
 
 
+def _measured(uc):
+    """The use case as the history runs measure it: measure, do not gate (a small model may
+    miss the demo's floor; one champion throughout), and snapshots from day 14, so that the
+    shortest history (90 days, the newest 33 of them not yet labelled) still has a labelled
+    train and test snapshot 30 days apart and the catch-up run trains the champion."""
+    snaps = uc.features.snapshots.model_copy(update={"first_after_days": min(uc.features.snapshots.first_after_days, 14)})
+    return uc.model_copy(update={
+        "features": uc.features.model_copy(update={"snapshots": snaps}),
+        "model": uc.model.model_copy(update={"auc_floor": 0.0}),
+        "retraining": uc.retraining.model_copy(update={"psi_threshold": 1e9, "min_live_auc": 0.0}),
+    })
+
+
+def cold_day(out: Path, started: float) -> dict:
+    """The daily run as a scheduler runs it, in a fresh process (this one: its JVM starts
+    here): the day after the history run's last, on the lake that run left. ``started``: the
+    wall time at which the caller started this process, so that the seconds include Python's
+    and the JVM's start. Recorded in ``out`` beside the warm daily run of the largest H."""
+    from lakeml import pipeline
+    from lakeml.core import session
+    from lakeml.core.config import load_env, load_usecase
+
+    result = json.loads(out.read_text())
+    last = result["points"][-1]
+    os.environ["LAKEML_DATA_DIR"] = result["data_dir"]
+    env = load_env(CONF_DIR, os.environ.get("LAKEML_ENV", "embedded"))
+    uc = _measured(load_usecase(CONF_DIR, result["usecase"], env))
+    from datetime import date
+
+    day = date.fromisoformat(result["start_date"]) + timedelta(days=last["history_days"] + 3)
+    _move(Path(result["data_dir"]) / "upstream", Path(env.landing_zone(uc.name)), day)
+    spark = session.get_spark(env, "lakeml-bench-cold-day")
+    summary = pipeline.run_scheduled(spark, env, uc)
+    seconds = round(time.time() - started, 1)
+    spark.stop()
+    result["cold_daily"] = {"history_days": last["history_days"] + 1, "seconds": seconds, "stages": _stage_seconds(summary),
+                            "warm_seconds": last["incremental_seconds"]}
+    out.write_text(json.dumps(result, indent=2, default=str))
+    log.info("[bench history] cold daily run %.1f s (warm %.1f s)", seconds, last["incremental_seconds"])
+    return result["cold_daily"]
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--entities", type=int, required=True)
     p.add_argument("--history", required=True, help="history lengths in days, comma-separated")
     p.add_argument("--usecase")
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--cold-day", type=float, metavar="STARTED",
+                   help="run the next day in this fresh process on the lake --out's run left (STARTED: the caller's time.time())")
     a = p.parse_args(argv)
     from lakeml import cli
 
     cli.setup_logging()
+    if a.cold_day is not None:
+        cold_day(a.out, a.cold_day)
+        return
     run(a.entities, [int(x) for x in a.history.split(",")], a.out, a.usecase)
 
 

@@ -157,7 +157,7 @@ def _stages(spark, env, uc, entities: int, days: int, rec, result: dict) -> dict
     with rec.stage("floor:ingest") as r:
         fl = ingest_floor(spark, uc, Path(env.landing_zone(uc.name)))
         r["input_rows"] = r["output_rows"] = fl["rows"]
-        r["note"] = "plain spark.read of the same landing files + one Delta append per source, no validation"
+        r["note"] = "plain spark.read of the same landing files + two Delta appends per source (bronze, silver), no validation"
 
     with rec.stage("features", bronze_rows) as r:
         # the feature computation; the no-leakage probe of new SQL (once per SQL change, on a
