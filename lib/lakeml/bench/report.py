@@ -304,7 +304,8 @@ def history_section(hist: dict) -> list[str]:
         f"One daily scheduled run of `{hist['usecase']}` at {hist['entities']:,} entities after H days of history, seconds per stage.",
         "The lake caught up to day H; day H + 1 then landed and ran with `--full` (silver tables, every snapshot, label and",
         "scored date recomputed: what a day cost before runs were incremental), and day H + 2 landed and ran as scheduled",
-        "(incremental: what the day brings). *Ingest floor*: a plain `spark.read` of day H + 2's files + two Delta appends (bronze, silver).",
+        "(incremental: what the day brings). *Ingest floor*: a plain `spark.read` of day H + 2's files",
+        "and two Delta appends of its rows (bronze, silver).",
         "",
         "| H (days) | bronze rows | daily run (s) | full run (s) | full / daily | ingest (s) | ingest floor (s) | ingest / floor "
         "| snapshots (daily / full) |",
