@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import logging
 import re
+import threading
 import urllib.parse
 import zlib
 from datetime import date
@@ -206,13 +207,24 @@ JSON_LINE_TYPE = StructType([StructField("values", ArrayType(StringType())), Str
                              StructField("drift", StringType()), StructField("shape", StringType())])
 
 
+_REGISTERING = threading.Lock()
+
+
+def _register_json_line(spark: SparkSession) -> None:
+    """``lakeml.spark.JsonLine`` as the session's ``JSON_LINE`` function, once (sources are
+    read side by side: registered again, Spark would warn that it replaced it)."""
+    with _REGISTERING:
+        if not spark.catalog.functionExists(JSON_LINE):
+            spark.udf.registerJavaFunction(JSON_LINE, "lakeml.spark.JsonLine", JSON_LINE_TYPE)
+
+
 def _read_json(spark: SparkSession, spec: SourceSpec, files: list[str], batches: dict[str, date] | None) -> DataFrame:
     """Each line parsed once, strictly, by Jackson's streaming parser on the executors
     (``lakeml.spark.JsonLine``, a Java function of the project's jar): the declared values
     as text (a number's token as written), and why the line is no record, its undeclared
     fields and the shape of its values. Validity as UTF-8 and the line's length are checked
     first, here."""
-    spark.udf.registerJavaFunction(JSON_LINE, "lakeml.spark.JsonLine", JSON_LINE_TYPE)
+    _register_json_line(spark)
     conf = "\u0001".join([str(spec.max_line_bytes), spec.schema_drift, *[x for c, cs in spec.columns.items() for x in (c, cs.type)]])
     lines = _lines(spark, spec, files, batches).withColumn("_utf8", F.is_valid_utf8(F.col("value")))
     # one call per line, its answer a column of its own (not inlined into each use)
