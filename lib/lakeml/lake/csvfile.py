@@ -189,13 +189,13 @@ def header_names(header: str) -> list[str]:
     return [n.strip(" ") for n in next(csv.reader(io.StringIO(header, newline="")), [])]
 
 
-def drift_of(names: list[str], columns: list[str]) -> str | None:
-    """What a file's columns (``names``) have that conf does not declare, and the declared
-    ones it lacks: ``undeclared: a, b; missing: c``, or None when they agree."""
+def drift_of(names: list[str], columns: list[str]) -> tuple[str | None, list[str]]:
+    """How a file's columns (``names``) differ from conf: ``undeclared: a, b; missing: c``
+    (None when they agree), and the undeclared ones (``[a, b]``)."""
     extra = [n for n in names if n not in columns]
     missing = [c for c in columns if c not in names]
     parts = ([f"{UNDECLARED}: {', '.join(extra)}"] if extra else []) + ([f"missing: {', '.join(missing)}"] if missing else [])
-    return "; ".join(parts) or None
+    return "; ".join(parts) or None, extra
 
 
 def read(data: bytes, columns: list[str], max_bytes: int, required: list[str] | tuple = (), drift: str = "rescue") -> pa.Table:
@@ -243,8 +243,7 @@ def read(data: bytes, columns: list[str], max_bytes: int, required: list[str] | 
     else:
         mismatch = None
     good_header = count > 0 and mismatch is None
-    how = drift_of(names, columns) if good_header else None
-    extra = [n for n in names if n not in columns] if good_header else []
+    how, extra = drift_of(names, columns) if good_header else (None, [])
     skip: dict[int, str] = {}
     first = a[np.minimum(rec.start, len(a) - 1)] if len(a) else np.zeros(count, np.uint8)
     for i in np.flatnonzero((length == 0) | (first == SPACE)).tolist():
