@@ -31,7 +31,7 @@ from lakeml.core.config import EnvConfig, SourceSpec, UseCaseConfig
 from lakeml.core.errors import MissingDataError
 from lakeml.lake import conservation, drift, landing, readers, silver
 from lakeml.lake.readers import CORRUPT, DRIFT, LINES, META, RESCUED, SHAPE, SKIP, read_raw
-from lakeml.lake.values import parse as parse_value
+from lakeml.lake.values import parse_columns
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +55,7 @@ def validate(raw: DataFrame, spec: SourceSpec, duplicates: bool = True) -> DataF
     checks = [(F.col(CORRUPT).isNotNull(), F.coalesce(F.col("_problem"), F.lit("malformed record"))),
               (F.col(SHAPE).isNotNull(), F.col(SHAPE))]
     values: dict[str, Column] = {}
-    # each column's typed value and reason are computed once, as columns of their own: the
-    # reasons and the output both use them, and inside their CASE WHENs they were parsed
-    # (regex, cast) again for each use
-    parsed = {name: parse_value(F.col(name), name, cs, spec.years) for name, cs in spec.columns.items()}
-    raw = raw.select("*", *[v.alias(f"__v{i}") for i, (v, _) in enumerate(parsed.values())],
-                     *[w.alias(f"__w{i}") for i, (_, w) in enumerate(parsed.values())])
+    raw = parse_columns(raw, spec.columns, spec.years)  # __v{i}, __w{i}: column i's typed value, and why not
     for i, (name, cs) in enumerate(spec.columns.items()):
         r = F.col(name)
         empty = r.isNull() | (F.trim(r) == "")
