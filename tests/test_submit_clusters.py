@@ -14,6 +14,7 @@ import pytest
 from conftest import CONF, ROOT, run_cmd
 from lakeml.core.config import referenced_vars
 from lakeml.core.errors import ConfigError, UsageError
+from lakeml.core.session import jvm_jar_name
 from lakeml.ops import submit
 
 SPARK_HOME = "/opt/spark"  # a cluster client's Spark install (never started: --dry-run)
@@ -23,7 +24,7 @@ GIT_COMMIT = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], captu
 JOB = str(ROOT / "jobs" / "pipeline.py")
 LIB_ZIP = str(ROOT / "dist" / "lakeml.zip")
 CONF_ZIP = str(ROOT / "dist" / "conf.zip")
-JARS = ["delta-spark_4.1_2.13-4.4.0.jar", "delta-storage-4.4.0.jar"]
+JARS = ["delta-spark_4.1_2.13-4.4.0.jar", "delta-storage-4.4.0.jar", jvm_jar_name(ROOT)]
 
 YARN_VARS = [
     "LAKEML_VENV_ARCHIVE",
