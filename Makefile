@@ -1,5 +1,5 @@
 # Two commands for a newcomer: `make run` and `make test`. Both install what is missing.
-.PHONY: setup jars run test test-fast bench lint lock clean help airflow
+.PHONY: setup jars cds run test test-fast bench lint lock clean help airflow
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -15,6 +15,7 @@ help:
 	@echo "make test   - install what is missing, run every test"
 	@echo "make bench  - benchmark every stage and its peers at SCALE entities (default 30000,100000,1000000) x DAYS [USECASE=...]; writes docs/benchmarks.md"
 	@echo "make airflow - install the Airflow environment (.venv-airflow) of orchestration/airflow: a DAG per use case, see its README.md"
+	@echo "make cds    - write the driver's class-data-sharing archive, once: a scheduled run's JVM starts faster"
 	@echo "make lint   - ruff"
 	@echo "make clean  - remove var/ (data, warehouse, metastore, MLflow) and dist/"
 
@@ -26,6 +27,11 @@ airflow:
 	@./orchestration/airflow/install.sh
 
 jars: setup
+
+# the driver's class-data-sharing archive: a scheduled run's JVM starts faster (lakeml.bench.cds;
+# about 4 minutes, once per machine and jar set; make bench writes it too)
+cds: setup
+	@$(PY) -m lakeml.bench.cds build
 
 run: setup
 	./spark-submit.sh jobs/generate.py $(UC_ARGS)

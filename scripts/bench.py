@@ -167,11 +167,17 @@ def main() -> int:
         rc = _run_part(f"history growth: {a.history_entities:,} entities, H = {a.history}", "the history-growth run", cmd, env, part)
         if rc != 0:
             return rc
-        cold = [sys.executable, "-m", "lakeml.bench.history", "--entities", str(a.history_entities), "--history", a.history,
-                "--out", str(part), "--cold-day", str(time.time())]
-        rc = _run_part("cold daily run: the next day in a fresh process", "the cold daily run", cold, env, part)
-        if rc != 0:
-            return rc
+        # the next two days as a scheduler runs them, each in a fresh process: without the
+        # driver's class-data-sharing archive, then with it (make cds: lakeml.bench.cds)
+        if subprocess.call([sys.executable, "-m", "lakeml.bench.cds", "build"], env=env, cwd=ROOT) != 0:
+            return 2
+        for label, cds in (("without the class-data-sharing archive", "0"), ("with the class-data-sharing archive", "1")):
+            cold = [sys.executable, "-m", "lakeml.bench.history", "--entities", str(a.history_entities), "--history", a.history,
+                    "--out", str(part), "--cold-day", str(time.time())]
+            rc = _run_part(f"cold daily run, {label}: the next day in a fresh process", "the cold daily run", cold,
+                           {**env, "LAKEML_CDS": cds}, part)
+            if rc != 0:
+                return rc
         doc["history"] = json.loads(part.read_text())
         a.json.write_text(json.dumps(doc, indent=2, default=str))
     report.write_markdown(a.md, doc["results"], doc["command"], doc["machine"], doc.get("history"), doc.get("standalone"))

@@ -44,6 +44,9 @@ def test_history_growth_section_and_its_targets():
     cold = {**flat, "cold_daily": {"history_days": 361, "seconds": 60.0, "warm_seconds": 44.0}}
     assert "| cold daily run (a fresh process, H = 361) ≤ 1.5× the warm one | 60.0 s vs 44.0 s: 1.4× | yes |" in "\n".join(
         report.history_section(cold))
+    both = {**cold, "cold_daily_without_cds": {"history_days": 361, "seconds": 88.0, "warm_seconds": 44.0}}
+    assert "60.0 s vs 44.0 s: 1.4× (without the class-data-sharing archive: 88.0 s, 2.0×) | yes |" in "\n".join(
+        report.history_section(both))
     steep = {**flat, "points": [point(90, 40.0, 100.0, 10.0, 2.0), point(360, 160.0, 400.0, 40.0, 2.0)]}
     text = "\n".join(report.history_section(steep))
     assert "b = 1.00 (full: 1.00) | **no** |" in text and "2.5× | **no** |" in text and "20.0× | **no** |" in text

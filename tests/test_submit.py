@@ -9,6 +9,7 @@ import zipfile
 import pytest
 
 from conftest import CONF, ROOT, edit_yaml, run_cmd
+from lakeml.core import session
 from lakeml.core.config import load_env
 from lakeml.core.errors import UsageError
 from lakeml.core.session import jar_paths
@@ -41,8 +42,11 @@ def test_dry_run_prints_the_exact_command(tmp_path, monkeypatch):
     py = os.environ["PYSPARK_PYTHON"]
     confs = env.spark_conf()
     confs.setdefault("spark.pyspark.python", py)
+    # the driver's class-data-sharing archive, when this checkout has one (make cds)
+    cds = session.cds_opts(ROOT)
     confs.setdefault("spark.driver.extraJavaOptions",
-                     f"-Dlog4j.configurationFile=file:{CONF / 'log4j2.properties'} -Dderby.stream.error.file={data}/derby.log")
+                     f"-Dlog4j.configurationFile=file:{CONF / 'log4j2.properties'} -Dderby.stream.error.file={data}/derby.log"
+                     + (f" {cds}" if cds else ""))
     expected = [
         f"PYSPARK_PYTHON={py}",
         "SPARK_LOCAL_IP=127.0.0.1",

@@ -108,8 +108,8 @@ def run(entities: int, histories: list[int], out: Path, usecase: str | None = No
     histories = sorted(histories)
     spark = session.get_spark(env, f"lakeml-bench-history-{entities}")
     uc = _measured(uc)
-    # a day more than the runs below use: the cold daily run (cold_day) lands it
-    spec = maker.spec_of(uc, entities=entities, days=max(histories) + 4)
+    # two days more than the runs below use: the cold daily runs (cold_day) land them
+    spec = maker.spec_of(uc, entities=entities, days=max(histories) + 5)
     upstream = data_dir / "upstream"
     result: dict = {"usecase": uc.name, "entities": entities, "histories": histories, "points": [],
                     "start_date": str(spec.start_date), "data_dir": str(data_dir)}
@@ -166,31 +166,35 @@ def _measured(uc):
 
 def cold_day(out: Path, started: float) -> dict:
     """The daily run as a scheduler runs it, in a fresh process (this one: its JVM starts
-    here): the day after the history run's last, on the lake that run left. ``started``: the
-    wall time at which the caller started this process, so that the seconds include Python's
-    and the JVM's start. Recorded in ``out`` beside the warm daily run of the largest H."""
+    here): the next day after the last the lake holds. ``started``: the wall time at which
+    the caller started this process, so that the seconds include Python's and the JVM's
+    start. Recorded in ``out`` beside the warm daily run of the largest H: as
+    ``cold_daily``, or ``cold_daily_without_cds`` when the driver's class-data-sharing
+    archive was off (``LAKEML_CDS=0``; lakeml.bench.cds)."""
     from lakeml import pipeline
     from lakeml.core import session
     from lakeml.core.config import load_env, load_usecase
 
     result = json.loads(out.read_text())
     last = result["points"][-1]
+    key = "cold_daily_without_cds" if not session.cds_opts(PROJECT_ROOT) else "cold_daily"
+    before = sum(k in result for k in ("cold_daily", "cold_daily_without_cds"))
     os.environ["LAKEML_DATA_DIR"] = result["data_dir"]
     env = load_env(CONF_DIR, os.environ.get("LAKEML_ENV", "embedded"))
     uc = _measured(load_usecase(CONF_DIR, result["usecase"], env))
     from datetime import date
 
-    day = date.fromisoformat(result["start_date"]) + timedelta(days=last["history_days"] + 3)
+    day = date.fromisoformat(result["start_date"]) + timedelta(days=last["history_days"] + 3 + before)
     _move(Path(result["data_dir"]) / "upstream", Path(env.landing_zone(uc.name)), day)
     spark = session.get_spark(env, "lakeml-bench-cold-day")
     summary = pipeline.run_scheduled(spark, env, uc)
     seconds = round(time.time() - started, 1)
     spark.stop()
-    result["cold_daily"] = {"history_days": last["history_days"] + 1, "seconds": seconds, "stages": _stage_seconds(summary),
-                            "warm_seconds": last["incremental_seconds"]}
+    result[key] = {"history_days": last["history_days"] + 1 + before, "seconds": seconds, "stages": _stage_seconds(summary),
+                   "warm_seconds": last["incremental_seconds"]}
     out.write_text(json.dumps(result, indent=2, default=str))
-    log.info("[bench history] cold daily run %.1f s (warm %.1f s)", seconds, last["incremental_seconds"])
-    return result["cold_daily"]
+    log.info("[bench history] %s %.1f s (warm %.1f s)", key, seconds, last["incremental_seconds"])
+    return result[key]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -58,6 +59,44 @@ def driver_classpath(project_root: str | Path, env: EnvConfig) -> str:
     return ":".join(sorted(str(p) for p in jars_dir(project_root).glob("postgresql-*.jar")))
 
 
+def java_bin() -> Path:
+    """The java spark-submit starts: JAVA_HOME's, else the one on PATH."""
+    home = os.environ.get("JAVA_HOME")
+    found = Path(home) / "bin" / "java" if home else Path(shutil.which("java") or "java")
+    return found.resolve() if found.exists() else found
+
+
+def cds_archive(project_root: str | Path) -> Path:
+    """The driver's class-data-sharing archive (``make setup`` writes it: lakeml.bench.cds):
+    the classes a daily run loads, mapped from one file instead of read, verified and
+    parsed from ~300 jars at every JVM start. Named by what it is valid for (the java
+    binary, Spark's jars, the project's jars): a change of any of them names a new file."""
+    import pyspark
+
+    java = java_bin()
+    spark_jars = Path(pyspark.__file__).parent / "jars"
+    parts = [str(java), str(java.stat().st_mtime_ns) if java.exists() else "", pyspark.__version__,
+             *(sorted(os.listdir(spark_jars)) if spark_jars.is_dir() else []),
+             *sorted(p.name for p in jars_dir(project_root).glob("*.jar"))]
+    key = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
+    return Path(project_root) / ".cache" / "cds" / f"driver-{key}.jsa"
+
+
+def cds_opts(project_root: str | Path) -> str:
+    """The driver JVM's options that map the archive, or "" when there is none. A JVM that
+    cannot use it (another class path, e.g. the cluster env's JDBC driver first) starts as
+    without it, quietly: its cds log is off."""
+    if os.environ.get("LAKEML_CDS") == "0":
+        return ""
+    try:
+        archive = cds_archive(project_root)
+    except OSError:
+        return ""
+    if not archive.is_file():
+        return ""
+    return f"-XX:SharedArchiveFile={archive} -Xshare:auto -Xlog:cds=off -Xlog:cds+dynamic=off"
+
+
 def under_spark_submit() -> bool:
     # spark-submit starts the Python driver with a gateway to its JVM
     return "PYSPARK_GATEWAY_PORT" in os.environ
@@ -81,6 +120,7 @@ def get_spark(env: EnvConfig, app_name: str = "lakeml", extra_conf: dict[str, st
         log4j = Path(env.project_root) / "conf" / "log4j2.properties"
         if log4j.is_file():
             opts = f"-Dlog4j.configurationFile=file:{log4j} -Dderby.stream.error.file={env.data_dir}/derby.log"
+            opts = f"{opts} {cds_opts(env.project_root)}".strip()
             conf.setdefault("spark.driver.extraJavaOptions", opts)
     conf.update(extra_conf or {})
     for k, v in conf.items():

@@ -41,7 +41,7 @@ from lakeml.core.config import EnvConfig, load_env, load_usecase
 from lakeml.core.errors import LakemlError, UsageError
 from lakeml.core.gitinfo import checkout_commit
 from lakeml.core.paths import PROJECT_ROOT
-from lakeml.core.session import driver_classpath, jar_paths
+from lakeml.core.session import cds_opts, driver_classpath, jar_paths
 from lakeml.ops import driver_env, readonly_sql, yarn_app
 from lakeml.ops.dist import build_conf_zip, build_lib_zip
 
@@ -128,7 +128,8 @@ def _java_opts(env: EnvConfig) -> str:
     opts = [f"-Dlog4j.configurationFile=file:{log4j}"]
     if env.is_local_fs:
         opts.append(f"-Dderby.stream.error.file={env.data_dir}/derby.log")
-    return " ".join(opts)
+    cds = cds_opts(PROJECT_ROOT)
+    return " ".join(opts + ([cds] if cds else []))
 
 
 def spark_home() -> Path:
