@@ -6,15 +6,18 @@ import subprocess
 from lakeml.core import session
 
 
-def _root(tmp_path):
-    (tmp_path / ".cache" / "jars").mkdir(parents=True)
-    (tmp_path / ".cache" / "jars" / "delta-spark_2.13-4.1.0.jar").write_bytes(b"")
+def _root(tmp_path, monkeypatch):
+    """A checkout with one jar, its jars folder the one in use, the archive not turned off."""
+    jars = tmp_path / ".cache" / "jars"
+    jars.mkdir(parents=True)
+    (jars / "delta-spark_2.13-4.1.0.jar").write_bytes(b"")
+    monkeypatch.setenv("LAKEML_JARS_DIR", str(jars))
+    monkeypatch.delenv("LAKEML_CDS", raising=False)
     return tmp_path
 
 
 def test_the_archive_is_named_by_java_spark_and_the_jars(tmp_path, monkeypatch):
-    root = _root(tmp_path)
-    monkeypatch.setenv("LAKEML_JARS_DIR", str(root / ".cache" / "jars"))
+    root = _root(tmp_path, monkeypatch)
     first = session.cds_archive(root)
     assert first.parent == root / ".cache" / "cds" and first.name.startswith("driver-") and first.suffix == ".jsa"
     assert session.cds_archive(root) == first  # stable
@@ -23,9 +26,7 @@ def test_the_archive_is_named_by_java_spark_and_the_jars(tmp_path, monkeypatch):
 
 
 def test_the_options_map_the_archive_only_when_it_is_there(tmp_path, monkeypatch):
-    root = _root(tmp_path)
-    monkeypatch.setenv("LAKEML_JARS_DIR", str(root / ".cache" / "jars"))
-    monkeypatch.delenv("LAKEML_CDS", raising=False)
+    root = _root(tmp_path, monkeypatch)
     assert session.cds_opts(root) == ""
     archive = session.cds_archive(root)
     archive.parent.mkdir(parents=True)
@@ -42,9 +43,7 @@ def test_a_jvm_maps_the_archive_and_one_that_cannot_use_it_starts_quietly(tmp_pa
     another class path (a job with the JDBC driver first, a moved jar) starts as without it
     and says nothing, where the same JVM without the options warns (a job's console stays
     clean)."""
-    root = _root(tmp_path)
-    monkeypatch.setenv("LAKEML_JARS_DIR", str(root / ".cache" / "jars"))
-    monkeypatch.delenv("LAKEML_CDS", raising=False)
+    root = _root(tmp_path, monkeypatch)
     java = session.java_bin()
     src = tmp_path / "src"
     src.mkdir()

@@ -1,6 +1,6 @@
 """The driver's class-data-sharing archive: a cold daily run starts its JVM faster.
 
-    python -m lakeml.bench.cds build [--force]     (make setup runs it)
+    python -m lakeml.bench.cds build [--force]     (make cds; make bench runs it too)
 
 A scheduler starts each daily run in a fresh process. Before its first Spark job, the
 JVM reads, verifies and parses some 15 000 classes from Spark's, Delta's and Hive's jars,
@@ -28,8 +28,8 @@ from pathlib import Path
 from lakeml.core.paths import CONF_DIR, PROJECT_ROOT
 from lakeml.core.session import cds_archive
 
-# the warm-up's demo: small enough to take about a minute, with a labelled train and
-# test snapshot (snapshots from day 14, as the history benchmark measures them)
+# the warm-up's demo: small enough to take about four minutes on 2 cores, with a labelled
+# train and test snapshot (snapshots from day 14, as the history benchmark measures them)
 WARM_ENTITIES = 300
 WARM_DAYS = 100
 
@@ -45,9 +45,8 @@ def warm_up(data_dir: Path, dump: Path) -> None:
 
     env = load_env(CONF_DIR, "embedded")
     uc = _measured(load_usecase(CONF_DIR, None, env))
-    log4j = PROJECT_ROOT / "conf" / "log4j2.properties"
-    opts = (f"-Dlog4j.configurationFile=file:{log4j} -Dderby.stream.error.file={data_dir}/derby.log "
-            f"-XX:ArchiveClassesAtExit={dump} -Xlog:cds=off -Xlog:cds+dynamic=off")
+    # the options every driver gets (the build turned the archive itself off), plus the dump
+    opts = f"{session.driver_java_opts(env)} -XX:ArchiveClassesAtExit={dump} -Xlog:cds=off -Xlog:cds+dynamic=off"
     spark = session.get_spark(env, "lakeml-cds-warm-up", {"spark.driver.extraJavaOptions": opts})
     spec = maker.spec_of(uc, entities=WARM_ENTITIES, days=WARM_DAYS)
     upstream = data_dir / "upstream"
@@ -67,7 +66,8 @@ def warm_up(data_dir: Path, dump: Path) -> None:
 
 def build(force: bool = False) -> Path | None:
     """Write the archive for this java, Spark and jar set unless it is there; the path, or
-    None when the JVM wrote none (a JDK without dynamic archives: the runs start as before)."""
+    None when the JVM wrote none (a JDK without dynamic archives: the runs start as before;
+    ``build`` then exits 1)."""
     target = cds_archive(PROJECT_ROOT)
     if target.is_file() and not force:
         return target
@@ -108,8 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         cli.setup_logging()
         warm_up(a.data_dir, a.dump)
         return 0
-    build(a.force)
-    return 0
+    return 0 if build(a.force) is not None else 1
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ def java_bin() -> Path:
 
 
 def cds_archive(project_root: str | Path) -> Path:
-    """The driver's class-data-sharing archive (``make setup`` writes it: lakeml.bench.cds):
+    """The driver's class-data-sharing archive (``make cds`` writes it: lakeml.bench.cds):
     the classes a daily run loads, mapped from one file instead of read, verified and
     parsed from ~300 jars at every JVM start. Named by what it is valid for (the java
     binary, Spark's jars, the project's jars): a change of any of them names a new file."""
@@ -97,6 +97,16 @@ def cds_opts(project_root: str | Path) -> str:
     return f"-XX:SharedArchiveFile={archive} -Xshare:auto -Xlog:cds=off -Xlog:cds+dynamic=off"
 
 
+def driver_java_opts(env: EnvConfig) -> str:
+    """The driver JVM's options when this process starts it: the project's log4j file, Derby's
+    log in the data folder, and the class-data-sharing archive when there is one."""
+    log4j = Path(env.project_root) / "conf" / "log4j2.properties"
+    if not log4j.is_file():
+        return ""
+    opts = f"-Dlog4j.configurationFile=file:{log4j} -Dderby.stream.error.file={env.data_dir}/derby.log"
+    return f"{opts} {cds_opts(env.project_root)}".strip()
+
+
 def under_spark_submit() -> bool:
     # spark-submit starts the Python driver with a gateway to its JVM
     return "PYSPARK_GATEWAY_PORT" in os.environ
@@ -117,10 +127,8 @@ def get_spark(env: EnvConfig, app_name: str = "lakeml", extra_conf: dict[str, st
         conf.setdefault("spark.pyspark.python", os.environ["PYSPARK_PYTHON"])
         if driver_classpath(env.project_root, env):
             conf.setdefault("spark.driver.extraClassPath", driver_classpath(env.project_root, env))
-        log4j = Path(env.project_root) / "conf" / "log4j2.properties"
-        if log4j.is_file():
-            opts = f"-Dlog4j.configurationFile=file:{log4j} -Dderby.stream.error.file={env.data_dir}/derby.log"
-            opts = f"{opts} {cds_opts(env.project_root)}".strip()
+        opts = driver_java_opts(env)
+        if opts:
             conf.setdefault("spark.driver.extraJavaOptions", opts)
     conf.update(extra_conf or {})
     for k, v in conf.items():
