@@ -337,14 +337,14 @@ def ingest_source(spark: SparkSession, uc: UseCaseConfig, source: str, batches: 
     scan = parallel.start(spark, lambda: readers.count_rows(spark, spec, scanned))
     while True:
         raw = read_raw(spark, spec, files, batches={p: d for p, (d, _) in listed.items()}, unreadable=unreadable)
-        validated = validate(raw, spec, duplicates=False).persist()
+        validated = validate(raw, spec, duplicates=False).persist(silver.LANDED)
         try:
             # the rows are typed and cached once; only when a key of a batch has more than
             # one row are they read and typed again with the duplicate ranking
             repeats = key_repeats(validated, spec)
             if repeats.within_batch:
                 validated.unpersist()
-                validated = validate(raw, spec).persist()
+                validated = validate(raw, spec).persist(silver.LANDED)
             # one pass: per file, its records and lines (blank ones and headers apart), rows
             # quarantined, and the time span of the accepted rows
             per_file = (
@@ -394,7 +394,7 @@ def ingest_source(spark: SparkSession, uc: UseCaseConfig, source: str, batches: 
         # window), written from the same laid-out rows, kept for the second write
         copy = rebuild_silver and first_load and not repeats.across_batches
         if copy:
-            good = good.persist()
+            good = good.persist(silver.LANDED)
         try:
             _write_slices(good, bronze, tables.in_predicate("_batch_date", dates), append_to is not None)
             phase()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from functools import reduce
 
+from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
@@ -29,6 +30,11 @@ from lakeml.core import tables
 from lakeml.core.config import SourceSpec, UseCaseConfig
 
 log = logging.getLogger(__name__)
+
+# how ingest and silver cache landed rows, read two or three times each: serialized on local
+# disk. At 1 M customers the default (deserialized in memory, spilling) made ingest 837 s, this
+# 667 s (docs/benchmarks.md, "Ingest ... at 1 M customers"); a daily batch is small either way
+LANDED = StorageLevel.DISK_ONLY
 
 ROWS_PER_FILE = 2_000_000  # at most, per file written by a load (range-partitioned by time)
 FILE_DAYS = 7  # a load spanning more event time is cut into files of about a week each ...
@@ -86,7 +92,7 @@ def rebuild(spark: SparkSession, uc: UseCaseConfig, source: str, bronze: DataFra
     the rows bronze holds, when the caller has them at hand (a first load's cached rows)."""
     spec = uc.sources[source]
     bronze = tables.read(spark, uc.table(spec.table)) if bronze is None else bronze
-    current = latest_per_key(bronze, spec.keys).persist()
+    current = latest_per_key(bronze, spec.keys).persist(LANDED)
     try:
         rows, span = layout(current, spec)
         tables.overwrite(laid_out(current, spec, rows, span), uc.silver(source))
