@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "lib"))
 
-from lakeml.bench import estimate, harness, report  # noqa: E402
+from lakeml.bench import estimate, harness, report, targets  # noqa: E402
 
 
 def _scales(s: str) -> list[int]:
@@ -182,7 +182,7 @@ def main() -> int:
         a.json.write_text(json.dumps(doc, indent=2, default=str))
     report.write_markdown(a.md, doc["results"], doc["command"], doc["machine"], doc.get("history"), doc.get("standalone"))
     estimate.write_estimate(a.scaling_md, doc["results"])
-    print("\n".join(report.target_table(doc["results"], doc.get("standalone"))))
+    print("\n".join(targets.target_table(doc["results"], doc.get("standalone"), doc.get("history"))))
     print(f"\nwrote {a.json}, {a.md}, {a.scaling_md}")
     return 0
 

@@ -1,5 +1,6 @@
-"""docs/benchmarks.md from the JSON results of scripts/bench.py (the 1-billion-event
-estimate in docs/scaling.md is :mod:`lakeml.bench.estimate`).
+"""docs/benchmarks.md from the JSON results of scripts/bench.py (its targets table is
+:mod:`lakeml.bench.targets`, the figures both read :mod:`lakeml.bench.figures`, the
+1-billion-event estimate in docs/scaling.md :mod:`lakeml.bench.estimate`).
 
 The generated part of docs/benchmarks.md ends at ``ANALYSIS``; what follows that line is
 written by people (profiles, misses and why) and kept as it is.
@@ -10,82 +11,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from lakeml.bench.figures import ENGINES, PROJECT_STAGES, driver_peak, growth, ratios, scale_name, score_engine, score_rate
+from lakeml.bench.figures import num as _n
+from lakeml.bench.figures import stage as _st
+from lakeml.bench.targets import cold_daily_row, target_table
+
 ANALYSIS = "<!-- everything below this line is written by hand and kept by scripts/bench.py -->"
-
-PROJECT_STAGES = ["generate", "ingest", "features", "quality", "train", "score", "monitor"]
-TARGETS = {
-    "score_rows_per_s_per_core": 500_000,
-    "score_vs_spark_udf": 5.0,
-    "features_rows_per_s_per_core": 2_000_000,
-    "features_vs_duckdb": 5.0,
-    "gbt_auc_gap": 0.01,
-    "driver_peak_mb": 2048,
-    "xgboost_vs_lightgbm": 5.0,  # train stage (xgboost fit) <= 5x LightGBM's fit + collect
-    "xgboost_auc_gap": 0.005,
-    "score_vs_floor": 0.5,  # scoring rows/s >= 50 % of the floor's
-    "ingest_vs_floor": 0.5,
-}
-
-
-def _n(x, digits: int = 0) -> str:
-    if x is None:
-        return "–"
-    if isinstance(x, float) and digits:
-        return f"{x:,.{digits}f}"
-    return f"{round(x):,}"
-
-
-def _st(r: dict, name: str) -> dict:
-    return r["stages"].get(name, {})
-
-
-def score_rate(r: dict) -> int:
-    """Scoring rows/s/core: transform + Delta write, the model already loaded (its load is
-    a fixed cost per job, reported beside it)."""
-    sc = _st(r, "score")
-    return sc.get("transform_write_rows_per_s_per_core") or sc.get("rows_per_s_per_core") or 0
-
-
-ENGINES = {"native": "transform", "onnx": "ONNX Runtime in mapInArrow"}
-
-
-def score_engine(r: dict) -> str:
-    """The engine the scoring stage ran (runs before scoring.engine auto were native)."""
-    return _st(r, "score").get("engine", "native")
-
-
-def ratios(r: dict) -> dict:
-    """The peer comparisons of one scale."""
-    s = lambda n: _st(r, n)  # noqa: E731
-    out = {}
-    if score_rate(r) and s("peer:score_mlflow_spark_udf").get("rows_per_s_per_core") and "error" not in s("peer:score_mlflow_spark_udf"):
-        out["score_vs_spark_udf"] = score_rate(r) / s("peer:score_mlflow_spark_udf")["rows_per_s_per_core"]
-    if score_rate(r) and s("peer:score_pandas_udf").get("rows_per_s_per_core"):
-        out["score_vs_pandas_udf"] = score_rate(r) / s("peer:score_pandas_udf")["rows_per_s_per_core"]
-    if s("features").get("seconds") and s("peer:features_duckdb").get("seconds"):
-        out["features_vs_duckdb"] = s("features")["seconds"] / s("peer:features_duckdb")["seconds"]
-    if "roc_auc" in s("peer:train_mllib_gbt") and "roc_auc" in s("peer:train_lightgbm"):
-        out["gbt_auc_gap"] = s("peer:train_lightgbm")["roc_auc"] - s("peer:train_mllib_gbt")["roc_auc"]
-    x, lg, tr = s("peer:train_xgboost"), s("peer:train_lightgbm"), s("train")
-    if "fit_seconds" in lg:
-        lgb_s = max(lg["fit_seconds"] + s("peer:train_collect_to_pandas").get("seconds", 0), 1e-3)  # what LightGBM needs: collect + fit
-        if "fit_seconds" in x:
-            out["xgboost_vs_lightgbm"] = x["fit_seconds"] / lgb_s
-            out["xgboost_auc_gap"] = lg["roc_auc"] - x["roc_auc"]
-        if tr.get("classifier") == "xgboost":  # the whole stage: grid, refit, logging, ONNX export
-            out["train_vs_lightgbm"] = tr["seconds"] / lgb_s
-            out["train_auc_gap"] = lg["roc_auc"] - tr["roc_auc"]
-    fl = s("floor:score").get("seconds")
-    if fl and s("score").get("transform_write_seconds"):
-        out["score_vs_floor"] = fl / s("score")["transform_write_seconds"]  # same rows: rate ratio = inverse time ratio
-        out["engine_vs_floor"] = {score_engine(r): out["score_vs_floor"]}
-    for name in ENGINES:  # the engine the stage did not use, run as a peer on the same rows
-        o = s(f"peer:score_{name}_engine")
-        if fl and o.get("seconds"):
-            out.setdefault("engine_vs_floor", {})[name] = fl / max(o["seconds"] - o.get("model_load_seconds", 0), 1e-3)
-    if s("floor:ingest").get("seconds") and s("ingest").get("seconds"):
-        out["ingest_vs_floor"] = s("floor:ingest")["seconds"] / s("ingest")["seconds"]
-    return out
 
 
 def _stage_table(r: dict) -> list[str]:
@@ -187,21 +118,6 @@ def _profile_table(r: dict, top: int = 3) -> list[str]:
     return lines
 
 
-def growth(results: list[dict], stage: str, key: str = "seconds") -> float | None:
-    """Exponent b of time ~ rows^b between the smallest and the largest scale (1 = linear)."""
-    pts = [(r["stages"][stage].get("input_rows"), r["stages"][stage].get(key)) for r in results if stage in r["stages"]]
-    pts = [(n, t) for n, t in pts if n and t]
-    if len(pts) < 2 or pts[0][0] == pts[-1][0]:
-        return None
-    (n0, t0), (n1, t1) = pts[0], pts[-1]
-    return math.log(t1 / t0) / math.log(n1 / n0)
-
-
-def scale_name(r: dict) -> str:
-    """'30,000 entities': the entity count of a run."""
-    return f"{r['scale']['entities']:,} entities"
-
-
 def _scaling_table(results: list[dict]) -> list[str]:
     scales = [scale_name(r) for r in results]
     lines = [
@@ -217,67 +133,6 @@ def _scaling_table(results: list[dict]) -> list[str]:
         b = growth(results, name)
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {'–' if b is None else f'{b:.2f}'} |")
     return lines
-
-
-def driver_peak(r: dict) -> int:
-    """The largest driver RSS (Python + JVM) over the project's stages of one run."""
-    return max(st.get("driver_rss_mb", 0) for k, st in r["stages"].items() if k in PROJECT_STAGES)
-
-
-def target_table(results: list[dict], standalone: dict | None = None) -> list[str]:
-    big = results[-1]
-    q = ratios(big)
-    s = lambda n: _st(big, n)  # noqa: E731
-    peaks = [driver_peak(r) for r in results]
-    rows = [
-        ("scoring incl. Delta write ≥ 0.5 M rows/s/core (model loaded)",
-         f"{_n(score_rate(big))} (whole stage with the model load: {_n(s('score').get('rows_per_s_per_core'))})",
-         score_rate(big) >= TARGETS["score_rows_per_s_per_core"]),
-        ("scoring ≥ 5× mlflow spark_udf", f"{q['score_vs_spark_udf']:.0f}×", q["score_vs_spark_udf"] >= TARGETS["score_vs_spark_udf"])
-        if "score_vs_spark_udf" in q else
-        ("scoring ≥ 5× mlflow spark_udf", "spark_udf cannot score this model (see the peers)", None),
-        ("features ≥ 2 M input rows/s/core", f"{_n(s('features').get('rows_per_s_per_core'))}",
-         s("features").get("rows_per_s_per_core", 0) >= TARGETS["features_rows_per_s_per_core"]),
-        ("features within 5× of DuckDB", f"{q.get('features_vs_duckdb', 0):.1f}×",
-         q.get("features_vs_duckdb", 99) <= TARGETS["features_vs_duckdb"]),
-        ("MLlib GBT within 0.01 ROC AUC of LightGBM", f"{q.get('gbt_auc_gap', 0):+.4f}", q.get("gbt_auc_gap", 1) <= TARGETS["gbt_auc_gap"]),
-        ("driver peak ≤ 2 GB at every scale (project stages, local[*]: the JVM runs the tasks too)",
-         " / ".join(f"{p:,} MB" for p in peaks), max(peaks) <= TARGETS["driver_peak_mb"]),
-    ]
-    if "train_vs_lightgbm" in q:
-        rows += [
-            ("train stage (classifier: xgboost; grid, refit, MLflow, ONNX) ≤ 5× LightGBM fit + collect",
-             f"{q['train_vs_lightgbm']:.1f}×", q["train_vs_lightgbm"] <= TARGETS["xgboost_vs_lightgbm"]),
-            ("train stage ROC AUC ≥ LightGBM's − 0.005", f"{-q['train_auc_gap']:+.4f}",
-             q["train_auc_gap"] <= TARGETS["xgboost_auc_gap"]),
-        ]
-    if "xgboost_vs_lightgbm" in q:
-        rows += [
-            ("one xgboost fit ≤ 5× LightGBM fit + collect", f"{q['xgboost_vs_lightgbm']:.1f}×",
-             q["xgboost_vs_lightgbm"] <= TARGETS["xgboost_vs_lightgbm"]),
-            ("xgboost ROC AUC ≥ LightGBM's − 0.005", f"{-q['xgboost_auc_gap']:+.4f}",
-             q["xgboost_auc_gap"] <= TARGETS["xgboost_auc_gap"]),
-        ]
-    if "score_vs_floor" in q:
-        ev = q["engine_vs_floor"]
-        rows.append((f"scoring ≥ 50 % of the scoring floor's rate (the stage ran {score_engine(big)})",
-                     ", ".join(f"{n} {100 * ev[n]:.0f} %" for n in ENGINES if n in ev), q["score_vs_floor"] >= TARGETS["score_vs_floor"]))
-    if "ingest_vs_floor" in q:
-        rows.append(("ingest ≥ 50 % of its floor's rate", f"{100 * q['ingest_vs_floor']:.0f} %",
-                     q["ingest_vs_floor"] >= TARGETS["ingest_vs_floor"]))
-    slow = [(n, growth(results, n)) for n in PROJECT_STAGES]
-    slow = [(n, b) for n, b in slow if b is not None]
-    if slow:
-        worst = max(slow, key=lambda p: p[1])
-        rows.append(("every stage at most linear in rows (b ≤ 1.1)", f"worst: {worst[0]} b = {worst[1]:.2f}", worst[1] <= 1.1))
-    if standalone and standalone.get("results"):
-        sp = [driver_peak(r) for r in standalone["results"]]
-        rows.append(("driver RSS on the standalone cluster ≤ 2 GB at every scale", " / ".join(f"{p:,} MB" for p in sp),
-                     max(sp) <= TARGETS["driver_peak_mb"]))
-    out = [f"Judged on the largest scale ({scale_name(big)}) unless the row says otherwise.", "",
-           "| target | measured | met |", "|---|---|---|"]
-    out += [f"| {t} | {m} | {'n/a' if ok is None else 'yes' if ok else '**no**'} |" for t, m, ok in rows]
-    return out
 
 
 def history_exponent(points: list[dict], key: str = "incremental_seconds") -> float | None:
@@ -335,13 +190,9 @@ def history_section(hist: dict) -> list[str]:
         f"| ingest of one new batch within 3× of its floor (H = {at['history_days']}) | {ing_at:.1f}× | "
         f"{'yes' if ing_at <= 3 else '**no**'} |",
     ]
-    cold = hist.get("cold_daily")
-    if cold:  # the next day in a fresh process (Python and the JVM started for it), as a scheduler runs it
-        ratio = cold["seconds"] / cold["warm_seconds"]
-        bare = (hist.get("cold_daily_without_cds") or {}).get("seconds")  # the same run without the archive (make cds)
-        without = f" (without the class-data-sharing archive: {bare} s, {bare / cold['warm_seconds']:.1f}×)" if bare else ""
-        lines.append(f"| cold daily run (a fresh process, H = {cold['history_days']}) ≤ 1.5× the warm one | "
-                     f"{cold['seconds']} s vs {cold['warm_seconds']} s: {ratio:.1f}×{without} | {'yes' if ratio <= 1.5 else '**no**'} |")
+    cold = cold_daily_row(hist)
+    if cold:
+        lines.append(f"| {cold[0]} | {cold[1]} | {'yes' if cold[2] else '**no**'} |")
     return [*lines, ""]
 
 
@@ -393,7 +244,7 @@ def markdown(results: list[dict], command: str, machine: dict, keep: str = "", h
         "",
         "## Targets",
         "",
-        *target_table(results, standalone),
+        *target_table(results, standalone, history),
         "",
         "## Scaling",
         "",

@@ -22,7 +22,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from lakeml.bench import report
+from lakeml.bench import figures
 from lakeml.core.paths import CONF_DIR, PROJECT_ROOT
 
 log = logging.getLogger("lakeml.bench")
@@ -193,7 +193,7 @@ def _stages(spark, env, uc, entities: int, days: int, rec, result: dict) -> dict
         r["transform_write_seconds"] = s["score_write_seconds"]
         r["transform_write_rows_per_s_per_core"] = round(s["rows"] / max(s["score_write_seconds"], 1e-3) / rec.cores)
         r["engine"] = s["engine"]
-        r["note"] = (f"load the champion from MLflow, then {report.ENGINES[s['engine']]} (scoring.engine: {uc.scoring.engine}) "
+        r["note"] = (f"load the champion from MLflow, then {figures.ENGINES[s['engine']]} (scoring.engine: {uc.scoring.engine}) "
                      "+ Delta replaceWhere of one snapshot")
     result["score_date"] = s["score_date"]
 
@@ -255,7 +255,7 @@ def _peers(spark, uc, udf_rows: int, rec, done: dict) -> None:
         o = score.run(spark, done["env"], other_uc, score_date=sc["score_date"], version=sc["model_version"])
         r["output_rows"] = o["rows"]
         r["model_load_seconds"] = o["model_load_seconds"]
-        r["note"] = f"scoring.engine: {other}, {report.ENGINES[other]}, the same version and snapshot, Delta replaceWhere"
+        r["note"] = f"scoring.engine: {other}, {figures.ENGINES[other]}, the same version and snapshot, Delta replaceWhere"
     with rec.stage("peer:score_sklearn_fit") as r:
         model = peers.sklearn_model(uc, train_pdf, params)
         r["input_rows"] = len(train_pdf)
