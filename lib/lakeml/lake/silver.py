@@ -32,8 +32,8 @@ from lakeml.core.config import SourceSpec, UseCaseConfig
 log = logging.getLogger(__name__)
 
 # how ingest and silver cache landed rows, read two or three times each: serialized on local
-# disk. At 1 M entities the default (deserialized in memory, spilling) made ingest 837 s, this
-# 667 s (docs/benchmarks.md, "Ingest, features and the standalone env at 1 M"); a daily batch is small either way
+# disk. At 1 M entities the default (deserialized in memory) spills anyway, with a warning per
+# block; in one sitting both took the same time (537 s and 548 s, docs/benchmarks.md)
 LANDED = StorageLevel.DISK_ONLY
 
 ROWS_PER_FILE = 2_000_000  # at most, per file written by a load (range-partitioned by time)
