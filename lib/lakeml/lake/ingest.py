@@ -101,9 +101,10 @@ def key_repeats(typed: DataFrame, spec: SourceSpec) -> KeyRepeats:
     One aggregate of the keys: the usual answer, no and no, costs a shuffle of the keys,
     where the ranking and silver's newest-per-key window shuffle whole rows. Within a batch it
     errs only towards yes (a key with three rows over two batches), which costs the ranking,
-    never a row."""
+    never a row. Grouped on a 64-bit hash of the key, not the key: half the time at 46 M keys
+    (29 s against 61 s); two keys that share a hash err towards yes too."""
     good = F.col("_reason").isNull() & F.col(SKIP).isNull()
-    keys = typed.where(F.col(SKIP).isNull()).groupBy(*spec.keys).agg(
+    keys = typed.where(F.col(SKIP).isNull()).groupBy(F.xxhash64(*spec.keys).alias("_key")).agg(
         F.count(F.lit(1)).alias("n"), F.count(F.when(good, 1)).alias("g"), F.min("_batch_date").alias("lo"),
         F.max("_batch_date").alias("hi"), F.min(F.when(good, F.col("_batch_date"))).alias("glo"),
         F.max(F.when(good, F.col("_batch_date"))).alias("ghi"))
