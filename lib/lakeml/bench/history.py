@@ -64,6 +64,7 @@ def ingest_floor(spark, uc, zone: Path, day=None) -> dict:
     work (typing, quarantine, newest-per-key, layout, log)."""
     from lakeml.core import tables
 
+    tables.ensure_database(spark, uc.database)  # the floor may run before ingest made it
     t0 = time.perf_counter()
     rows = 0
     for name, spec in uc.sources.items():
