@@ -93,6 +93,18 @@ def _standalone(a, env: dict) -> dict | None:
     return out
 
 
+def _part(doc: dict, name: str, t0: float) -> None:
+    """Record that part ``name`` (scales, standalone, history) ran now, on this checkout's
+    commit: parts run apart (--scales-only, ...) say so in the report."""
+    from datetime import UTC, datetime
+
+    from lakeml.core.gitinfo import checkout_commit
+
+    doc["parts"] = [p for p in doc.get("parts", []) if p["part"] != name] + [{
+        "part": name, "commit": checkout_commit(ROOT), "started": datetime.fromtimestamp(t0, UTC).isoformat(timespec="minutes"),
+        "seconds": round(time.time() - t0)}]
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scales", type=_scales, default=_scales("30000,100000,1000000"),
@@ -131,9 +143,13 @@ def main() -> int:
     }
     if a.report_only or a.history_only or a.standalone_only:
         doc = json.loads(a.json.read_text())
+        if a.standalone_only and "--standalone" not in doc["command"]:
+            doc["command"] += " BENCH_ARGS=--standalone"
     else:
         old = json.loads(a.json.read_text()) if a.json.exists() else {}
-        doc = {"command": command, "machine": harness.machine(), "results": []}
+        doc = {"command": command, "machine": harness.machine(), "results": [], "parts": []}
+        if a.scales_only:
+            doc["parts"] = [p for p in old.get("parts", []) if p["part"] != "scales"]
         if a.scales_only:
             doc["history"] = old.get("history")  # kept as measured
         if not a.standalone:
@@ -151,14 +167,18 @@ def main() -> int:
             a.json.parent.mkdir(parents=True, exist_ok=True)
             a.json.write_text(json.dumps(doc, indent=2, default=str))  # after every scale: a crash keeps what was measured
         doc["total_seconds"] = round(time.time() - t0)
+        _part(doc, "scales", t0)
         a.json.write_text(json.dumps(doc, indent=2, default=str))
     if (a.standalone or a.standalone_only) and not a.report_only:
+        t0 = time.time()
         st = _standalone(a, env)
         if st is None:
             return 1
         doc["standalone"] = st
+        _part(doc, "standalone", t0)
         a.json.write_text(json.dumps(doc, indent=2, default=str))
     if a.history and not a.report_only and not a.scales_only and not a.standalone_only:
+        t0 = time.time()
         part = a.work_dir / "history.json"
         env["LAKEML_DATA_DIR"] = str(a.work_dir / "history")
         cmd = [sys.executable, "-m", "lakeml.bench.history", "--entities", str(a.history_entities), "--history", a.history,
@@ -179,8 +199,10 @@ def main() -> int:
             if rc != 0:
                 return rc
         doc["history"] = json.loads(part.read_text())
+        _part(doc, "history", t0)
         a.json.write_text(json.dumps(doc, indent=2, default=str))
-    report.write_markdown(a.md, doc["results"], doc["command"], doc["machine"], doc.get("history"), doc.get("standalone"))
+    report.write_markdown(a.md, doc["results"], doc["command"], doc["machine"], doc.get("history"), doc.get("standalone"),
+                          doc.get("parts"))
     estimate.write_estimate(a.scaling_md, doc["results"])
     print("\n".join(targets.target_table(doc["results"], doc.get("standalone"), doc.get("history"))))
     print(f"\nwrote {a.json}, {a.md}, {a.scaling_md}")

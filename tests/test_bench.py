@@ -77,6 +77,17 @@ def test_targets_of_ingest_the_standalone_env_and_the_cold_daily_run():
     assert "at 30,000 entities" not in text and "standalone" not in text and "cold daily" not in text
 
 
+def test_a_run_made_in_parts_says_so():
+    one = [{"part": "scales", "commit": "a" * 40, "started": "2026-12-07T12:24+00:00", "seconds": 2100}]
+    assert report.parts_line(None) == [] and report.parts_line(one) == []  # one whole run: nothing to say
+    two = one + [{"part": "history", "commit": "a" * 40, "started": "2026-12-07T13:40+00:00", "seconds": 1500}]
+    assert report.parts_line(two)[0] == (
+        "Run in parts, one after the other on this machine (one commit): scales on aaaaaaa, "
+        "started 2026-12-07T12:24+00:00, 2,100 s; history on aaaaaaa, started 2026-12-07T13:40+00:00, 1,500 s.")
+    three = two + [{"part": "standalone", "commit": "b" * 40, "started": "2026-12-08T09:00+00:00", "seconds": 900}]
+    assert "(2 commits; `git diff` between them says what changed)" in report.parts_line(three)[0]
+
+
 def test_growth_exponent():
     lin = [{"stages": {"x": {"input_rows": n, "seconds": n / 1000}}} for n in (1_000, 10_000)]
     quad = [{"stages": {"x": {"input_rows": n, "seconds": (n / 1000) ** 2}}} for n in (1_000, 10_000)]

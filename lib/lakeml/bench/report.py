@@ -223,8 +223,19 @@ def standalone_section(st: dict) -> list[str]:
     return lines
 
 
+def parts_line(parts: list[dict] | None) -> list[str]:
+    """How the run was made when its parts ran apart (``--scales-only``, ``--standalone-only``,
+    ``--history-only``): each with its commit, start and length; nothing for one whole run."""
+    if not parts or len(parts) < 2:
+        return []
+    said = "; ".join(f"{p['part']} on {p['commit'][:7]}, started {p['started']}, {p['seconds']:,} s" for p in parts)
+    commits = {p["commit"] for p in parts}
+    same = " (one commit)" if len(commits) == 1 else f" ({len(commits)} commits; `git diff` between them says what changed)"
+    return [f"Run in parts, one after the other on this machine{same}: {said}.", ""]
+
+
 def markdown(results: list[dict], command: str, machine: dict, keep: str = "", history: dict | None = None,
-             standalone: dict | None = None) -> str:
+             standalone: dict | None = None, parts: list[dict] | None = None) -> str:
     first = results[0]
     lines = [
         "# Benchmarks",
@@ -233,6 +244,7 @@ def markdown(results: list[dict], command: str, machine: dict, keep: str = "", h
         "",
         f"    {command}",
         "",
+        *parts_line(parts),
         f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gb']} GiB RAM, {machine['os']}, "
         f"Python {machine['python']}, {machine['java']}. Spark {first['spark']} `{first['master']}` "
         f"({first['cores']} task slots), {', '.join(f'{k}={v}' for k, v in first['spark_conf'].items())}; env `{first['env']}`.",
@@ -292,10 +304,10 @@ def markdown(results: list[dict], command: str, machine: dict, keep: str = "", h
 
 
 def write_markdown(path: Path, results: list[dict], command: str, machine: dict, history: dict | None = None,
-                   standalone: dict | None = None) -> None:
+                   standalone: dict | None = None, parts: list[dict] | None = None) -> None:
     keep = ""
     if path.exists():
         text = path.read_text()
         if ANALYSIS in text:
             keep = text.split(ANALYSIS, 1)[1].lstrip("\n")
-    path.write_text(markdown(results, command, machine, keep, history, standalone))
+    path.write_text(markdown(results, command, machine, keep, history, standalone, parts))
