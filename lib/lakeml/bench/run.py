@@ -150,7 +150,7 @@ def _stages(spark, env, uc, entities: int, days: int, rec, result: dict) -> dict
 
     # the floor first: it starts as warm as ingest would (after generate), and ingest gets no
     # warm-up the floor did not have; run after ingest, the floor reused ingest's warm JVM and
-    # read 20.4 s against 26.7-30.2 s in a fresh process at 30 000 customers (docs/benchmarks.md)
+    # read 20.4 s against 26.7-30.2 s in a fresh process at 30 000 entities (docs/benchmarks.md)
     with rec.stage("floor:ingest") as r:
         fl = ingest_floor(spark, uc, Path(env.landing_zone(uc.name)))
         r["input_rows"] = r["output_rows"] = fl["rows"]
