@@ -93,6 +93,9 @@ def _standalone(a, env: dict) -> dict | None:
     return out
 
 
+RUN = f"{os.getpid()}@{time.time():.0f}"  # this invocation: parts of one whole run share it
+
+
 def _part(doc: dict, name: str, t0: float) -> None:
     """Record that part ``name`` (scales, standalone, history) ran now, on this checkout's
     commit: parts run apart (--scales-only, ...) say so in the report."""
@@ -102,7 +105,7 @@ def _part(doc: dict, name: str, t0: float) -> None:
 
     doc["parts"] = [p for p in doc.get("parts", []) if p["part"] != name] + [{
         "part": name, "commit": checkout_commit(ROOT), "started": datetime.fromtimestamp(t0, UTC).isoformat(timespec="minutes"),
-        "seconds": round(time.time() - t0)}]
+        "seconds": round(time.time() - t0), "run": RUN}]
 
 
 def main() -> int:
@@ -150,7 +153,6 @@ def main() -> int:
         doc = {"command": command, "machine": harness.machine(), "results": [], "parts": []}
         if a.scales_only:
             doc["parts"] = [p for p in old.get("parts", []) if p["part"] != "scales"]
-        if a.scales_only:
             doc["history"] = old.get("history")  # kept as measured
         if not a.standalone:
             doc["standalone"] = old.get("standalone")

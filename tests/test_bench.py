@@ -86,6 +86,8 @@ def test_a_run_made_in_parts_says_so():
         "started 2026-12-07T12:24+00:00, 2,100 s; history on aaaaaaa, started 2026-12-07T13:40+00:00, 1,500 s.")
     three = two + [{"part": "standalone", "commit": "b" * 40, "started": "2026-12-08T09:00+00:00", "seconds": 900}]
     assert "(2 commits; `git diff` between them says what changed)" in report.parts_line(three)[0]
+    whole = [{**p, "run": "1@1"} for p in three]  # one `make bench` made every part: not "in parts"
+    assert report.parts_line(whole) == []
 
 
 def test_growth_exponent():

@@ -226,7 +226,7 @@ def standalone_section(st: dict) -> list[str]:
 def parts_line(parts: list[dict] | None) -> list[str]:
     """How the run was made when its parts ran apart (``--scales-only``, ``--standalone-only``,
     ``--history-only``): each with its commit, start and length; nothing for one whole run."""
-    if not parts or len(parts) < 2:
+    if not parts or len({p.get("run", p["started"]) for p in parts}) < 2:  # one invocation ran them all
         return []
     said = "; ".join(f"{p['part']} on {p['commit'][:7]}, started {p['started']}, {p['seconds']:,} s" for p in parts)
     commits = {p["commit"] for p in parts}
