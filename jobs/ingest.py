@@ -2,7 +2,10 @@
 
     ./spark-submit.sh jobs/ingest.py [--batch YYYY-MM-DD ...] [--all]
 
-Default: every batch that is new or whose files changed since it was ingested.
+Default: every batch that is new or whose files changed since it was ingested. A batch
+folder dated more than landing.max_days_ahead (conf, default 1) days after today (UTC) is
+left in landing and listed under "refused" (exit 0, like quarantined rows: the rest is
+ingested); --batch naming such a date is an error (exit 2).
 --batch re-ingests the named arrival dates; --all re-ingests everything. Either way
 the result is the same tables (each batch slice is replaced, never appended twice).
 """
@@ -18,7 +21,8 @@ def run(args):
 
     env, uc = cli.load(args)
     spark = session.get_spark(env, "lakeml-ingest")
-    return [asdict(r) for r in ingest.ingest(spark, env, uc, batch_dates=args.batch, force=args.all)]
+    done = ingest.ingest(spark, env, uc, batch_dates=args.batch, force=args.all)
+    return {"sources": [asdict(r) for r in done], "refused": [asdict(r) for r in done.refused]}
 
 
 if __name__ == "__main__":

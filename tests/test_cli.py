@@ -30,6 +30,24 @@ def test_scoring_again_keeps_the_count(pipeline_data_dir):
 
 
 @pytest.mark.subprocess
+def test_a_batch_folder_dated_years_ahead_waits_in_landing(pipeline_data_dir):
+    """The fixture landed a copy of the newest batch under 2062 beside the real ones: the
+    pipeline names it, leaves it where it is, and nothing of its date reaches a table."""
+    zone = pipeline_data_dir / "landing" / "churn"
+    typo = next(p for p in zone.iterdir() if p.name.startswith("2062-"))
+    real = typo.with_name("2026" + typo.name[4:])
+    assert sorted(f.relative_to(typo) for f in typo.rglob("*")) == sorted(f.relative_to(real) for f in real.rglob("*"))
+    out = (pipeline_data_dir / "pipeline.out").read_text()
+    assert f"batch folder refused: file:{typo}: dated " in out
+    q = " UNION ALL ".join(f"SELECT '{t}', CAST(max({c}) AS STRING) FROM churn.{t}" for t, c in (
+        ("bronze_customers", "_batch_date"), ("silver_usage_events", "_batch_date"), ("ingest_log", "batch_date"),
+        ("features", "as_of_date"), ("labels", "as_of_date"), ("predictions", "score_date")))
+    p = run_cmd(["./scripts/sql.sh", "-e", q], {"LAKEML_DATA_DIR": str(pipeline_data_dir)})
+    newest = dict(ln.split("\t") for ln in p.stdout.strip().splitlines())
+    assert len(newest) == 6 and max(newest.values()) == real.name, newest
+
+
+@pytest.mark.subprocess
 def test_a_job_on_an_empty_warehouse_says_what_to_run(tmp_path):
     p = run_cmd(["./spark-submit.sh", "jobs/features.py"], {"LAKEML_DATA_DIR": str(tmp_path)}, check=False)
     assert p.returncode == 2

@@ -94,6 +94,8 @@ class _Run:
         if generated:
             self.summary["generated"] = generated
         reports = ingest.ingest(self.spark, self.env, self.uc)
+        if reports.refused:
+            self.summary["refused_batches"] = [{"folder": r.folder, "reason": r.reason} for r in reports.refused]
         self.ingested = sorted({d for r in reports for d in r.batch_dates})
         if self.full:  # a full recompute starts from bronze: the silver tables too
             from lakeml.lake import silver
@@ -288,6 +290,8 @@ def describe(summary: dict, uc: UseCaseConfig) -> str:
         if key.startswith("quality") and st.get("result"):
             for w in st["result"].get("warnings", []):
                 lines.append(f"  data quality warning: {w}")
+    for r in summary.get("refused_batches", []):
+        lines.append(f"  batch folder refused: {r['folder']}: {r['reason']}")
     rejected = summary["stages"].get("train", {}).get("rejected")
     if rejected:
         lines.append(f"  retraining rejected (the champion keeps serving): {rejected}")

@@ -105,12 +105,16 @@ def run(entities: int, histories: list[int], out: Path, usecase: str | None = No
     from lakeml import pipeline
     from lakeml.core import session, tables
     from lakeml.demo import maker
+    from lakeml.lake import landing
 
     histories = sorted(histories)
     spark = session.get_spark(env, f"lakeml-bench-history-{entities}")
     uc = _measured(uc)
-    # two days more than the runs below use: the cold daily runs (cold_day) land them
-    spec = maker.spec_of(uc, entities=entities, days=max(histories) + 5)
+    # two days more than the runs below use: the cold daily runs (cold_day) land them. The
+    # history ends before today: ingest refuses batch folders dated in the future
+    days = max(histories) + 5
+    spec = maker.spec_of(uc, entities=entities, days=days, start_date=min(maker.spec_of(uc).start_date,
+                                                                           landing.today_utc() - timedelta(days=days)))
     upstream = data_dir / "upstream"
     result: dict = {"usecase": uc.name, "entities": entities, "histories": histories, "points": [],
                     "start_date": str(spec.start_date), "data_dir": str(data_dir)}

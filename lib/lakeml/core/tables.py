@@ -20,6 +20,7 @@ from datetime import date, datetime
 
 from pyspark.sql import Column, DataFrame, SparkSession
 
+from lakeml.core import typechange
 from lakeml.core.errors import MissingTableError
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,7 @@ def replace_where(
         log.info("creating %s", name)
         writer.mode("errorifexists").saveAsTable(name)
         return
+    typechange.check_write(df, name)
     writer = writer.mode("overwrite").option("replaceWhere", predicate)
     if merge_schema:
         writer = writer.option("mergeSchema", "true")
@@ -116,6 +118,8 @@ def replace_where(
 def append(df: DataFrame, name: str, partition_by: list[str] | None = None, merge_schema: bool = False) -> None:
     """Append ``df`` to ``name``; the first write creates the table (partitioned by
     ``partition_by``). An empty ``df`` creates the table empty, so it is there to query."""
+    if exists(df.sparkSession, name):
+        typechange.check_write(df, name)
     writer = df.write.format("delta").mode("append")
     if partition_by:
         writer = writer.partitionBy(*partition_by)
@@ -139,6 +143,7 @@ def merge(
     target rows no source row matches deleted where ``delete_unmatched_when`` holds."""
     from delta.tables import DeltaTable
 
+    typechange.check_write(source, name)
     builder = DeltaTable.forName(source.sparkSession, name).alias("t").merge(source.alias("s"), on)
     builder = builder.whenMatchedUpdateAll(condition=update_when)
     if insert:

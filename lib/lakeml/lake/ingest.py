@@ -29,7 +29,7 @@ from pyspark.sql import functions as F
 from lakeml.core import parallel, tables
 from lakeml.core.config import EnvConfig, SourceSpec, UseCaseConfig
 from lakeml.core.errors import MissingDataError
-from lakeml.lake import conservation, drift, landing, readers, silver
+from lakeml.lake import conform, conservation, drift, landing, readers, silver
 from lakeml.lake.readers import CORRUPT, DRIFT, LINES, META, RESCUED, SHAPE, SKIP, read_raw
 from lakeml.lake.values import parse_columns
 
@@ -141,6 +141,14 @@ class SourceReport:
     schema_drift: list[str] = field(default_factory=list)  # per file whose columns differ from conf: what was done
 
 
+class Ingested(list):
+    """What a run ingested: a ``SourceReport`` per source, and the folders it left in landing."""
+
+    def __init__(self, reports: list[SourceReport], refused: list[landing.Refused]):
+        super().__init__(reports)
+        self.refused = refused
+
+
 LOG_SCHEMA = (
     "source string, batch_date date, fingerprint string, files int, rows_read long, rows_accepted long, "
     "rows_quarantined long, bronze_version long, quarantine_version long, "
@@ -222,8 +230,10 @@ def ingest(
     uc: UseCaseConfig,
     batch_dates: list[date] | None = None,
     force: bool = False,
-) -> list[SourceReport]:
-    """Ingest pending landing batches (or just ``batch_dates``) of every source.
+    today: date | None = None,
+) -> Ingested:
+    """Ingest pending landing batches (or just ``batch_dates``) of every source; a folder
+    dated beyond ``today`` (UTC) and the use case's ``landing.max_days_ahead`` stays in landing.
 
     Per source: its bronze slices, then its silver table. Then, for every source at once,
     the quarantine slices and last the ingest log (what makes the batches done): a crash
@@ -231,17 +241,13 @@ def ingest(
     crashed run wrote."""
     tables.ensure_database(spark, uc.database)
     zone = env.landing_zone(uc.name)
-    batches = landing.list_batches(spark, zone)
-    if batch_dates:
-        wanted = set(batch_dates)
-        missing = wanted - {b.batch_date for b in batches}
-        if missing:
-            raise MissingDataError(f"no landing batch for {', '.join(sorted(str(d) for d in missing))} under {zone}")
-        batches = [b for b in batches if b.batch_date in wanted]
-        force = True
+    batches, refused = landing.dated_batches(spark, zone, uc.landing.max_days_ahead, batch_dates, today)
+    force = force or bool(batch_dates)
+    for r in refused:
+        log.warning("%s: %s", r.folder, r.reason)
     if not batches:
         if not tables.exists(spark, uc.table(uc.tables.ingest_log)):
-            raise MissingDataError(empty_zone_message(uc, zone))
+            raise MissingDataError(landing.empty_zone_message(uc, zone, refused))
         log.warning("landing zone %s has no batches (all archived?): nothing to ingest", zone)
     t0 = time.perf_counter()
     state = read_log(spark, uc)
@@ -259,6 +265,7 @@ def ingest(
         return ingest_source(spark, uc, source, todo, rebuild_silver=not clean, append_to=version if clean else None)
 
     work = {s: todo for s, todo in pending(spark, uc, batches, force, done).items() if todo}
+    conform.conform(spark, uc, list(work))  # conf and tables agree before anything is written, or it stops here
     for source in uc.sources:
         if source not in work:
             log.info("%s: nothing new", source)
@@ -280,7 +287,7 @@ def ingest(
             q.unpersist()
         raise errors[0]  # the log is not written: the next run ingests these batches again
     if not reports:
-        return reports
+        return Ingested(reports, refused)
     t0 = time.perf_counter()
     try:
         _finish(spark, uc, state, done, log_rows, quarantined)
@@ -288,7 +295,7 @@ def ingest(
     finally:
         for q in quarantined:
             q.unpersist()
-    return reports
+    return Ingested(reports, refused)
 
 
 def _finish(spark: SparkSession, uc: UseCaseConfig, state: LogState, done: dict, log_rows: list[tuple],
@@ -434,13 +441,3 @@ def ingest_source(spark: SparkSession, uc: UseCaseConfig, source: str, batches: 
              source, rep.batches, rep.rows_read, rep.rows_accepted, rep.rows_quarantined, time.perf_counter() - took[0],
              read_s, bronze_s, silver_s)
     return rep, log_rows, q
-
-
-def empty_zone_message(uc: UseCaseConfig, zone: str) -> str:
-    """What to do about a landing zone that has never held anything."""
-    how = f"land files as {zone}/<YYYY-MM-DD>/<source>/<files> (./spark-submit.sh --usecase {uc.name} jobs/landing.py upload ...)"
-    if uc.demo is not None:
-        how += f", or write the demo data with ./spark-submit.sh --usecase {uc.name} jobs/generate.py"
-    else:
-        how += f"; {uc.name} has no demo data maker (no demo: in {uc.source_file})"
-    return f"the landing zone {zone} of use case {uc.name} is empty and nothing was ever ingested: {how}"

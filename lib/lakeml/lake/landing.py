@@ -14,10 +14,11 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 from pyspark.sql import SparkSession
 
+from lakeml.core.errors import MissingDataError
 from lakeml.lake.stores import DIRECTORY, FILE, Store, open_store
 
 BATCH_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -95,9 +96,63 @@ def batches(store: Store) -> list[Batch]:
     return sorted(out, key=lambda b: b.batch_date)
 
 
+@dataclass(frozen=True)
+class Refused:
+    """An arrival-date folder ingest leaves in landing, and why."""
+
+    folder: str
+    batch_date: date
+    reason: str
+
+
+def today_utc() -> date:
+    return datetime.now(UTC).date()
+
+
+def future_limit(max_days_ahead: int, today: date | None = None) -> date:
+    """The latest arrival date that is data: today (UTC) plus the tolerance."""
+    return (today or today_utc()) + timedelta(days=max_days_ahead)
+
+
+def refuse_future(batches: list[Batch], zone: str, max_days_ahead: int,
+                  today: date | None = None) -> tuple[list[Batch], list[Refused]]:
+    """``batches`` split into those dated at most ``max_days_ahead`` days after today (UTC)
+    and the folders dated later (a mistyped year, a clock set wrong), which are not data."""
+    today = today or today_utc()
+    limit = future_limit(max_days_ahead, today)
+    kept, refused = [], []
+    for b in batches:
+        if b.batch_date <= limit:
+            kept.append(b)
+        else:
+            ahead = (b.batch_date - today).days
+            refused.append(Refused(f"{zone.rstrip('/')}/{b.batch_date.isoformat()}", b.batch_date,
+                                   f"dated {ahead} days after today ({today.isoformat()}, UTC); landing.max_days_ahead "
+                                   f"is {max_days_ahead}: left in landing, not ingested"))
+    return kept, refused
+
+
 def list_batches(spark: SparkSession, landing_dir: str) -> list[Batch]:
     """Every arrival-date folder in the landing zone ``landing_dir``, oldest first."""
     return batches(open_store(landing_dir, spark))
+
+
+def dated_batches(spark: SparkSession, zone: str, max_days_ahead: int, wanted: list[date] | None = None,
+                  today: date | None = None) -> tuple[list[Batch], list[Refused]]:
+    """The batches of ``zone`` that are data, oldest first, and the folders dated too far
+    ahead (``refuse_future``); with ``wanted``, only those dates, and a ``MissingDataError``
+    names any of them that is not there or is refused."""
+    kept, refused = refuse_future(list_batches(spark, zone), zone, max_days_ahead, today)
+    if wanted:
+        asked = set(wanted)
+        ahead = [r for r in refused if r.batch_date in asked]
+        if ahead:
+            raise MissingDataError("; ".join(f"{r.folder}: {r.reason}" for r in ahead))
+        missing = asked - {b.batch_date for b in kept}
+        if missing:
+            raise MissingDataError(f"no landing batch for {', '.join(sorted(str(d) for d in missing))} under {zone}")
+        kept = [b for b in kept if b.batch_date in asked]
+    return kept, refused
 
 
 def first_line(spark: SparkSession, path: str) -> str | None:
@@ -150,3 +205,15 @@ def move_partitions_into_batches(
         moved.append(day)
     staging.delete()
     return moved
+
+
+def empty_zone_message(uc, zone: str, refused: list[Refused] = ()) -> str:
+    """What to do about a landing zone that has never held anything it could ingest."""
+    if refused:
+        return f"nothing to ingest in {zone}: every batch folder is refused ({'; '.join(f'{r.folder}: {r.reason}' for r in refused)})"
+    how = f"land files as {zone}/<YYYY-MM-DD>/<source>/<files> (./spark-submit.sh --usecase {uc.name} jobs/landing.py upload ...)"
+    if uc.demo is not None:
+        how += f", or write the demo data with ./spark-submit.sh --usecase {uc.name} jobs/generate.py"
+    else:
+        how += f"; {uc.name} has no demo data maker (no demo: in {uc.source_file})"
+    return f"the landing zone {zone} of use case {uc.name} is empty and nothing was ever ingested: {how}"

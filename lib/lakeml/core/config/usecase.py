@@ -99,6 +99,17 @@ class SourceSpec(Strict):
         return self
 
 
+class LandingSpec(Strict):
+    """What ingest accepts of the landing zone's arrival-date folders.
+
+    A folder dated more than ``max_days_ahead`` days after today (UTC) is not data: a year
+    typed wrong (``2062-01-15`` for ``2026-01-15``) or a sender's clock set wrong. Ingest
+    leaves it in landing untouched, names it in its log and summary, and ingests the rest;
+    rename the folder to its real date and the next run takes it."""
+
+    max_days_ahead: int = Field(1, ge=0)
+
+
 class TablesSpec(Strict):
     quarantine: str = "quarantine"
     ingest_log: str = "ingest_log"
@@ -315,6 +326,7 @@ class UseCaseConfig(Strict):
     description: str = ""
     database: str
     sources: dict[str, SourceSpec]
+    landing: LandingSpec = Field(default_factory=LandingSpec)
     tables: TablesSpec = Field(default_factory=TablesSpec)
     features: FeaturesSpec
     label: LabelSpec
