@@ -2,6 +2,7 @@
 job ends: a user's mistake in one line with exit code 2, a bug with its traceback."""
 
 import argparse
+import logging
 
 import pytest
 
@@ -76,25 +77,55 @@ def _args(**kw) -> argparse.Namespace:
     return argparse.Namespace(**kw)
 
 
-def test_a_user_error_is_one_line_and_exit_2(capsys):
+@pytest.fixture
+def job_log(tmp_path, monkeypatch):
+    """cli.main in this process: its log file in tmp_path, the root logger as it was after."""
+    path = tmp_path / "job.log"
+    monkeypatch.setenv("LAKEML_LOG_FILE", str(path))
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield path
+    for h in root.handlers:
+        if h not in handlers:
+            h.close()
+    root.handlers[:], root.level = handlers, level
+
+
+def test_a_user_error_is_one_line_its_trace_in_the_log_file_and_exit_2(capsys, job_log):
     def run(args):
         raise TrainingError("No labelled snapshot yet: generate more days of data (the label window must close).")
 
     with pytest.raises(SystemExit) as e:
         cli.main(run, _args())
     assert e.value.code == 2
-    assert capsys.readouterr().err == "error: No labelled snapshot yet: generate more days of data (the label window must close).\n"
+    assert capsys.readouterr().err == ("error: No labelled snapshot yet: generate more days of data (the label window must close).\n"
+                                       f"(the full log: {job_log})\n")
+    text = job_log.read_text()
+    assert "Traceback (most recent call last)" in text and 'raise TrainingError("No labelled snapshot yet' in text
 
 
-def test_every_user_error_kind_is_caught_by_the_one_base(capsys):
+def test_every_user_error_kind_is_caught_by_the_one_base(capsys, job_log):
     with pytest.raises(SystemExit) as e:
         cli.main(lambda a: (_ for _ in ()).throw(ConfigError("conf/x.yaml: model.name: missing")), _args())
-    assert e.value.code == 2 and capsys.readouterr().err == "error: conf/x.yaml: model.name: missing\n"
+    assert e.value.code == 2 and capsys.readouterr().err.splitlines() == ["error: conf/x.yaml: model.name: missing",
+                                                                          f"(the full log: {job_log})"]
 
 
-def test_a_bug_keeps_its_traceback():
+def test_a_bug_keeps_its_traceback(job_log):
     def run(args):
         return {}["missing key"]  # a programming error, not the user's
 
     with pytest.raises(KeyError, match="missing key"):
         cli.main(run, _args())
+    assert "KeyError: 'missing key'" in job_log.read_text()
+
+
+def test_a_warning_with_a_trace_is_one_line_on_the_console(capsys, job_log):
+    cli.setup_logging("t")
+    try:
+        raise ValueError("deep inside")
+    except ValueError:
+        logging.getLogger("lakeml.x").warning("could not do it", exc_info=True)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.rstrip().endswith("WARNING lakeml.x: could not do it")
+    assert "ValueError: deep inside" in job_log.read_text()

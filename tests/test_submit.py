@@ -5,6 +5,7 @@ import os
 import shlex
 import socket
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -86,10 +87,13 @@ def test_a_job_option_before_the_job_fails_with_the_corrected_command():
     p = run_cmd(["./spark-submit.sh", "--usecase", "churn", "--as-of", "2026-07-01", "--master", "local[2]", "jobs/features.py", "--all"],
                 check=False)
     assert p.returncode == 2 and p.stdout == ""
-    assert p.stderr == (
+    error, log = p.stderr.splitlines()
+    assert error == (
         "error: --as-of is not a spark-submit option; a job's own options go after the job: "
-        "./spark-submit.sh --usecase churn --master 'local[2]' jobs/features.py --as-of 2026-07-01 --all\n"
+        "./spark-submit.sh --usecase churn --master 'local[2]' jobs/features.py --as-of 2026-07-01 --all"
     )
+    # the trace is in the log file the second line names
+    assert log.startswith("(the full log: ") and "lakeml.core.errors.UsageError: --as-of" in Path(log[15:-1]).read_text()
 
 
 def test_the_same_without_a_job_and_with_a_misspelt_spark_option():

@@ -47,19 +47,19 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
-def setup_logging() -> None:
-    logging.basicConfig(
-        level=os.environ.get("LAKEML_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-    )
+def setup_logging(job: str | None = None) -> str:
+    """Console and log-file logging (``lakeml.core.joblog``); returns the log file's path."""
+    from lakeml.core import joblog
+
+    path = joblog.setup(job or os.path.splitext(os.path.basename(sys.argv[0]))[0] or "lakeml",
+                        os.environ.get("LAKEML_LOG_LEVEL", "INFO"))
     for noisy in ("py4j", "urllib3", "alembic", "mlflow.store.db.utils", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # MLflow probes for Databricks credentials on every registry call; not our setting
     logging.getLogger("mlflow.utils.databricks_utils").setLevel(logging.ERROR)
     # pyspark logs every failed query as a JSON blob before raising; jobs report it once
     logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
+    return path
 
 
 def load(args: argparse.Namespace) -> tuple[EnvConfig, UseCaseConfig]:
@@ -104,21 +104,32 @@ def user_caused(e: BaseException) -> str | None:
     return None
 
 
+def _fail(message: str, path: str) -> None:
+    """An expected failure: its message on the console, its trace in the log file only."""
+    from lakeml.core import joblog
+
+    joblog.trace(log, f"error: {message}")
+    print(f"error: {message}", file=sys.stderr)
+    print(f"(the full log: {path})", file=sys.stderr)
+    sys.exit(2)
+
+
 def main(run, args: argparse.Namespace) -> None:
     """Run ``run(args)`` and print its result as JSON; a ``LakemlError`` (or a JVM failure
-    of a known user-caused kind, ``user_caused``) ends with one line ``error: <message>``
-    and exit code 2."""
-    setup_logging()
+    of a known user-caused kind, ``user_caused``) ends with ``error: <message>``, the log
+    file's path (which has the trace) and exit code 2."""
+    from lakeml.core import joblog
+
+    path = setup_logging()
     try:
         result = run(args)
     except LakemlError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        _fail(str(e), path)
     except Exception as e:
         message = user_caused(e)
         if message is None:
+            joblog.trace(log, "failed")  # a bug: its trace on the console too (raised), and in the file
             raise
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(2)
+        _fail(message, path)
     if result is not None:
         print(json.dumps(result, default=str, indent=2))

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from lakeml.core import lock
+from lakeml.core import joblog, lock
 from lakeml.core.config import EnvConfig, load_env, load_usecase
 from lakeml.core.errors import LakemlError, UsageError
 from lakeml.core.gitinfo import checkout_commit
@@ -407,6 +407,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     except LakemlError as e:
         print(f"error: {e}", file=sys.stderr)
+        print(f"(the full log: {joblog.write_trace('submit' if mode == 'job' else 'sql')})", file=sys.stderr)
         sys.exit(2)
     if sub.dry_run:
         print(" ".join(f"{k}={shlex.quote(v)}" for k, v in sub.extra_env.items() if k != "LAKEML_GIT_COMMIT"), shlex.join(sub.cmd))
@@ -414,6 +415,9 @@ def main(argv: list[str] | None = None) -> None:
             print(f"# {sub.secrets_file} is written at submit (0600, removed after) with {', '.join(sub.secrets)}", file=sys.stderr)
         return
     os.environ.update(sub.extra_env)
+    if mode == "job" and sub.env.spark.deploy_mode == "client":
+        # the job's log file, for its Python and (log4j, conf/log4j2.properties) its JVM alike
+        os.environ.setdefault(joblog.VAR, joblog.new_path(sub.cmd[sub.cmd.index("--name") + 1].removeprefix("lakeml-")))
     if sub.secrets_file:
         driver_env.write_secrets(sub.secrets_file, sub.secrets)
     if sub.env.spark.master == "yarn" and sub.env.spark.deploy_mode == "cluster" and mode == "job":
