@@ -92,6 +92,7 @@ def test_a_conf_error_is_named_before_any_jvm_in_two_lines(conf_copy, tmp_path):
                 {"LAKEML_DATA_DIR": str(tmp_path)}, check=False)
     assert p.returncode == 2 and p.stdout == ""
     lines = p.stderr.splitlines()
-    assert len(lines) == 2 and lines[0].startswith(f"error: {conf_copy}/churn/usecase.yaml: landing.max_days_ahaed") and lines[1].startswith(
-        f"(the full log: {tmp_path}/logs/submit-"), lines
+    assert len(lines) == 2, lines
+    assert lines[0].startswith(f"error: {conf_copy}/churn/usecase.yaml: landing.max_days_ahaed")
+    assert lines[1].startswith(f"(the full log: {tmp_path}/logs/submit-")
     assert not TRACE.search(p.stderr)
