@@ -39,7 +39,7 @@ def test_a_batch_folder_dated_years_ahead_waits_in_landing(pipeline_data_dir):
     real = typo.with_name("2026" + typo.name[4:])
     assert sorted(f.relative_to(typo) for f in typo.rglob("*")) == sorted(f.relative_to(real) for f in real.rglob("*"))
     out = (pipeline_data_dir / "pipeline.out").read_text()
-    assert f"batch folder refused: file:{typo}: dated " in out
+    assert f"batch folder refused: {typo}: dated " in out
     q = " UNION ALL ".join(f"SELECT '{t}', CAST(max({c}) AS STRING) FROM churn.{t}" for t, c in (
         ("bronze_customers", "_batch_date"), ("silver_usage_events", "_batch_date"), ("ingest_log", "batch_date"),
         ("features", "as_of_date"), ("labels", "as_of_date"), ("predictions", "score_date")))

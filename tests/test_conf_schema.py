@@ -55,11 +55,12 @@ def test_a_widened_type_widens_the_tables_with_a_logged_line_and_keeps_every_val
     land("2026-03-02", HDR + "C2,2026-01-01,basic,9.99,north,card,ads,33.5\n")
     with caplog.at_level(logging.WARNING):
         ingest.ingest(spark, env, _with(uc, age="double"))
-    for t in ("bronze_customers", "silver_customers"):
-        name = uc.table(t)
-        assert spark.table(name).schema["age"].dataType.simpleString() == "double"
-        assertDataFrameEqual(spark.table(name).select("customer_id", "age"), [("C1", 30.0), ("C2", 33.5)], checkRowOrder=False)
-        assert f"schema change: {name}.age widened from int to double (conf declares the wider type)" in caplog.text
+    names = [uc.table("bronze_customers"), uc.table("silver_customers")]
+    assert [spark.table(n).schema["age"].dataType.simpleString() for n in names] == ["double", "double"]
+    assertDataFrameEqual(spark.table(names[0]).select("customer_id", "age"), [("C1", 30.0), ("C2", 33.5)], checkRowOrder=False)
+    assertDataFrameEqual(spark.table(names[1]).select("customer_id", "age"), [("C1", 30.0), ("C2", 33.5)], checkRowOrder=False)
+    widened = [ln for ln in caplog.messages if ln.startswith("schema change: ")]
+    assert widened == [f"schema change: {n}.age widened from int to double (conf declares the wider type)" for n in names]
 
 
 def test_a_narrowed_type_stops_before_anything_is_written_and_the_message_migrates(spark, lake):

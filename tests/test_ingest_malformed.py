@@ -6,6 +6,7 @@ rejected one in the quarantine table with its reason."""
 import gzip
 import itertools
 import json
+import random
 import re
 from dataclasses import dataclass, field
 from datetime import date
@@ -38,6 +39,14 @@ GZ_CUT = re.compile(r"unreadable file: corrupt or truncated gzip data \(.*\)")
 
 def _gz(text: str) -> bytes:
     return gzip.compress(text.encode())
+
+
+# 20 000 events with random keys: a gzip stream of many blocks, so that a cut half-way
+# breaks off inside the reader, after rows were read (the readers' retry path)
+_rnd = random.Random(3)
+_LONG_GZ = gzip.compress("".join(
+    json.dumps({"event_id": f"Y{_rnd.getrandbits(64):x}", "customer_id": "C1", "event_ts": "2026-04-30T10:00:00.000Z"}) + "\n"
+    for _ in range(20000)).encode())
 
 
 def _mismatch(header: str, why: str) -> str:
@@ -157,6 +166,11 @@ CASES = [
     Case("json a key twice", "usage_events", "2026-05-12",
          {"a.jsonl": _event("E50").replace('"customer_id"', '"event_id": "E51", "customer_id"') + "\n" + _event("E52") + "\n"},
          2, ["E52"], ["malformed record: the key 'event_id' is twice in the object"]),
+    Case("json compressed, cut short in its first block and half-way", "usage_events", "2026-05-13",
+         {"a.jsonl.gz": _gz(_event("E60") + "\n"),
+          "cut-early.jsonl.gz": _gz("".join(_event(f"X{i}") + "\n" for i in range(200)))[:300],
+          "cut-late.jsonl.gz": _LONG_GZ[: len(_LONG_GZ) // 2]},
+         3, ["E60"], [GZ_CUT, GZ_CUT]),
     Case("json values that are not objects", "usage_events", "2026-05-09",
          {"a.jsonl": '42\n"text"\n[1, 2]\nnull\n[' + _event("E26") + "]\n"}, 5, [], [NOT_JSON] * 5),
     Case("json garbage bytes", "usage_events", "2026-05-10",

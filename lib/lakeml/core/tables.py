@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from datetime import date, datetime
 
 from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql.types import StructType
 
 from lakeml.core import typechange
 from lakeml.core.errors import MissingTableError
@@ -108,7 +109,7 @@ def replace_where(
         log.info("creating %s", name)
         writer.mode("errorifexists").saveAsTable(name)
         return
-    typechange.check_write(df, name)
+    check_types(df, name)
     writer = writer.mode("overwrite").option("replaceWhere", predicate)
     if merge_schema:
         writer = writer.option("mergeSchema", "true")
@@ -119,7 +120,7 @@ def append(df: DataFrame, name: str, partition_by: list[str] | None = None, merg
     """Append ``df`` to ``name``; the first write creates the table (partitioned by
     ``partition_by``). An empty ``df`` creates the table empty, so it is there to query."""
     if exists(df.sparkSession, name):
-        typechange.check_write(df, name)
+        check_types(df, name)
     writer = df.write.format("delta").mode("append")
     if partition_by:
         writer = writer.partitionBy(*partition_by)
@@ -143,7 +144,7 @@ def merge(
     target rows no source row matches deleted where ``delete_unmatched_when`` holds."""
     from delta.tables import DeltaTable
 
-    typechange.check_write(source, name)
+    check_types(source, name)
     builder = DeltaTable.forName(source.sparkSession, name).alias("t").merge(source.alias("s"), on)
     builder = builder.whenMatchedUpdateAll(condition=update_when)
     if insert:
@@ -166,6 +167,38 @@ def properties(spark: SparkSession, name: str) -> dict[str, str]:
 def set_properties(spark: SparkSession, name: str, props: dict[str, str]) -> None:
     kv = ", ".join(f"{sql_literal(k)} = {sql_literal(v)}" for k, v in sorted(props.items()))
     spark.sql(f"ALTER TABLE {name} SET TBLPROPERTIES ({kv})")
+
+
+def schema(spark: SparkSession, name: str) -> StructType:
+    return spark.table(name).schema
+
+
+def check_types(df: DataFrame, name: str) -> None:
+    """Stop a write of ``df`` into the existing table ``name`` when a column of ``df`` has a
+    type the table's column cannot hold exactly: Delta would cast its values silently
+    (``lakeml.core.typechange``)."""
+    bad = typechange.casts(schema(df.sparkSession, name), df.schema)
+    if bad:
+        raise typechange.TypeChangeError(typechange.write_message(name, bad, widen_sql(name, [c for c in bad if c.widening])))
+
+
+def widen_sql(name: str, changes: list[typechange.Change]) -> list[str]:
+    """The statements that widen the columns ``changes`` of ``name`` in place (Delta type
+    widening: metadata only, the files keep their type and readers widen the old values)."""
+    return [f"ALTER TABLE {name} SET TBLPROPERTIES ('delta.enableTypeWidening' = 'true')",
+            *(f"ALTER TABLE {name} ALTER COLUMN `{c.column}` TYPE {c.new}" for c in changes)]
+
+
+def widen(spark: SparkSession, name: str, changes: list[typechange.Change]) -> None:
+    """Widen the columns ``changes`` of ``name`` (each a ``Change.widening``): one commit per
+    statement of :func:`widen_sql`."""
+    for stmt in widen_sql(name, changes):
+        spark.sql(stmt)
+
+
+def drop_column_sql(name: str, column: str) -> list[str]:
+    """The statements that drop a column of ``name`` (Delta needs column mapping by name)."""
+    return [f"ALTER TABLE {name} SET TBLPROPERTIES ('delta.columnMapping.mode' = 'name')", f"ALTER TABLE {name} DROP COLUMN {column}"]
 
 
 def add_column(spark: SparkSession, name: str, column: str, sql_type: str) -> None:

@@ -2,24 +2,20 @@
 cast into a type that cannot hold it exactly.
 
 Delta casts a written column to the table's type by itself: a ``double`` 33.5 written into an
-``int`` column is stored as 33, without a word. Every write of ``lakeml.core.tables`` asks
-:func:`check_write` first. A type that holds every value of the written type (``int`` rows
+``int`` column is stored as 33, without a word. Every write of ``lakeml.core.tables`` checks
+:func:`casts` first. A type that holds every value of the written type (``int`` rows
 into a ``bigint`` or ``double`` column) passes; anything else stops the write, naming the
-table, the column, both types and what to do. Widening a table's column is the explicit,
-logged step :func:`widen` (Delta's type widening: a metadata change, no file rewritten).
+table, the column, both types and what to do. Widening a table's column is the explicit
+step ``tables.widen`` (Delta's type widening: a metadata change, no file rewritten).
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
 from lakeml.core.errors import LakemlError
-
-log = logging.getLogger(__name__)
 
 # (narrower, wider): every value of the first is exactly a value of the second, and Delta 4's
 # type widening changes a column from the first to the second in place (ALTER COLUMN TYPE;
@@ -56,35 +52,17 @@ def changes(table: StructType, new: dict[str, str]) -> list[Change]:
     return [Change(c, old[c], t) for c, t in new.items() if c in old and old[c] != t]
 
 
-def widen_sql(name: str, cs: list[Change]) -> list[str]:
-    """The statements that widen ``cs`` in the table ``name``."""
-    return [f"ALTER TABLE {name} SET TBLPROPERTIES ('delta.enableTypeWidening' = 'true')",
-            *(f"ALTER TABLE {name} ALTER COLUMN `{c.column}` TYPE {c.new}" for c in cs)]
+def casts(table: StructType, rows: StructType) -> list[Change]:
+    """The columns of ``rows`` whose type the table's column cannot hold exactly: a write
+    would cast their values (a ``void`` column, all null, casts nothing)."""
+    written = {f.name: f.dataType.simpleString() for f in rows.fields}
+    return [c for c in changes(table, written) if c.new != "void" and (c.new, c.old) not in WIDENINGS]
 
 
-def widen(spark: SparkSession, name: str, cs: list[Change], why: str) -> None:
-    """Widen the columns ``cs`` of ``name`` (each a widening), logged: one commit per
-    statement, metadata only (the files keep their type; readers widen the old values)."""
-    for stmt in widen_sql(name, cs):
-        spark.sql(stmt)
-    for c in cs:
-        log.warning("schema change: %s.%s widened from %s to %s (%s)", name, c.column, c.old, c.new, why)
-
-
-def check_write(df: DataFrame, name: str) -> None:
-    """Stop a write of ``df`` into the existing table ``name`` when a column of ``df`` has a
-    type the table's column cannot hold exactly (Delta would cast it)."""
-    rows = {f.name: f.dataType.simpleString() for f in df.schema.fields}
-    table = df.sparkSession.table(name).schema
-    bad = [c for c in changes(table, rows) if c.new != "void" and (c.new, c.old) not in WIDENINGS]
-    if bad:
-        raise TypeChangeError(write_message(name, bad))
-
-
-def write_message(name: str, bad: list[Change]) -> str:
+def write_message(name: str, bad: list[Change], widen: list[str]) -> str:
+    """Why a write of rows into ``name`` stops (``bad``: from :func:`casts`), and what to do;
+    ``widen``: the statements that widen the table to every rows' type, when it can be."""
     cols = "; ".join(f"{c.column} is {c.old} in the table, {c.new} in the rows" for c in bad)
-    widenable = [c for c in bad if c.widening]
-    how = (f"widen the table first: ./scripts/sql.sh -e \"{'; '.join(widen_sql(name, widenable))}\""
-           if len(widenable) == len(bad) else
+    how = (f"widen the table first: ./scripts/sql.sh -e \"{'; '.join(widen)}\"" if all(c.widening for c in bad) else
            f"drop {name} and run the job that makes it again, or change the rows' type back")
     return f"{name}: not written, its values would be cast ({cols}): {how}"

@@ -89,6 +89,12 @@ def run(spark: SparkSession, uc: UseCaseConfig, zone: str, spec: DemoSpec | None
     batches = sorted(written)
     landing.write_text(spark, manifest, json.dumps({**want, "complete": True, "rows": counts, "batches": batches}, indent=2))
     log.info("demo data of %s in %s: %s .. %d days", uc.name, zone, spec.start_date, spec.days)
+    limit = landing.future_limit(uc.landing.max_days_ahead)
+    ahead = [b for b in batches if b > limit.isoformat()]
+    if ahead:
+        log.warning("demo data: %d batch folders (%s .. %s) are dated after today (UTC) + landing.max_days_ahead: ingest leaves "
+                    "them in landing until their day comes (an earlier --start-date or fewer --days makes them data now)",
+                    len(ahead), ahead[0], ahead[-1])
     return {"landing": zone, "skipped": False, **want, "rows": counts}
 
 

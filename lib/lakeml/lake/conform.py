@@ -45,7 +45,7 @@ def conform(spark: SparkSession, uc: UseCaseConfig, sources: list[str]) -> list[
         for name in (bronze, silver):
             if not tables.exists(spark, name):
                 continue
-            schema = spark.table(name).schema
+            schema = tables.schema(spark, name)
             have = {f.name for f in schema.fields}
             cs = typechange.changes(schema, declared)
             widen[name] = [c for c in cs if c.widening]
@@ -57,7 +57,9 @@ def conform(spark: SparkSession, uc: UseCaseConfig, sources: list[str]) -> list[
     done = []
     for name, cs in widen.items():
         if cs:
-            typechange.widen(spark, name, cs, "conf declares the wider type")
+            tables.widen(spark, name, cs)
+            for c in cs:
+                log.warning("schema change: %s.%s widened from %s to %s (conf declares the wider type)", name, c.column, c.old, c.new)
             done += [f"{name}.{c.column}: widened from {c.old} to {c.new}" for c in cs]
     for name, cols in add.items():
         for c, t in cols:
@@ -77,5 +79,4 @@ def _narrowing(where: str, name: str, c: Change, bronze: str, silver: str) -> st
 
 def _undeclared(where: str, name: str, column: str) -> str:
     return (f"{name} has the column {column}, which {where} no longer declares: declare it again, or drop it from "
-            f"the table: ./scripts/sql.sh -e \"ALTER TABLE {name} SET TBLPROPERTIES ('delta.columnMapping.mode' = 'name'); "
-            f"ALTER TABLE {name} DROP COLUMN {column}\"")
+            f"the table: ./scripts/sql.sh -e \"{'; '.join(tables.drop_column_sql(name, column))}\"")
