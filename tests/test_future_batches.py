@@ -3,6 +3,7 @@ data: ingest leaves it in landing untouched, names it, and ingests the rest; sil
 ingest log (and so features and labels, which take their dates from it) hold nothing of it."""
 
 import itertools
+import logging
 import shutil
 from datetime import date, timedelta
 from pathlib import Path
@@ -103,3 +104,20 @@ def test_the_tolerance_is_conf(spark, zone_with_a_typo):
     lenient = uc.model_copy(update={"landing": uc.landing.model_copy(update={"max_days_ahead": 3})})
     done = ingest.ingest(spark, env, lenient)
     assert done.refused == [] and [r.batch_dates[-1] for r in done] == [landing.today_utc() + timedelta(days=3)]
+
+
+def test_what_ingest_does_not_read_is_named(spark, zone_with_a_typo, caplog):
+    """A folder that is not a date, a file outside a source folder and a source conf does
+    not declare are not read, each with a line that says so (hidden ones are not data)."""
+    env, uc, typo = zone_with_a_typo
+    zone = typo.parent
+    for rel in ("notes.txt", "misc/a.csv", "2026-03-01/readme.txt", "2026-03-01/crm/a.csv", "_demo.json", "2026-03-01/.x"):
+        (zone / rel).parent.mkdir(parents=True, exist_ok=True)
+        (zone / rel).write_text("x\n")
+    with caplog.at_level(logging.WARNING, logger="lakeml"):
+        ingest.ingest(spark, env, uc)
+    unread = sorted(m.split(": ", 1) for m in caplog.messages if m.endswith(": not read"))
+    assert unread == [[f"{zone}/2026-03-01/crm", f"not a source of use case churn (sources: in {uc.source_file}): not read"],
+                      [f"{zone}/2026-03-01/readme.txt", "a file outside a source folder (<date>/<source>/<files>): not read"],
+                      [f"{zone}/misc", "not an arrival-date folder (YYYY-MM-DD): not read"],
+                      [f"{zone}/notes.txt", "not an arrival-date folder (YYYY-MM-DD): not read"]]

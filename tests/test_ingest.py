@@ -1,6 +1,7 @@
 """Ingest: typing, quarantine with reasons, row conservation, idempotence."""
 
 import itertools
+import os
 from datetime import date
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from pyspark.testing import assertDataFrameEqual
 from lakeml.core import tables
 from lakeml.core.config import ColumnSpec, SourceSpec
 from lakeml.core.errors import MissingDataError
-from lakeml.lake import ingest
+from lakeml.lake import ingest, landing
 
 SPEC = SourceSpec(
     format="csv",
@@ -224,3 +225,30 @@ def test_a_crash_before_the_log_is_repaired_by_the_next_run(spark, bad_landing, 
                          checkRowOrder=False)
     assert (spark.table(uc.table("bronze_customers")).where(F.col("customer_id").isin("C10", "C11")).select("customer_id").collect()
             == [("C11",)])
+
+
+def test_a_file_replaced_by_another_of_the_same_size_is_ingested_again(spark, env, uc, tmp_path):
+    f = tmp_path / "landing" / uc.name / "2026-03-01" / "customers" / "a.csv"
+    f.parent.mkdir(parents=True)
+    hdr = "customer_id,signup_date,plan,monthly_fee,region,payment_method,channel,age\n"
+    f.write_text(hdr + "C1,2026-01-01,basic,9.99,north,card,ads,30\n")
+    e = env.model_copy(update={"storage": env.storage.model_copy(update={"landing": str(tmp_path / "landing")})})
+    u = uc.model_copy(update={"database": f"t_ingest_{next(_db)}", "sources": {"customers": uc.sources["customers"]}})
+    ingest.ingest(spark, e, u)
+    assert ingest.ingest(spark, e, u) == []
+    size = f.stat().st_size
+    f.write_text(hdr + "C1,2026-01-01,basic,9.99,south,card,ads,31\n")  # a correction, byte for byte as long
+    st = f.stat()
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
+    assert f.stat().st_size == size
+    assert [r.batch_dates for r in ingest.ingest(spark, e, u)] == [[date(2026, 3, 1)]]
+    assertDataFrameEqual(tables.read(spark, u.silver("customers")).select("region", "age"), [("south", 31)])
+
+
+def test_a_batch_logged_before_times_were_fingerprinted_is_not_ingested_again():
+    b = landing.Batch(date(2026, 3, 1), {"s": [landing.LandedFile("file:/z/2026-03-01/s/a.csv", 10, "a.csv", 1_700_000_000_000)]})
+    old = b.fingerprint("s", with_times=False)
+    assert not old.startswith("t:") and b.fingerprint("s").startswith("t:")
+    assert b.ingested("s", {("s", b.batch_date): old}) and b.ingested("s", {("s", b.batch_date): b.fingerprint("s")})
+    touched = landing.Batch(b.batch_date, {"s": [landing.LandedFile("file:/z/2026-03-01/s/a.csv", 10, "a.csv", 1_700_000_001_000)]})
+    assert not touched.ingested("s", {("s", b.batch_date): b.fingerprint("s")})

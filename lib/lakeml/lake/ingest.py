@@ -245,6 +245,8 @@ def ingest(
     force = force or bool(batch_dates)
     for r in refused:
         log.warning("%s: %s", r.folder, r.reason)
+    for folder in sorted({f"{zone}/{b.batch_date}/{s}" for b in batches for s in b.files if s not in uc.sources}):
+        log.warning("%s: not a source of use case %s (sources: in %s): not read", folder, uc.name, uc.source_file or "conf")
     if not batches:
         if not tables.exists(spark, uc.table(uc.tables.ingest_log)):
             raise MissingDataError(landing.empty_zone_message(uc, zone, refused))

@@ -12,6 +12,7 @@ so the same code works on a local folder and on ``hdfs://``.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -21,6 +22,8 @@ from pyspark.sql import SparkSession
 from lakeml.core.errors import MissingDataError
 from lakeml.lake.stores import DIRECTORY, FILE, Store, open_store
 
+log = logging.getLogger(__name__)
+
 BATCH_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -29,6 +32,7 @@ class LandedFile:
     path: str  # with its scheme, as Spark's readers take it (file:/..., hdfs://...)
     size: int
     name: str = ""  # the path inside its source folder ("part-1.csv", "eu/part-1.csv"); default the file name
+    mtime: int = 0  # last modification, ms since the epoch
 
     @property
     def rel(self) -> str:
@@ -47,17 +51,23 @@ class Batch:
         """Per source, (path inside the source folder, size) of its files, sorted."""
         return {source: sorted((f.rel, f.size) for f in files) for source, files in self.files.items()}
 
-    def fingerprint(self, source: str) -> str:
-        """Changes when a file of the source is added, removed or changes size."""
+    def fingerprint(self, source: str, with_times: bool = True) -> str:
+        """Changes when a file of the source is added, removed, or changes size or modification
+        time (a file replaced by another of the same size). ``with_times=False``: the
+        fingerprint logged before times were part of it (names and sizes)."""
         h = hashlib.sha256()
         for f in sorted(self.files.get(source, []), key=lambda f: f.rel):
-            h.update(f"{f.rel}:{f.size};".encode())
-        return h.hexdigest()[:16]
+            h.update((f"{f.rel}:{f.size}:{f.mtime};" if with_times else f"{f.rel}:{f.size};").encode())
+        return ("t:" if with_times else "") + h.hexdigest()[:16]
 
     def ingested(self, source: str, logged: dict[tuple[str, date], str]) -> bool:
         """Whether the source's files, as they stand, are the ones the ingest log recorded
-        (``logged``: (source, batch date) -> fingerprint)."""
-        return logged.get((source, self.batch_date)) == self.fingerprint(source)
+        (``logged``: (source, batch date) -> fingerprint). A batch logged before times were
+        part of the fingerprint is compared by names and sizes (not ingested again)."""
+        was = logged.get((source, self.batch_date))
+        if was is not None and not was.startswith("t:"):
+            return was == self.fingerprint(source, with_times=False)
+        return was == self.fingerprint(source)
 
 
 def visible(name: str) -> bool:
@@ -71,27 +81,31 @@ def walk(store: Store, folder: str = "", prefix: str = "") -> list[LandedFile]:
     """The visible files under ``folder`` of ``store``, sub-folders included, each named by
     its path inside ``folder`` (``prefix`` before it); in name order, folder by folder."""
     out = []
-    for name, kind, size in sorted(store.list(folder)):
-        if not visible(name):
+    for e in sorted(store.list(folder)):
+        if not visible(e.name):
             continue
-        rel = f"{folder}/{name}" if folder else name
-        if kind == DIRECTORY:
-            out += walk(store, rel, f"{prefix}{name}/")
-        elif kind == FILE:
-            out.append(LandedFile(store.uri(rel), size, f"{prefix}{name}"))
+        rel = f"{folder}/{e.name}" if folder else e.name
+        if e.kind == DIRECTORY:
+            out += walk(store, rel, f"{prefix}{e.name}/")
+        elif e.kind == FILE:
+            out.append(LandedFile(store.uri(rel), e.size, f"{prefix}{e.name}", e.mtime))
     return out
 
 
 def batches(store: Store) -> list[Batch]:
     """Every arrival-date folder of the landing zone ``store``, oldest first."""
     out = []
-    for day, kind, _ in store.list():
-        if kind != DIRECTORY or not BATCH_DIR.match(day):
+    for day, kind, *_ in store.list():
+        if not (kind == DIRECTORY and BATCH_DIR.match(day)):
+            if visible(day):
+                log.warning("%s: not an arrival-date folder (YYYY-MM-DD): not read", store.path(day))
             continue
         batch = Batch(date.fromisoformat(day))
-        for source, skind, _ in store.list(day):
+        for source, skind, *_ in store.list(day):
             if skind == DIRECTORY:
                 batch.files[source] = walk(store, f"{day}/{source}")
+            elif visible(source):
+                log.warning("%s: a file outside a source folder (<date>/<source>/<files>): not read", store.path(f"{day}/{source}"))
         out.append(batch)
     return sorted(out, key=lambda b: b.batch_date)
 
@@ -190,14 +204,14 @@ def move_partitions_into_batches(
     """
     staging, zone = open_store(staging_dir, spark), open_store(landing_dir, spark)
     moved = []
-    for part, kind, _ in staging.list():
+    for part, kind, *_ in staging.list():
         if kind != DIRECTORY or not part.startswith("arrival_date="):
             continue
         day = part.split("=", 1)[1]
         dest = f"{day}/{source}"
         zone.delete(dest)
         staging.move(part, dest, into=zone)
-        for name, _, _ in zone.list(dest):
+        for name, *_ in zone.list(dest):
             if name.endswith(".crc"):
                 zone.delete(f"{dest}/{name}")  # Hadoop's checksums of a local write; upstream exports have none
             elif extension and visible(name) and "." in name:

@@ -199,7 +199,7 @@ def conflicts(store: Store, planned: list[Planned]) -> list[str]:
     """The targets of ``planned`` that already exist in ``store``. Each existing ``<date>``
     and ``<date>/<source>`` folder is listed once (not a request per file): uploading
     new batches costs one listing of the zone."""
-    present = {n for n, kind, _ in store.list("") if kind == DIRECTORY}
+    present = {e.name for e in store.list("") if e.kind == DIRECTORY}
     days = sorted({f.batch_date.isoformat() for f in planned} & present)
     in_day = dict(zip(days, _pool_map(store.list, days, store.workers), strict=True))
     folders = sorted({

@@ -43,11 +43,13 @@ class LandingError(UsageError):
 
 
 class Entry(NamedTuple):
-    """A child of a folder: its name, DIRECTORY or FILE, and its size in bytes (0 for a folder)."""
+    """A child of a folder: its name, DIRECTORY or FILE, its size in bytes and its last
+    modification, in milliseconds since the epoch (both 0 for a folder)."""
 
     name: str
     kind: str
     size: int
+    mtime: int = 0
 
 
 def is_local(path: str) -> bool:
@@ -173,7 +175,8 @@ class LocalStore(Store):
                 if e.is_dir():
                     out.append(Entry(e.name, DIRECTORY, 0))
                 elif e.is_file():  # not a socket, nor a link to nothing
-                    out.append(Entry(e.name, FILE, e.stat().st_size))
+                    st = e.stat()
+                    out.append(Entry(e.name, FILE, st.st_size, st.st_mtime_ns // 1_000_000))
         return out
 
     def exists(self, rel: str = "") -> bool:
@@ -267,7 +270,7 @@ class HadoopStore(Store):
             if st.isDirectory():
                 out.append(Entry(st.getPath().getName(), DIRECTORY, 0))
             elif st.isFile():
-                out.append(Entry(st.getPath().getName(), FILE, st.getLen()))
+                out.append(Entry(st.getPath().getName(), FILE, st.getLen(), st.getModificationTime()))
         return out
 
     def exists(self, rel: str = "") -> bool:
@@ -342,7 +345,8 @@ class WebHdfsStore(Store):
         st = c.status(self.path(rel), strict=False)
         if st is None or st["type"] != DIRECTORY:
             return []
-        return [Entry(name, s["type"], s["length"]) for name, s in c.list(self.path(rel), status=True)]
+        return [Entry(name, s["type"], s["length"], s["modificationTime"] if s["type"] == FILE else 0)
+                for name, s in c.list(self.path(rel), status=True)]
 
     def exists(self, rel: str = "") -> bool:
         return self._client().status(self.path(rel), strict=False) is not None
