@@ -133,3 +133,20 @@ def test_a_write_that_would_cast_is_stopped_whatever_the_table(spark, tmp_path):
     assertDataFrameEqual(spark.table(name), [(1, 2), (5, 6)], checkRowOrder=False)
     assert typechange.changes(spark.table(name).schema, {"a": "int", "b": "bigint", "c": "string"}) == [
         typechange.Change("b", "int", "bigint")]
+
+
+def test_a_derived_table_widens_itself_for_wider_rows_and_keeps_its_values(spark, caplog):
+    """The features job widens its table when the rows it computes have a wider type (a
+    source column widened in conf): the old snapshots read in the new type, unchanged."""
+    name = f"t_conf_schema_{next(_db)}_f"
+    tables.append(spark.createDataFrame([(1, 30, "a")], "d int, age int, s string"), name)
+    wider = spark.createDataFrame([(2, 33.5, "b")], "d int, age double, s string")
+    with caplog.at_level(logging.WARNING):
+        assert tables.widen_for(wider, name) == [typechange.Change("age", "int", "double")]
+    tables.replace_where(wider, name, "d = 2")
+    assertDataFrameEqual(spark.table(name), [(1, 30.0, "a"), (2, 33.5, "b")], checkRowOrder=False)
+    assert caplog.messages == [f"schema change: {name}.age widened from int to double (the rows written have the wider type)"]
+    other = spark.createDataFrame([(3, 1.0, 7)], "d int, age double, s int")
+    assert tables.widen_for(other, name) == []
+    with pytest.raises(TypeChangeError, match=r"s is string in the table, int in the rows"):
+        tables.replace_where(other, name, "d = 3")

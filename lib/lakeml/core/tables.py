@@ -196,6 +196,21 @@ def widen(spark: SparkSession, name: str, changes: list[typechange.Change]) -> N
         spark.sql(stmt)
 
 
+def widen_for(df: DataFrame, name: str) -> list[typechange.Change]:
+    """Widen the columns of the existing table ``name`` whose type in ``df`` is a widening of
+    theirs (a derived table whose inputs were widened: ``int`` rows now ``double``), logged;
+    returns the changes. Anything else stays for :func:`check_types` to refuse."""
+    if not exists(df.sparkSession, name):
+        return []
+    rows = {f.name: f.dataType.simpleString() for f in df.schema.fields}
+    cs = [c for c in typechange.changes(schema(df.sparkSession, name), rows) if c.widening]
+    if cs:
+        widen(df.sparkSession, name, cs)
+        for c in cs:
+            log.warning("schema change: %s.%s widened from %s to %s (the rows written have the wider type)", name, c.column, c.old, c.new)
+    return cs
+
+
 def drop_column_sql(name: str, column: str) -> list[str]:
     """The statements that drop a column of ``name`` (Delta needs column mapping by name)."""
     return [f"ALTER TABLE {name} SET TBLPROPERTIES ('delta.columnMapping.mode' = 'name')", f"ALTER TABLE {name} DROP COLUMN {column}"]

@@ -38,6 +38,7 @@ def run(spark: SparkSession, uc: UseCaseConfig, as_of: list[date] | None = None,
         leakage.check(spark, uc, todo.schedule[len(todo.schedule) // 2])
     if todo.compute:
         features = build_features(spark, uc, todo.compute)
+        tables.widen_for(features, features_table)  # a source column widened in conf widens the features made of it
         # hashed on (as_of_date, entity), not on as_of_date alone: that put each snapshot in
         # one task and one file, so scoring a snapshot ran on one core
         tables.replace_where(
