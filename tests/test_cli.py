@@ -98,8 +98,8 @@ def test_a_user_error_is_one_line_its_trace_in_the_log_file_and_exit_2(capsys, j
     with pytest.raises(SystemExit) as e:
         cli.main(run, _args())
     assert e.value.code == 2
-    assert capsys.readouterr().err == ("error: No labelled snapshot yet: generate more days of data (the label window must close).\n"
-                                       f"(the full log: {job_log})\n")
+    assert capsys.readouterr().err == (f"log file: {job_log}\n"
+                                       "error: No labelled snapshot yet: generate more days of data (the label window must close).\n")
     text = job_log.read_text()
     assert "Traceback (most recent call last)" in text and 'raise TrainingError("No labelled snapshot yet' in text
 
@@ -107,8 +107,8 @@ def test_a_user_error_is_one_line_its_trace_in_the_log_file_and_exit_2(capsys, j
 def test_every_user_error_kind_is_caught_by_the_one_base(capsys, job_log):
     with pytest.raises(SystemExit) as e:
         cli.main(lambda a: (_ for _ in ()).throw(ConfigError("conf/x.yaml: model.name: missing")), _args())
-    assert e.value.code == 2 and capsys.readouterr().err.splitlines() == ["error: conf/x.yaml: model.name: missing",
-                                                                          f"(the full log: {job_log})"]
+    assert e.value.code == 2 and capsys.readouterr().err.splitlines() == [f"log file: {job_log}",
+                                                                          "error: conf/x.yaml: model.name: missing"]
 
 
 def test_a_bug_keeps_its_traceback(job_log):

@@ -440,6 +440,7 @@ def test_down_stops_everything_and_jobs_then_fail_fast(stack_env):
     assert job.returncode == 2 and time.time() - t0 < 30
     msg = job.stdout + job.stderr
     assert f"error: the Spark master at {HOST}:{PORTS.spark_master} does not answer" in msg and "./scripts/cluster.sh up" in msg, msg
+    assert len(msg.strip().splitlines()) <= 3 and "Traceback" not in msg, msg  # the error, its log file: no JVM was started
     sql = run_cmd(["./scripts/sql.sh", "--env", "cluster", "-e", "SELECT 1"], check=False)
     assert sql.returncode == 2
     assert sql.stderr.startswith(f"error: the SQL endpoint at {HOST}:{PORTS.thrift} does not answer") and "sql.endpoint in" in sql.stderr

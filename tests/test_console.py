@@ -78,11 +78,11 @@ def test_a_narrowed_conf_type_is_a_short_message_and_its_trace_is_in_the_log(lan
     lines = p.stdout.splitlines()
     errors = [i for i, ln in enumerate(lines) if ln.startswith("error: ")]
     assert len(errors) == 1 and lines[errors[0]] == "error: conf and tables disagree, nothing was ingested:"
-    end = next(i for i, ln in enumerate(lines) if ln.startswith("(the full log: "))
-    message = lines[errors[0] + 1: end]  # bronze and silver, each a line
-    assert len(message) == 2 and all("monthly_fee is int, churn." in ln for ln in message), lines[errors[0]:]
+    assert lines[errors[0] - 1].startswith("log file: ")
+    said = [ln for ln in lines[errors[0] + 1:] if "monthly_fee is int, churn." in ln]
+    assert said == lines[errors[0] + 1: errors[0] + 3], lines[errors[0]:]  # bronze and silver, a line each, right after
     assert len(console) <= 8, console
-    log = Path(lines[end].removeprefix("(the full log: ").removesuffix(")"))
+    log = Path(lines[errors[0] - 1].removeprefix("log file: "))
     assert "lakeml.core.typechange.TypeChangeError" in log.read_text() and "Traceback (most recent call last)" in log.read_text()
 
 
@@ -93,6 +93,6 @@ def test_a_conf_error_is_named_before_any_jvm_in_two_lines(conf_copy, tmp_path):
     assert p.returncode == 2 and p.stdout == ""
     lines = p.stderr.splitlines()
     assert len(lines) == 2, lines
-    assert lines[0].startswith(f"error: {conf_copy}/churn/usecase.yaml: landing.max_days_ahaed")
-    assert lines[1].startswith(f"(the full log: {tmp_path}/logs/submit-")
+    assert lines[1].startswith(f"error: {conf_copy}/churn/usecase.yaml: landing.max_days_ahaed")
+    assert lines[0].startswith(f"log file: {tmp_path}/logs/submit-")
     assert not TRACE.search(p.stderr)

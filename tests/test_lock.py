@@ -85,6 +85,9 @@ def test_a_job_submitted_while_another_runs_ends_in_one_line(tmp_path):
             ln for ln in out.splitlines() if ln.startswith(f"error: another job is running on {tmp_path}: pid {h.pid} ")
         ] != []
         assert "Traceback" not in out and not list(tmp_path.glob("**/_delta_log"))
+        # the console: the log file's path, the error, and nothing of the JVM's (the lock is taken first)
+        said = [ln for ln in out.splitlines() if ln.strip() and not ln.startswith("WARNING: Using incubator modules")]
+        assert len(said) == 2 and said[0].startswith(f"log file: {tmp_path}/logs/ingest-"), said
     finally:
         h.kill()
         h.wait()

@@ -87,13 +87,13 @@ def test_a_job_option_before_the_job_fails_with_the_corrected_command():
     p = run_cmd(["./spark-submit.sh", "--usecase", "churn", "--as-of", "2026-07-01", "--master", "local[2]", "jobs/features.py", "--all"],
                 check=False)
     assert p.returncode == 2 and p.stdout == ""
-    error, log = p.stderr.splitlines()
+    log, error = p.stderr.splitlines()
     assert error == (
         "error: --as-of is not a spark-submit option; a job's own options go after the job: "
         "./spark-submit.sh --usecase churn --master 'local[2]' jobs/features.py --as-of 2026-07-01 --all"
     )
-    # the trace is in the log file the second line names
-    assert log.startswith("(the full log: ") and "lakeml.core.errors.UsageError: --as-of" in Path(log[15:-1]).read_text()
+    # the trace is in the log file the first line names
+    assert log.startswith("log file: ") and "lakeml.core.errors.UsageError: --as-of" in Path(log.removeprefix("log file: ")).read_text()
 
 
 def test_the_same_without_a_job_and_with_a_misspelt_spark_option():
@@ -150,11 +150,11 @@ def test_an_unknown_usecase_before_the_job_stops_before_any_jvm():
 def test_env_after_the_job_says_where_it_goes():
     p = run_cmd(["./spark-submit.sh", "jobs/score.py", "--date", "2026-07-01", "--env", "cluster"], check=False)
     assert p.returncode == 2
-    assert p.stderr.splitlines()[0] == (
+    assert p.stderr.splitlines()[1] == (
         "error: --env goes before the job (spark-submit.sh builds the Spark command from it): "
         "./spark-submit.sh --env cluster jobs/score.py --date 2026-07-01"
     )
-    assert len(p.stderr.splitlines()) == 2 and p.stderr.splitlines()[1].startswith("(the full log: ")
+    assert len(p.stderr.splitlines()) == 2 and p.stderr.splitlines()[0].startswith("log file: ")
     with pytest.raises(UsageError, match=r"^--conf-dir goes before the job .*: \./spark-submit\.sh --dry-run --conf-dir=/c jobs/x\.py$"):
         submit.split_args(["--dry-run", "jobs/x.py", "--conf-dir=/c"])
 

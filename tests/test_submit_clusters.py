@@ -323,7 +323,7 @@ def test_k8s_without_an_image_names_the_file_and_the_key(submitter):
     )
     p = run_cmd(["./spark-submit.sh", "--env", "k8s", "--dry-run", "jobs/pipeline.py"], check=False)
     assert p.returncode == 2 and p.stdout == ""
-    assert p.stderr.splitlines()[0] == f"error: {e.value}" and p.stderr.splitlines()[1].startswith("(the full log: ")
+    assert p.stderr.splitlines()[1] == f"error: {e.value}" and p.stderr.splitlines()[0].startswith("log file: ")
 
 
 def test_an_envs_own_driver_env_wins_over_the_forwarded_value(submitter, monkeypatch, tmp_path):

@@ -109,15 +109,16 @@ def _fail(message: str, path: str) -> None:
     from lakeml.core import joblog
 
     joblog.trace(log, f"error: {message}")
+    # the error last: a scheduler shows a task's last line (orchestration/airflow)
+    print(f"log file: {path}", file=sys.stderr)
     print(f"error: {message}", file=sys.stderr)
-    print(f"(the full log: {path})", file=sys.stderr)
     sys.exit(2)
 
 
 def main(run, args: argparse.Namespace) -> None:
     """Run ``run(args)`` and print its result as JSON; a ``LakemlError`` (or a JVM failure
-    of a known user-caused kind, ``user_caused``) ends with ``error: <message>``, the log
-    file's path (which has the trace) and exit code 2."""
+    of a known user-caused kind, ``user_caused``) ends with the log file's path (which has
+    the trace), ``error: <message>`` and exit code 2."""
     from lakeml.core import joblog
 
     path = setup_logging()

@@ -406,8 +406,8 @@ def main(argv: list[str] | None = None) -> None:
         print(HELP)
         return
     except LakemlError as e:
+        print(f"log file: {joblog.write_trace('submit' if mode == 'job' else 'sql')}", file=sys.stderr)
         print(f"error: {e}", file=sys.stderr)
-        print(f"(the full log: {joblog.write_trace('submit' if mode == 'job' else 'sql')})", file=sys.stderr)
         sys.exit(2)
     if sub.dry_run:
         print(" ".join(f"{k}={shlex.quote(v)}" for k, v in sub.extra_env.items() if k != "LAKEML_GIT_COMMIT"), shlex.join(sub.cmd))
