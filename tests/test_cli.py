@@ -42,7 +42,7 @@ def test_a_batch_folder_dated_years_ahead_waits_in_landing(pipeline_data_dir):
     assert f"batch folder refused: {typo}: dated " in out
     q = " UNION ALL ".join(f"SELECT '{t}', CAST(max({c}) AS STRING) FROM churn.{t}" for t, c in (
         ("bronze_customers", "_batch_date"), ("silver_usage_events", "_batch_date"), ("ingest_log", "batch_date"),
-        ("features", "as_of_date"), ("labels", "as_of_date"), ("predictions", "score_date")))
+        ("customer_features", "as_of_date"), ("labels", "as_of_date"), ("predictions", "score_date")))
     p = run_cmd(["./scripts/sql.sh", "-e", q], {"LAKEML_DATA_DIR": str(pipeline_data_dir)})
     newest = dict(ln.split("\t") for ln in p.stdout.strip().splitlines())
     assert len(newest) == 6 and max(newest.values()) == real.name, newest

@@ -443,7 +443,8 @@ def test_down_stops_everything_and_jobs_then_fail_fast(stack_env):
     assert len(msg.strip().splitlines()) <= 3 and "Traceback" not in msg, msg  # the error, its log file: no JVM was started
     sql = run_cmd(["./scripts/sql.sh", "--env", "cluster", "-e", "SELECT 1"], check=False)
     assert sql.returncode == 2
-    assert sql.stderr.startswith(f"error: the SQL endpoint at {HOST}:{PORTS.thrift} does not answer") and "sql.endpoint in" in sql.stderr
+    said = sql.stderr.splitlines()[-1]
+    assert said.startswith(f"error: the SQL endpoint at {HOST}:{PORTS.thrift} does not answer") and "sql.endpoint in" in said
 
 
 def _free_port() -> int:
