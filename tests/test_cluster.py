@@ -162,7 +162,7 @@ def test_landing_operations_with_hdfscli(ran_pipeline, tmp_path):
         "ticket_id,customer_id,opened_at,category,priority\n"
         "T-EXTRA-1,C0000001,2026-07-01 10:00:00,billing,high\n"
     )
-    day = "2026-12-31"
+    day = "2026-11-30"  # after the demo data, and in the past: ingest refuses a batch dated after today
     landing = ["./spark-submit.sh", "--env", "cluster", "--usecase", "churn", "jobs/landing.py"]
     up = run_cmd([*landing, "upload", str(export), "--source", "support_tickets", "--date", day])
     assert f"landed /lakeml/landing/churn/{day}/support_tickets/: tickets-extra.csv" in up.stdout
