@@ -204,12 +204,12 @@ def conflicts(store: Store, planned: list[Planned]) -> list[str]:
     in_day = dict(zip(days, _pool_map(store.list, days, store.workers), strict=True))
     folders = sorted({
         f.folder for f in planned
-        if any(n == f.source and kind == DIRECTORY for n, kind, _ in in_day.get(f.batch_date.isoformat(), []))
+        if any(e.name == f.source and e.kind == DIRECTORY for e in in_day.get(f.batch_date.isoformat(), []))
     })
     in_folder = dict(zip(folders, _pool_map(store.list, folders, store.workers), strict=True))
     top = [f for f in planned if "/" not in f.inner]
     nested = [f for f in planned if "/" in f.inner and f.folder in in_folder]  # rare: one request each
-    return [store.path(f.rel) for f in top if any(n == f.inner for n, _, _ in in_folder.get(f.folder, []))] + [
+    return [store.path(f.rel) for f in top if any(e.name == f.inner for e in in_folder.get(f.folder, []))] + [
         store.path(f.rel) for f in nested if store.exists(f.rel)
     ]
 
