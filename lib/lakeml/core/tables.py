@@ -189,11 +189,13 @@ def widen_sql(name: str, changes: list[typechange.Change]) -> list[str]:
             *(f"ALTER TABLE {name} ALTER COLUMN `{c.column}` TYPE {c.new}" for c in changes)]
 
 
-def widen(spark: SparkSession, name: str, changes: list[typechange.Change]) -> None:
+def widen(spark: SparkSession, name: str, changes: list[typechange.Change], why: str) -> None:
     """Widen the columns ``changes`` of ``name`` (each a ``Change.widening``): one commit per
-    statement of :func:`widen_sql`."""
+    statement of :func:`widen_sql`, and a logged line per column saying ``why``."""
     for stmt in widen_sql(name, changes):
         spark.sql(stmt)
+    for c in changes:
+        log.warning("schema change: %s.%s widened from %s to %s (%s)", name, c.column, c.old, c.new, why)
 
 
 def widen_for(df: DataFrame, name: str) -> list[typechange.Change]:
@@ -205,9 +207,7 @@ def widen_for(df: DataFrame, name: str) -> list[typechange.Change]:
     rows = {f.name: f.dataType.simpleString() for f in df.schema.fields}
     cs = [c for c in typechange.changes(schema(df.sparkSession, name), rows) if c.widening]
     if cs:
-        widen(df.sparkSession, name, cs)
-        for c in cs:
-            log.warning("schema change: %s.%s widened from %s to %s (the rows written have the wider type)", name, c.column, c.old, c.new)
+        widen(df.sparkSession, name, cs, "the rows written have the wider type")
     return cs
 
 

@@ -31,9 +31,9 @@ def _own(column: str) -> bool:
     return column.startswith("_")  # _batch_date, _source_file, _rescued_data: ingest's
 
 
-def conform(spark: SparkSession, uc: UseCaseConfig, sources: list[str]) -> list[str]:
-    """Make the bronze and silver tables of ``sources`` take what conf declares, or raise a
-    ``TypeChangeError`` before changing anything. Returns the changes made, one line each."""
+def conform(spark: SparkSession, uc: UseCaseConfig, sources: list[str]) -> None:
+    """Make the bronze and silver tables of ``sources`` take what conf declares (each change
+    a logged line), or raise a ``TypeChangeError`` before changing anything."""
     widen: dict[str, list[Change]] = {}
     add: dict[str, list[tuple[str, str]]] = {}
     refused: list[str] = []
@@ -54,19 +54,13 @@ def conform(spark: SparkSession, uc: UseCaseConfig, sources: list[str]) -> list[
             refused += [_undeclared(where, name, c) for c in sorted(have) if c not in declared and not _own(c)]
     if refused:
         raise TypeChangeError("conf and tables disagree, nothing was ingested:\n  " + "\n  ".join(refused))
-    done = []
     for name, cs in widen.items():
         if cs:
-            tables.widen(spark, name, cs)
-            for c in cs:
-                log.warning("schema change: %s.%s widened from %s to %s (conf declares the wider type)", name, c.column, c.old, c.new)
-            done += [f"{name}.{c.column}: widened from {c.old} to {c.new}" for c in cs]
+            tables.widen(spark, name, cs, "conf declares the wider type")
     for name, cols in add.items():
         for c, t in cols:
             tables.add_column(spark, name, c, t)
             log.warning("schema change: %s: column %s %s added (conf declares it; earlier rows read null)", name, c, t)
-            done.append(f"{name}.{c}: added as {t}")
-    return done
 
 
 def _narrowing(where: str, name: str, c: Change, bronze: str, silver: str) -> str:
