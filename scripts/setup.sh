@@ -48,6 +48,7 @@ LAKEML_PYTHON="$VENV/bin/python" "$ROOT/scripts/build_jvm.sh"
 
 if [ "${1:-}" = "--cluster" ]; then
   ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || apt_install postgresql
+  command -v redis-server >/dev/null || apt_install redis-server  # the online store (lakeml.serving.store)
   "$ROOT/scripts/resolve_jars.sh" hdfs
   "$ROOT/scripts/resolve_jars.sh" yarn
 fi

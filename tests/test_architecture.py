@@ -28,9 +28,10 @@ LAYERS = {
     "ml": 3,
     "lifecycle": 4,
     "monitor": 4,
-    "pipeline": 5,
-    "cli": 5,
-    "bench": 6,
+    "serving": 5,
+    "pipeline": 6,
+    "cli": 6,
+    "bench": 7,
 }
 
 

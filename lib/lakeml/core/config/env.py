@@ -60,6 +60,33 @@ class SqlSettings(Strict):
     endpoint: str | None = None
 
 
+class OnlineSettings(Strict):
+    """The online feature store the pipeline fills after the features stage and the scoring
+    server reads (lakeml.serving.store). ``sqlite``: an embedded file, no server (default
+    ``<data_dir>/online/<use case>.sqlite``); ``redis``: the Redis server of the cluster stack
+    (``scripts/cluster.sh up`` starts one on 127.0.0.1)."""
+
+    store: Literal["sqlite", "redis"] = "sqlite"
+    path: str | None = None  # sqlite: the folder of the store files (default <data_dir>/online)
+    redis_url: str | None = None  # redis: redis://host:port/db (a password only from LAKEML_REDIS_PASSWORD)
+
+
+class ServingSettings(Strict):
+    """The online scoring server (``scripts/serve.sh``, lakeml.serving.app). It binds
+    ``host`` (loopback by default); any other address needs a bearer token, read from the
+    environment variable ``token_env`` or the file ``token_file``, never from this file."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    token_env: str = "LAKEML_SERVE_TOKEN"
+    token_file: str | None = None
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    max_entities: int = Field(1000, ge=1)  # entities (or rows) per request
+    reload_seconds: float = Field(5.0, gt=0)  # how often the registry's aliases are read
+    log_flush_rows: int = Field(5000, ge=1)  # the answer log is written when this many wait ...
+    log_flush_seconds: float = Field(5.0, gt=0)  # ... or this long after the oldest
+
+
 class EnvConfig(Strict):
     name: str
     description: str = ""
@@ -69,6 +96,8 @@ class EnvConfig(Strict):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     sql: SqlSettings = Field(default_factory=SqlSettings)
+    online: OnlineSettings = Field(default_factory=OnlineSettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
     # where the file came from, filled in by the loader
     source_file: str = ""
     project_root: str = ""

@@ -121,6 +121,8 @@ class TablesSpec(Strict):
     drift_reference: str = "drift_reference"
     performance_metrics: str = "performance_metrics"
     model_decisions: str = "model_decisions"
+    online_predictions: str = "online_predictions"  # every answer of the scoring server
+    stream_predictions: str = "stream_predictions"  # what jobs/stream.py scores as rows arrive
 
 
 class SnapshotSpec(Strict):
@@ -319,6 +321,33 @@ class ScoringSpec(Strict):
     predictions table (P(1) within the export's parity tolerance)."""
 
     engine: Literal["auto", "native", "onnx"] = "auto"
+    canary: CanarySpec = Field(default_factory=lambda: CanarySpec())
+    rollback: RollbackSpec = Field(default_factory=lambda: RollbackSpec())
+
+
+class CanarySpec(Strict):
+    """A challenger that passed the validation gate serves ``share`` of the entities first
+    (a deterministic hash of the entity id: lakeml.lifecycle.canary), in batch and online,
+    each row recorded with its alias. Once labels of ``min_dates`` score dates are observed,
+    its live ROC AUC is compared with the champion's on the same dates: promoted when it is
+    not more than ``max_auc_drop`` below, the canary ended otherwise. ``share: 0`` (the
+    default): the gate promotes at once, as before."""
+
+    share: float = Field(0.0, ge=0, lt=1)
+    min_dates: int = Field(2, ge=1)
+    max_auc_drop: float = Field(0.0, ge=0, le=1)
+
+
+class RollbackSpec(Strict):
+    """After a promotion, the replaced champion keeps being scored beside the new one (alias
+    ``previous``) on ``watch_dates`` score dates; when the new champion's live ROC AUC on the
+    same labelled dates is more than ``max_auc_drop`` below its predecessor's, the champion
+    alias goes back by itself (``automatic: false`` only records the finding)."""
+
+    automatic: bool = True
+    watch_dates: int = Field(3, ge=1)
+    min_dates: int = Field(1, ge=1)
+    max_auc_drop: float = Field(0.02, ge=0, le=1)
 
 
 class UseCaseConfig(Strict):
