@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.subprocess]
 
 PORTS = Ports()
 SERVICES = ["postgres", "hdfs-nn", "hdfs-dn", "mlflow", "spark-master", "spark-worker", "yarn-rm", "yarn-nm",
-            "spark-history", "thriftserver"]
+            "spark-history", "thriftserver", "redis"]
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """The cluster stack on one machine, put together from the service recipes: PostgreSQL
 (metastore + MLflow), HDFS (NameNode + DataNode), MLflow server, Spark standalone master +
-worker, YARN (ResourceManager + NodeManager), the Spark History Server, the Spark Thrift Server.
+worker, YARN (ResourceManager + NodeManager), the Spark History Server, the Spark Thrift Server,
+Redis (the online feature store).
 
     ./scripts/cluster.sh up | down | status | logs [SERVICE]
 
@@ -9,7 +10,7 @@ with its data, logs and pid file under ``var/cluster/`` (``LAKEML_CLUSTER_DIR``)
 starts what is not running, in dependency order, and waits on a readiness check per
 service (a query, not a sleep); ``down`` stops only the processes its pid files name,
 after checking that the pid still belongs to that service. The PostgreSQL password comes
-from ``LAKEML_PG_PASSWORD`` and nowhere else.
+from ``LAKEML_PG_PASSWORD`` and nowhere else, Redis's (optional) from ``LAKEML_REDIS_PASSWORD``.
 
 The ports are the ones ``conf/envs/cluster.yaml`` points at; both read the same
 variables (``LAKEML_PG_PORT`` ...), so moving a port is one variable.
@@ -24,7 +25,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from lakeml.ops.cluster import hdfs, history, mlflow_server, postgres, spark_standalone, thrift, yarn
+from lakeml.ops.cluster import hdfs, history, mlflow_server, postgres, redis, spark_standalone, thrift, yarn
 from lakeml.ops.cluster.supervisor import Ports, Service, Stack, StackError, tail
 
 
@@ -41,6 +42,7 @@ def services(stack: Stack) -> list[Service]:
         yarn.node_manager(stack),
         history.service(stack),
         thrift.service(stack),
+        redis.service(stack),
     ]
 
 
