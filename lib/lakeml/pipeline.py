@@ -190,12 +190,17 @@ def run(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, stages: list[str
 
 
 def run_scheduled(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, full: bool = False, leakage_check: bool = True) -> dict:
-    """The daily run a scheduler calls: ingest -> quality -> features -> score -> monitor,
-    then the retraining policy; when it fires: train -> (shadow score) -> validate, and
-    the live batch is re-scored if the champion changed. A retrain that fails its AUC floor
-    while a champion serves is recorded (action ``train``, decision ``rejected``) and the run
-    ends normally. Every trigger and decision is recorded in the model_decisions table."""
-    from lakeml.lifecycle import decisions, policy
+    """The daily run a scheduler calls: ingest -> quality -> features -> score -> monitor ->
+    release (the verdicts on a watched promotion and on a running canary, from the live
+    performance the monitor just measured: ``lakeml.lifecycle.release``; the live batch is
+    scored again when they changed what serves), then the retraining policy; when it fires:
+    train -> (shadow score) -> validate, and the live batch is scored again if the champion
+    changed or a canary started. The live batch is the champion's, with the canary's share
+    scored by the challenger while a canary runs, and the replaced champion in shadow
+    (``previous``) while a promotion is watched. A retrain that fails its AUC floor while a
+    champion serves is recorded (action ``train``, decision ``rejected``) and the run ends
+    normally. Every trigger and decision is recorded in the model_decisions table."""
+    from lakeml.lifecycle import decisions, policy, release
 
     check_conf(spark, uc)
     r = _Run(spark, env, uc, full=full, leakage_check=leakage_check)
@@ -207,8 +212,12 @@ def run_scheduled(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, full: 
     client = tracking.configure(env)
     has_champion = tracking.get_alias(client, uc.model.name, tracking.CHAMPION) is not None
     if has_champion:
-        r.stage("score", r.score)
+        r.stage("score", release.score_live, spark, env, uc)
         r.stage("monitor", r.monitor)
+        verdicts = r.stage("release", lambda: [_decision(x) for x in release.review(spark, env, uc)])
+        if any(v["decision"] in release.CHANGES_SERVING for v in verdicts):
+            r.stage("score", release.score_live, spark, env, uc)
+            r.stage("monitor", r.monitor)
     d = r.stage("policy", lambda: asdict(policy.decide(spark, env, uc, features.newest_snapshot(spark, uc))))
     decisions.record(spark, uc, decisions.Decision(
         uc.model.name, "policy", "retrain" if d["retrain"] else "hold", None, d["champion_version"], d["champion_version"],
@@ -232,8 +241,8 @@ def run_scheduled(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, full: 
         if uc.validation.shadow and champion is not None and champion.version != trained["version"]:
             r.stage("shadow", r.score, None, tracking.CHALLENGER)
         dec = r.stage("validate", r.validate, trigger)
-        if dec["decision"] == "promoted" or not has_champion:
-            r.stage("score", r.score)
+        if dec["decision"] in ("promoted", "started") or not has_champion:
+            r.stage("score", release.score_live, spark, env, uc)
             r.stage("monitor", r.monitor)
     return _finish(r)
 
@@ -282,8 +291,20 @@ def describe(summary: dict, uc: UseCaseConfig) -> str:
     for key, st in summary["stages"].items():
         if key.startswith("validate") and st.get("result"):
             v = st["result"]
-            lines.append(f"  validation: challenger {v['challenger_version']} {v['decision']} "
-                         f"(champion {v['champion_before']} -> {v['champion_after']}): {'; '.join(v['reasons'])}")
+            if v.get("action") == "canary":
+                lines.append(f"  validation: challenger {v['challenger_version']} passed and starts a canary "
+                             f"(share {uc.scoring.canary.share}; champion {v['champion_before']} serves the rest): "
+                             f"{'; '.join(v['reasons'])}")
+            else:
+                lines.append(f"  validation: challenger {v['challenger_version']} {v['decision']} "
+                             f"(champion {v['champion_before']} -> {v['champion_after']}): {'; '.join(v['reasons'])}")
+        if key.startswith("release") and st.get("result"):
+            for v in st["result"]:
+                lines.append(f"  {v['action']} {v['decision']} (version {v['challenger_version']}; champion "
+                             f"{v['champion_before']} -> {v['champion_after']}): {'; '.join(v['reasons'])}")
+        if key.startswith("score") and (st.get("result") or {}).get("canary"):
+            c = st["result"]["canary"]
+            lines.append(f"  canary: version {c['version']} served {c['rows']:,} rows (share {c['share']}) of {st['result']['score_date']}")
         if key == "policy" and st.get("result"):
             p = st["result"]
             lines.append(f"  retraining policy: {'RETRAIN' if p['retrain'] else 'hold'} ({'; '.join(p['reasons'])})")
@@ -311,7 +332,7 @@ def describe(summary: dict, uc: UseCaseConfig) -> str:
         f"Look at it with ./scripts/sql.sh{where} -e \"...\", for example:",
         f"  SELECT score_date, model_alias, model_version, count(*) AS rows, round(avg({p}), 4) AS avg_p "
         f"FROM {pt} GROUP BY 1, 2, 3 ORDER BY 1",
-        f"  SELECT {e}, {p} FROM {pt} WHERE model_alias = 'champion' AND score_date = (SELECT max(score_date) FROM {pt}) "
+        f"  SELECT {e}, {p}, model_alias FROM {pt} WHERE served AND score_date = (SELECT max(score_date) FROM {pt}) "
         f"ORDER BY {p} DESC LIMIT 20",
         f"  SELECT source, reason, count(*) FROM {uc.table(uc.tables.quarantine)} GROUP BY 1, 2 ORDER BY 3 DESC",
         "  SELECT decided_at, action, decision, challenger_version, champion_before, champion_after, reasons "

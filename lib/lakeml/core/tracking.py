@@ -309,3 +309,23 @@ def load_spark_model_version(client: MlflowClient, name: str, version: str, alia
     """(PipelineModel, ModelRef) for ``models:/<name>/<version>``."""
     ref = version_ref(client, name, version, alias)
     return _load(ref), ref
+
+
+PREVIOUS = "previous"  # the champion a promotion replaced, scored beside the new one while it is watched
+
+
+def delete_alias(client: MlflowClient, name: str, alias: str) -> None:
+    """Remove ``alias`` from ``name`` (nothing happens when it is not set)."""
+    try:
+        client.delete_registered_model_alias(name, alias)
+    except MlflowException:
+        return
+    log.info("%s@%s removed", name, alias)
+
+
+def version_tags(client: MlflowClient, name: str, version: str) -> dict[str, str]:
+    """The tags of model version ``version`` of ``name`` ({} when it does not exist)."""
+    try:
+        return dict(client.get_model_version(name, str(version)).tags or {})
+    except MlflowException:
+        return {}

@@ -10,7 +10,12 @@ case. The challenger is promoted (the ``champion`` alias moves to it) only if
 
 The decision (promoted / refused / noop, both models' metrics, the reasons) is appended to
 the ``model_decisions`` audit table and tagged on both MLflow model versions. Promotion
-moves the alias; refusal leaves it.
+moves the alias and starts the watch of the replaced champion (alias ``previous``, rolled
+back to by itself if the new one does worse live: ``lakeml.lifecycle.release``); refusal
+leaves it. With ``scoring.canary.share > 0`` and a champion serving, a challenger that
+passes does not move the alias: it starts a canary (decision ``canary`` / ``started``) and
+its live performance decides later; a challenger in canary is not validated again (noop),
+one whose canary ended is refused for good.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pyspark.sql import functions as F
 from lakeml import features
 from lakeml.core import tracking
 from lakeml.core.config import EnvConfig, UseCaseConfig
+from lakeml.lifecycle import canary, release
 from lakeml.lifecycle.decisions import Decision, PromotionError, last_decision, record
 from lakeml.ml import metrics
 
@@ -61,14 +67,16 @@ def validate(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, trigger: st
         raise PromotionError(f"the challenger cannot be validated: {why}. Train a new one (jobs/train.py)")
     if champion is not None and champion.version == challenger.version:
         log.info("challenger %s is already the champion: nothing to validate", challenger.version)
-        d = Decision(uc.model.name, "validate", "noop", challenger.version, champion.version, champion.version,
-                     reasons=["challenger is the champion (the first model of a name becomes champion)"], trigger=trigger)
-        prev = last_decision(spark, uc)
-        already_recorded = (prev is not None and prev.action == "validate" and prev.decision == "noop"
-                            and prev.challenger_version == challenger.version)
-        if not already_recorded:
-            record(spark, uc, d)
-        return d
+        return _noop(spark, uc, challenger.version, champion.version,
+                     "challenger is the champion (the first model of a name becomes champion)", trigger)
+    state = tracking.version_tags(client, uc.model.name, challenger.version).get(canary.TAG)
+    if state == canary.RUNNING and champion is not None:
+        log.info("challenger %s is in canary: its live performance decides, not the gate", challenger.version)
+        return _noop(spark, uc, challenger.version, champion.version,
+                     "challenger is in canary: its live performance decides (lakeml.lifecycle.release)", trigger)
+    if state == canary.ENDED:
+        raise PromotionError(f"the canary of {uc.model.name} version {challenger.version} ended "
+                             f"(see {uc.table(uc.tables.model_decisions)}): it is not validated again. Train a new one (jobs/train.py)")
     rows, hd = holdout(spark, uc)
     rows = rows.persist()
     try:
@@ -117,11 +125,26 @@ def validate(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, trigger: st
             and prev.champion_before == d.champion_before):
         log.info("challenger %s was already refused on %s: not recorded again", challenger.version, hd)
         return d
-    if ok:
-        tracking.set_alias(client, uc.model.name, tracking.CHAMPION, challenger.version)
-    record(spark, uc, d)
+    if ok and champion is not None and uc.scoring.canary.share > 0:
+        d = release.start_canary(spark, client, uc, d)  # the champion keeps serving all but the share
+    else:
+        if ok:
+            tracking.set_alias(client, uc.model.name, tracking.CHAMPION, challenger.version)
+            release.start_watch(client, uc, champion.version if champion else None)
+        record(spark, uc, d)
     tag = {"validation.decision": d.decision, "validation.holdout": str(hd), "validation.reasons": "; ".join(reasons)[:5000]}
     tracking.tag_version(client, challenger, {**tag, "validation.role": "challenger"})
     if champion is not None:
         tracking.tag_version(client, champion, {**tag, "validation.role": "champion", "validation.challenger": challenger.version})
+    return d
+
+
+def _noop(spark: SparkSession, uc: UseCaseConfig, challenger: str, champion: str, reason: str, trigger: str) -> Decision:
+    """Nothing to validate: recorded once (not again while the last decision says the same)."""
+    d = Decision(uc.model.name, "validate", "noop", challenger, champion, champion, reasons=[reason], trigger=trigger)
+    prev = last_decision(spark, uc)
+    already_recorded = (prev is not None and prev.action == "validate" and prev.decision == "noop"
+                        and prev.challenger_version == challenger and prev.reasons == reason)
+    if not already_recorded:
+        record(spark, uc, d)
     return d

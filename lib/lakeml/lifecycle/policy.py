@@ -3,7 +3,8 @@ pipeline retrains. Rules in ``retraining`` of the use case (see RetrainingSpec).
 
 Only evidence about the CURRENT champion counts (its drift rows, its live performance), so
 a retrained and promoted model starts with a clean slate instead of being retrained again
-on the drift that replaced its predecessor.
+on the drift that replaced its predecessor. While a canary runs the policy holds: its
+verdict comes first (``lakeml.lifecycle.release``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pyspark.sql import functions as F
 
 from lakeml.core import tables, tracking
 from lakeml.core.config import EnvConfig, UseCaseConfig
+from lakeml.lifecycle import canary
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,11 @@ def decide(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, score_date: d
     champion = tracking.get_alias(client, uc.model.name, tracking.CHAMPION)
     if champion is None:
         return PolicyDecision(True, [f"{uc.model.name} has no champion yet"], None, score_date)
+    c = canary.running(client, uc)
+    if c is not None:  # a retrain would take the challenger alias and lose the canary's evidence
+        why = f"the canary of version {c.version} is running: retraining waits for its verdict (lakeml.lifecycle.release)"
+        log.info("retraining policy: hold (%s)", why)
+        return PolicyDecision(False, [why], champion.version, score_date, {"canary_version": c.version})
     reasons: list[str] = []
     evidence: dict = {}
 

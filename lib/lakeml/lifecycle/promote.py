@@ -1,6 +1,8 @@
 """Moving the champion by hand: ``rollback`` gives the alias back to the version the current
 champion replaced (read from the audit table); ``force`` makes a given version the champion,
 for a stated reason. Both are recorded in ``model_decisions`` and tagged on the versions.
+The automatic rollback of a watched promotion calls ``rollback`` too
+(``lakeml.lifecycle.release``); ending a canary by hand is ``release.end_canary``.
 Neither moves the alias to an orphan version (``lakeml.core.tracking.orphan_reason``).
 """
 
@@ -12,11 +14,15 @@ from pyspark.sql import functions as F
 
 from lakeml.core import tables, tracking
 from lakeml.core.config import EnvConfig, UseCaseConfig
+from lakeml.lifecycle import canary
 from lakeml.lifecycle.decisions import Decision, PromotionError, record
 
 
-def rollback(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, reason: str = "", trigger: str = "manual") -> Decision:
-    """Give the champion alias back to the version the current champion replaced."""
+def rollback(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, reason: str = "", trigger: str = "manual",
+             evidence: dict | None = None) -> Decision:
+    """Give the champion alias back to the version the current champion replaced.
+    ``evidence``: further fields of the recorded decision (the automatic rollback's live
+    ROC AUCs, dates and details: ``lakeml.lifecycle.release``)."""
     client = tracking.configure(env)
     champion = tracking.get_alias(client, uc.model.name, tracking.CHAMPION)
     if champion is None:
@@ -43,7 +49,7 @@ def rollback(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, reason: str
         raise PromotionError(f"cannot roll back to version {target}: {why} (use jobs/promote.py --to VERSION --reason ...)")
     tracking.set_alias(client, uc.model.name, tracking.CHAMPION, target)
     d = Decision(uc.model.name, "rollback", "rolled_back", champion.version, champion.version, target,
-                 reasons=[reason or f"rollback of {prev.decision} at {prev.decided_at}"], trigger=trigger)
+                 reasons=[reason or f"rollback of {prev.decision} at {prev.decided_at}"], trigger=trigger, **(evidence or {}))
     record(spark, uc, d)
     tracking.tag_version(client, tracking.ModelRef(uc.model.name, champion.version, champion.run_id), {"rolled_back_to": target})
     return d
@@ -63,6 +69,8 @@ def force(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, version: str, 
         raise PromotionError(f"{uc.model.name} version {version} is an orphan ({why}): it cannot be the champion")
     champion = tracking.get_alias(client, uc.model.name, tracking.CHAMPION)
     tracking.set_alias(client, uc.model.name, tracking.CHAMPION, str(version))
+    if (mv.tags or {}).get(canary.TAG) == canary.RUNNING:  # a canary made champion by hand is over
+        tracking.tag_version(client, tracking.ModelRef(uc.model.name, str(version), mv.run_id), {canary.TAG: canary.PROMOTED})
     d = Decision(uc.model.name, "force", "forced", str(version), champion.version if champion else None, str(version),
                  reasons=[reason], trigger="manual")
     record(spark, uc, d)

@@ -8,12 +8,22 @@ is partitioned by score_date; re-scoring a date atomically replaces that date's 
 same alias and leaves every other date alone, so history is kept and nothing duplicates;
 the live performance measured on a re-scored date's earlier predictions is dropped, so the
 monitor job measures it again.
+
+Served rows: the column ``served`` marks, per score date, the one row each entity was
+served (``WHERE served`` is the live batch). Without a canary these are the champion's rows;
+while a canary runs (``scoring.canary``, ``lakeml.ml.canary.running``), scoring the
+champion writes its rows for the entities outside the canary share and the challenger's
+(``model_alias = 'challenger'``) for those inside, both served, in one commit. Rows of any
+other alias (a challenger in shadow, ``previous`` while a promotion is watched) are shadows,
+``served = false``. ``plan`` says which slices a write scores. A predictions table from before
+this column gains it once (``ensure_served_column``).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import date
 from functools import reduce
 
@@ -25,7 +35,7 @@ from lakeml import features
 from lakeml.core import tables, tracking
 from lakeml.core.config import EnvConfig, UseCaseConfig
 from lakeml.core.errors import MissingDataError
-from lakeml.ml import metrics, onnx_runtime, portable
+from lakeml.ml import canary, metrics, onnx_runtime, portable
 
 log = logging.getLogger(__name__)
 
@@ -104,28 +114,117 @@ def load(client, uc: UseCaseConfig, alias: str, version: str | None = None) -> t
     return model, ref, "native"
 
 
+SERVED = "served"  # the row is the prediction its entity was served on that date: one per entity and date
+
+
+@dataclass(frozen=True)
+class Slice:
+    """What one part of a write scores: ``population`` is ``all`` the date's entities, or
+    those ``outside`` / ``inside`` the canary share."""
+
+    score_date: date
+    alias: str
+    version: str | None  # None: the version the alias names now
+    population: str
+    served: bool
+
+
+def plan(todo: list[tuple[date, str, str | None]], canary_version: str | None, share: float,
+         served_before: dict[date, dict[str, str]]) -> list[Slice]:
+    """The slices a write of ``todo`` (dates resolved) must score so that every entity keeps
+    exactly one served row per date. Pure.
+
+    * A date is a canary date when it is scored live (an item for ``champion`` or
+      ``challenger`` without a version) while a canary runs (``canary_version``), or when it
+      is scored again with given versions (``jobs/pipeline.py``'s re-score of late rows) and
+      its served rows (``served_before``: alias -> version) include the challenger's, with a
+      share configured. Its champion rows cover the entities outside the share, its
+      challenger rows those inside, both served: both slices are written together, whichever
+      of them was asked for.
+    * Any other date: ``champion`` rows are served and cover every entity; every other alias
+      (a challenger in shadow, ``previous`` while a promotion is watched) is a shadow over
+      every entity. A date whose served rows included a challenger's (a canary since ended,
+      or a share since set to 0) gets its champion rows for every entity in the same write.
+    """
+    by_date: dict[date, dict[str, str | None]] = {}
+    live: set[date] = set()
+    for d, alias, version in todo:
+        by_date.setdefault(d, {})[alias] = version
+        if version is None and alias in (tracking.CHAMPION, tracking.CHALLENGER):
+            live.add(d)
+    out: list[Slice] = []
+    for d, items in by_date.items():
+        before = served_before.get(d, {})
+        canary_v = None
+        if d in live and canary_version is not None:
+            canary_v = canary_version
+        elif d not in live and share > 0 and tracking.CHALLENGER in before:
+            canary_v = items.get(tracking.CHALLENGER) or before[tracking.CHALLENGER]
+        if canary_v is not None:
+            if tracking.CHAMPION in items:
+                champion_v = items[tracking.CHAMPION]
+            else:
+                champion_v = None if d in live else before.get(tracking.CHAMPION)
+            out += [Slice(d, tracking.CHAMPION, champion_v, "outside", True), Slice(d, tracking.CHALLENGER, canary_v, "inside", True)]
+            out += [Slice(d, a, v, "all", False) for a, v in items.items() if a not in (tracking.CHAMPION, tracking.CHALLENGER)]
+            continue
+        out += [Slice(d, a, v, "all", a == tracking.CHAMPION) for a, v in items.items()]
+        if tracking.CHAMPION not in items and any(a != tracking.CHAMPION for a in before):
+            out.append(Slice(d, tracking.CHAMPION, before.get(tracking.CHAMPION), "all", True))
+    return out
+
+
+def served_before(spark: SparkSession, pt: str, dates: list[date]) -> dict[date, dict[str, str]]:
+    """Per date, alias -> version of the rows served on it now."""
+    if not tables.exists(spark, pt):
+        return {}
+    t = tables.read(spark, pt)
+    if SERVED not in t.columns:
+        return {}
+    rows = (t.where(F.col("score_date").isin(dates) & F.col(SERVED))
+            .select("score_date", "model_alias", "model_version").distinct().collect())
+    out: dict[date, dict[str, str]] = {}
+    for r in rows:
+        out.setdefault(r.score_date, {})[r.model_alias] = r.model_version
+    return out
+
+
+def ensure_served_column(spark: SparkSession, pt: str) -> None:
+    """A predictions table written before canaries existed gains the column ``served``, its
+    rows ``served = (model_alias = 'champion')`` (what was served then): one commit that
+    rewrites the table once, logged."""
+    if not tables.exists(spark, pt):
+        return
+    t = tables.read(spark, pt)
+    if SERVED in t.columns:
+        return
+    log.warning("schema change: %s gains the column %s (boolean); its existing rows get %s = (model_alias = '%s'), "
+                "in one commit that rewrites the table", pt, SERVED, SERVED, tracking.CHAMPION)
+    tables.overwrite(t.withColumn(SERVED, F.coalesce(F.col("model_alias") == tracking.CHAMPION, F.lit(False))), pt,
+                     partition_by=["score_date"])
+
+
 def run(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, score_date: date | None = None, alias: str = tracking.CHAMPION,
         version: str | None = None) -> dict:
     """Score ``score_date`` (default: the newest snapshot) with the model the alias names
     (or, with ``version``, that version, recorded under ``alias``: how a date whose features
-    late rows changed is scored again by the model that scored it first)."""
+    late rows changed is scored again by the model that scored it first). While a canary
+    runs, the champion's live scoring also writes the challenger's rows for the canary share
+    (``plan``)."""
     return run_many(spark, env, uc, [(score_date, alias, version)])[0]
 
 
 def run_many(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, todo: list[tuple[date | None, str, str | None]]) -> list[dict]:
     """Score several ``(score_date, alias, version)`` (as ``run`` does one) in one write: each
-    model loaded once, one commit for all of them."""
+    model loaded once, one commit for all of them. Each date's served rows stay one per
+    entity (``plan``); one result per item of ``todo``."""
     t0 = time.perf_counter()
     client = tracking.configure(env)
-    refs = [(d, *load(client, uc, alias, version)) for d, alias, version in todo]  # (date, model, ref, engine)
-    loaded = time.perf_counter()
     ftn = uc.table(uc.tables.features)
     ft = tables.read(spark, ftn, made_by=tables.FEATURES_JOB)
-    newest = None
-    if any(d is None for d, *_ in refs):
-        newest = features.newest_snapshot(spark, uc)
-    refs = [(d or newest, *rest) for d, *rest in refs]
-    dates = sorted({d for d, *_ in refs})
+    newest = features.newest_snapshot(spark, uc) if any(d is None for d, _, _ in todo) else None
+    todo = [(d or newest, alias, version) for d, alias, version in todo]
+    dates = sorted({d for d, _, _ in todo})
     have = {r[0] for r in ft.where(F.col("as_of_date").isin(dates)).select("as_of_date").distinct().collect()}
     missing = [d for d in dates if d not in have]
     if missing:
@@ -134,31 +233,58 @@ def run_many(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, todo: list[
             f"{ftn} has no rows for {', '.join(map(str, missing))}; it has {', '.join(known[-5:]) or 'none'} "
             f"(newest last). Compute that date with: jobs/features.py --as-of {missing[0]}"
         )
-    preds = reduce(DataFrame.unionByName, [
-        score_batch(model, ft.where(F.col("as_of_date") == F.lit(d)), uc.entity, ref, uc.probability) for d, model, ref, _ in refs
-    ])
     pt = uc.table(uc.tables.predictions)
-    slices: dict[str, set[date]] = {}
-    for d, _, ref, _ in refs:
-        slices.setdefault(ref.alias, set()).add(d)
-    tables.replace_where(
-        preds.coalesce(max(1, spark.sparkContext.defaultParallelism)),
-        pt,
-        tables.slices_predicate("model_alias", "score_date", slices),
-        partition_by=["score_date"],
-    )
+    share = uc.scoring.canary.share
+    canary_ref = canary.running(client, uc)
+    slices = plan(todo, canary_ref.version if canary_ref else None, share, served_before(spark, pt, dates))
+    models = {}
+    for s in slices:
+        if (s.alias, s.version) not in models:
+            models[(s.alias, s.version)] = load(client, uc, s.alias, s.version)
+    loaded = time.perf_counter()
+
+    def rows_of(s: Slice) -> DataFrame:
+        rows = ft.where(F.col("as_of_date") == F.lit(s.score_date))
+        if s.population == "all":
+            return rows
+        inside = canary.in_canary_col(uc.entity, share)
+        return rows.where(inside if s.population == "inside" else ~inside)
+
+    preds = reduce(DataFrame.unionByName, [
+        score_batch(models[(s.alias, s.version)][0], rows_of(s), uc.entity, models[(s.alias, s.version)][1], uc.probability)
+        .withColumn(SERVED, F.lit(s.served)) for s in slices
+    ])
+    by_alias: dict[str, set[date]] = {}
+    for s in slices:
+        by_alias.setdefault(s.alias, set()).add(s.score_date)
+    predicate = tables.slices_predicate("model_alias", "score_date", by_alias)
+    served_dates = {s.score_date for s in slices if s.served}
+    ensure_served_column(spark, pt)
+    if served_dates and tables.exists(spark, pt):  # every served row of these dates is replaced: one served row per entity
+        predicate = f"({predicate}) OR (`{SERVED}` AND {tables.in_predicate('score_date', served_dates)})"
+    tables.replace_where(preds.coalesce(max(1, spark.sparkContext.defaultParallelism)), pt, predicate, partition_by=["score_date"])
     perf = uc.table(uc.tables.performance_metrics)
     if tables.exists(spark, perf):  # measured on the earlier predictions of these dates: measure again
         # their rows replaced by none (a delete; core.tables has no delete verb)
         no_rows = tables.read(spark, perf).limit(0)
         tables.replace_where(no_rows, perf, tables.in_predicate("score_date", dates))
-    written = tables.read(spark, pt).where(F.expr(tables.slices_predicate("model_alias", "score_date", slices)))
+    written = tables.read(spark, pt).where(F.expr(tables.slices_predicate("model_alias", "score_date", by_alias)))
     n = {(r.score_date, r.model_alias): r["count"] for r in written.groupBy("score_date", "model_alias").count().collect()}
+    for s in slices:
+        model, ref, engine = models[(s.alias, s.version)]
+        log.info("scored %d rows (%s %s of the date%s) for %s with %s version %s (engine %s) into %s",
+                 n.get((s.score_date, s.alias), 0), "served:" if s.served else "shadow:", s.population,
+                 f", canary share {share}" if s.population != "all" else "", s.score_date, ref.name, ref.version, engine, pt)
+    seconds = {"model_load_seconds": round(loaded - t0, 2), "score_write_seconds": round(time.perf_counter() - loaded, 2)}
     out = []
-    for d, _, ref, engine in refs:
-        rows = n.get((d, ref.alias), 0)
-        log.info("scored %d rows (one per %s) for %s with %s version %s (engine %s) into %s",
-                 rows, uc.entity, d, ref.name, ref.version, engine, pt)
-        out.append({"score_date": d, "rows": rows, "model_version": ref.version, "model_run_id": ref.run_id, "table": pt, "engine": engine,
-                    "model_load_seconds": round(loaded - t0, 2), "score_write_seconds": round(time.perf_counter() - loaded, 2)})
+    for d, alias, _ in todo:
+        s = next(x for x in slices if x.score_date == d and x.alias == alias)
+        _, ref, engine = models[(s.alias, s.version)]
+        r = {"score_date": d, "rows": n.get((d, alias), 0), "model_version": ref.version, "model_run_id": ref.run_id, "table": pt,
+             "engine": engine, "served": s.served, **seconds}
+        canary_slice = next((x for x in slices if x.score_date == d and x.population == "inside"), None)
+        if canary_slice is not None:
+            cref = models[(canary_slice.alias, canary_slice.version)][1]
+            r["canary"] = {"version": cref.version, "share": share, "rows": n.get((d, canary_slice.alias), 0)}
+        out.append(r)
     return out
