@@ -329,3 +329,15 @@ def version_tags(client: MlflowClient, name: str, version: str) -> dict[str, str
         return dict(client.get_model_version(name, str(version)).tags or {})
     except MlflowException:
         return {}
+
+
+def log_onnx_model(model: bytes, experiment_id: str, run_name: str) -> str:
+    """Log ONNX bytes with MLflow's ``onnx`` flavour in a new run of ``experiment_id``, not
+    registered (what ``mlflow models serve`` needs to serve them without a JVM); returns the
+    model's ``runs:/`` URI."""
+    import mlflow.onnx
+    import onnx
+
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+        mlflow.onnx.log_model(onnx.load_from_string(model), name="model", pip_requirements=["onnxruntime", "onnx"])
+    return f"runs:/{run.info.run_id}/model"
