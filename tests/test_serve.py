@@ -36,6 +36,7 @@ pytestmark = pytest.mark.subprocess
 
 
 
+
 def _fill_store(data: Path, out: Path, conf: Path) -> None:
     """The online store of ``data`` from the feature table's newest snapshot, when the
     pipeline did not materialize one: the rows read from the Delta files (no Spark)."""
@@ -183,11 +184,9 @@ def test_starts_with_one_line_and_is_ready(server):
 def test_online_probability_equals_the_batch_prediction(server, pipeline_data_dir):
     score_date, batch = _batch_predictions(pipeline_data_dir)
     ids = sorted(batch)
-    got = {}
-    for i in range(0, len(ids), MAX_ENTITIES):
-        status, answer, headers = server.predict({"entities": ids[i: i + MAX_ENTITIES]})
-        assert status == 200 and answer["errors"] == 0 and headers["x-request-id"] == answer["request_id"]
-        got.update({r["entity"]: r for r in answer["results"]})
+    answers = [server.predict({"entities": ids[i: i + MAX_ENTITIES]}) for i in range(0, len(ids), MAX_ENTITIES)]
+    assert [(s, a["errors"], h["x-request-id"] == a["request_id"]) for s, a, h in answers] == [(200, 0, True)] * len(answers)
+    got = {r["entity"]: r for _, a, _ in answers for r in a["results"]}
     assert sorted(got) == ids and {r["as_of_date"] for r in got.values()} == {score_date.isoformat()}
     assert {(r["model_name"], r["model_version"], r["model_alias"]) for r in got.values()} == {("churn_classifier", "1", "champion")}
     worst = max(abs(got[e]["probability"] - batch[e]["churn_probability"]) for e in ids)

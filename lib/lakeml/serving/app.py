@@ -29,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 
+from fastapi.responses import Response
+
 from lakeml.core.config import EnvConfig, UseCaseConfig
 from lakeml.core.errors import ConfigError, UsageError
 from lakeml.serving.metrics import CONTENT_TYPE, Metrics
@@ -101,8 +103,6 @@ class _TooLarge(Exception):
 
 
 def _json(status: int, body: dict, headers: dict | None = None):
-    from starlette.responses import Response
-
     return Response(json.dumps(body, separators=(",", ":")).encode(), status, headers=headers, media_type="application/json")
 
 
@@ -255,7 +255,6 @@ def create_app(srv: Server):
     """The ASGI app of ``srv`` (its routes, the guard, the lifespan that starts the watch
     loop and flushes the answer log at shutdown)."""
     from fastapi import FastAPI
-    from starlette.responses import Response
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -353,7 +352,10 @@ def serve(env: EnvConfig, uc: UseCaseConfig, host: str, port: int, access_log: b
     sock = bind(host, port)
     shown = f"[{host}]" if ":" in host else host
     models = Models(env, uc)
-    models.refresh()
+    try:
+        models.refresh()
+    except Exception as e:  # noqa: BLE001 - the server starts anyway; /ready says why, the watch loop retries
+        log.warning("cannot read the registry at %s: %s", env.registry_uri, e)
     srv = Server(env, uc, models, AnswerLog(env, uc), address=f"http://{shown}:{sock.getsockname()[1]}", token=token)
     srv.open_store()
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):

@@ -1,6 +1,11 @@
 """The models the scoring server answers with: the ``@champion`` version's ONNX copy (and the
 ``@challenger``'s, for a canary) in ONNX Runtime, and the blue-green switch between versions.
 
+A canary runs when ``scoring.canary.share > 0`` and ``@challenger`` names another version
+than ``@champion`` that the validation gate tagged ``lakeml.canary = running`` (the rule of
+``lakeml.ml.canary.running``, which batch scoring follows too); the entities of the share
+(``in_canary``) are scored by it and answered with the alias ``challenger``.
+
 ``Models.current`` is one immutable ``Serving`` (a champion, perhaps a challenger). A request
 reads the reference once and scores with what it got; ``refresh`` (a background task, every
 ``serving.reload_seconds``) reads the registry's aliases and, when one moved, loads the new
@@ -22,6 +27,7 @@ import tempfile
 import threading
 import zlib
 from dataclasses import dataclass
+from operator import itemgetter
 
 import numpy as np
 
@@ -55,17 +61,33 @@ class Loaded:
     session: object  # onnxruntime.InferenceSession
     inputs: tuple[tuple[str, str], ...]  # (feature, NUMBER | CATEGORY), in the graph's order
 
+    def __post_init__(self):
+        names = [n for n, _ in self.inputs]
+        # one C-level pass over the rows takes every input of a row at once
+        getter = itemgetter(*names) if len(names) > 1 else (lambda r, n=names[0]: (r[n],))
+        object.__setattr__(self, "_getter", getter)
+        object.__setattr__(self, "_numbers", [i for i, (_, k) in enumerate(self.inputs) if k == NUMBER])
+        object.__setattr__(self, "_categories", [i for i, (_, k) in enumerate(self.inputs) if k == CATEGORY])
+        object.__setattr__(self, "needed", frozenset(names))
+
     def score(self, rows: list[dict]) -> tuple[list[float], list[int]]:
         """P(label = 1) and the prediction (the version's threshold, as the graph encodes
-        it) of each row (feature -> value, already validated), in one run of the graph."""
+        it) of each row (feature -> value, every input present, values validated), in one
+        run of the graph. Numbers become float64 with None as NaN (the graph's Imputer fills
+        it, as in batch scoring); categories strings with None as ``NULL_STRING``. Built as
+        one object matrix, then sliced: faster than a list per input, at 1 row and at 1000."""
+        names = [n for n, _ in self.inputs]
+        grid = np.array(list(map(self._getter, rows)), dtype=object)
         feeds = {}
-        for name, kind in self.inputs:
-            if kind == NUMBER:
-                # None becomes NaN (the graph's Imputer fills it, as in batch scoring)
-                col = np.array([r.get(name) for r in rows], dtype=np.float64)
-            else:
-                col = np.array([NULL_STRING if (v := r.get(name)) is None else v for r in rows], dtype=object)
-            feeds[name] = col.reshape(-1, 1)
+        if self._numbers:
+            nums = grid[:, self._numbers].astype(np.float64)
+            for j, i in enumerate(self._numbers):
+                feeds[names[i]] = np.ascontiguousarray(nums[:, j: j + 1])
+        if self._categories:
+            cats = grid[:, self._categories]
+            cats[cats == None] = NULL_STRING  # noqa: E711 - elementwise on an object array
+            for j, i in enumerate(self._categories):
+                feeds[names[i]] = np.ascontiguousarray(cats[:, j: j + 1])
         prob, pred = self.session.run(["probability", "prediction"], feeds)
         return prob[:, 1].tolist(), pred.astype(np.int64).tolist()
 
@@ -92,6 +114,8 @@ class Loaded:
                     bad.append(f"{name} must be a number or null, not {_json_type(v)}")
                 elif isinstance(v, float) and not math.isfinite(v):
                     bad.append(f"{name} must be a finite number, not {v}")
+                elif isinstance(v, int) and not -_MAX_DOUBLE <= v <= _MAX_DOUBLE:
+                    bad.append(f"{name} is beyond the range of a double")
             elif not isinstance(v, str):
                 bad.append(f"{name} must be a string or null, not {_json_type(v)}")
         if entity_key in row and not (isinstance(row[entity_key], str) and row[entity_key]):
@@ -104,6 +128,9 @@ class Loaded:
 
     def describe(self, alias: str) -> str:
         return f"{self.name} version {self.version} ({alias})"
+
+
+_MAX_DOUBLE = 1.7976931348623157e308
 
 
 def _json_type(v) -> str:
@@ -155,12 +182,16 @@ class Models:
         self._lock = threading.Lock()  # one refresh at a time
 
     def _alias(self, alias: str):
+        """The version ``alias`` names, None when it names none; a registry that does not
+        answer raises (the caller keeps what it serves)."""
         from mlflow.exceptions import MlflowException
 
         try:
             return self.client.get_model_version_by_alias(self.name, alias)
-        except MlflowException:
-            return None
+        except MlflowException as e:
+            if e.error_code in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST"):  # no such alias, no such model
+                return None
+            raise
 
     def _load(self, mv) -> Loaded:
         version = str(mv.version)
@@ -189,7 +220,12 @@ class Models:
         Blocking (registry reads, a download, a session built): run it off the event loop."""
         with self._lock:
             cur = self.current
-            champ_mv = self._alias(CHAMPION)
+            try:
+                champ_mv = self._alias(CHAMPION)
+            except Exception as e:  # noqa: BLE001 - a registry down for a moment: keep serving what is loaded
+                if cur.champion is None:
+                    self.current = Serving(None, error=f"the registry at {self.env.registry_uri} does not answer: {e}")
+                raise
             if champ_mv is None:
                 if cur.champion is None:
                     self.current = Serving(None, error=f"no version of {self.name!r} has the alias @{CHAMPION} in the registry "

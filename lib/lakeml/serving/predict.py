@@ -62,7 +62,7 @@ def parse(body: bytes) -> dict:
     return payload
 
 
-@dataclass
+@dataclass(slots=True)
 class Item:
     index: int
     entity: str | None
@@ -106,7 +106,7 @@ class Predictor:
             if store is None:
                 raise Refused(503, "no_store", "the online store is not available (see /ready); send the features as rows")
             found = store.get_many(wanted) if wanted else {}
-            names = champ.inputs if serving.challenger is None else champ.inputs + serving.challenger.inputs
+            needed = champ.needed if serving.challenger is None else champ.needed | serving.challenger.needed
             for it in items:
                 if it.error is not None:
                     continue
@@ -115,8 +115,8 @@ class Predictor:
                     it.error = (404, "unknown_entity", f"{self.entity_key} {it.entity!r} is not in the online store")
                     continue
                 f = row.features
-                missing = [n for n, _ in names if n not in f]
-                if missing:  # a model newer than the store's snapshot: never guess a value
+                if not needed <= f.keys():  # a model newer than the store's snapshot: never guess a value
+                    missing = sorted(needed - f.keys())
                     it.error = (503, "features_missing", f"the online store's row lacks feature(s) {', '.join(missing[:5])} "
                                                          "the model needs; materialize the features again")
                     continue
