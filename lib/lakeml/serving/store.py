@@ -27,6 +27,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -53,15 +54,40 @@ class OnlineRow:
     feature_version: int  # the Delta version of the feature table it was read from
 
 
-def encode(row: OnlineRow) -> str:
+@dataclass(frozen=True)
+class EncodedBatch:
+    """Rows already in their stored form (``encode_body``): what the materialization's
+    executors make, so the driver only moves text. Equivalent to the OnlineRows it encodes."""
+
+    entities: list[str]
+    bodies: list[str]
+
+    def __len__(self) -> int:
+        return len(self.entities)
+
+
+def encode_body(as_of_date: str, features: dict[str, Any]) -> str:
     """The stored text of a row (without entity and version: the key holds those)."""
-    return json.dumps({"as_of_date": row.as_of_date.isoformat(), "features": row.features}, separators=(",", ":"), default=_iso)
+    return json.dumps({"as_of_date": as_of_date, "features": features}, separators=(",", ":"), default=_plain)
 
 
-def _iso(v: Any) -> str:
+def encode(row: OnlineRow) -> str:
+    return encode_body(row.as_of_date.isoformat(), row.features)
+
+
+def _plain(v: Any) -> Any:
     if isinstance(v, (date, datetime)):
         return v.isoformat()
+    if isinstance(v, Decimal):  # a decimal feature reaches the model as a double anyway
+        return float(v)
     raise TypeError(f"cannot store {type(v).__name__} {v!r} in the online store")
+
+
+def pairs(batch: Sequence[OnlineRow] | EncodedBatch) -> Iterable[tuple[str, str]]:
+    """(entity, stored text) of every row of a batch."""
+    if isinstance(batch, EncodedBatch):
+        return zip(batch.entities, batch.bodies, strict=True)
+    return ((r.entity, encode(r)) for r in batch)
 
 
 def decode(entity: str, text: str | bytes, feature_version: int) -> OnlineRow:
@@ -90,10 +116,11 @@ class OnlineStore:
         snapshot, or None when nothing was ever materialized."""
         raise NotImplementedError
 
-    def write(self, batches: Iterable[Sequence[OnlineRow]], meta: dict) -> None:
-        """Write a new snapshot from ``batches`` (lists of rows, all of ``meta``'s feature
-        version) and make it current once all are written; then drop the old one. Readers
-        see the old snapshot until the switch. One writer at a time (the pipeline's lock)."""
+    def write(self, batches: Iterable[Sequence[OnlineRow] | EncodedBatch], meta: dict) -> None:
+        """Write a new snapshot from ``batches`` (lists of rows, or EncodedBatch) of
+        ``meta``'s feature version and make it current once all are written; then drop the
+        old one. Readers see the old snapshot until the switch. One writer at a time (the
+        pipeline's lock)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -186,9 +213,10 @@ class SqliteStore(OnlineStore):
             raise
         return None if row is None else json.loads(row[0])
 
-    def write(self, batches: Iterable[Sequence[OnlineRow]], meta: dict) -> None:
+    def write(self, batches: Iterable[Sequence[OnlineRow] | EncodedBatch], meta: dict) -> None:
         if self.read_only:
             raise OnlineStoreError(f"the online store {self.path} was opened read-only")
+        version = int(meta["feature_version"])
         con = self._con()
         cur = con.execute("select v from meta where k = 'gen'").fetchone()
         gen = (int(cur[0]) if cur else 0) + 1
@@ -200,8 +228,7 @@ class SqliteStore(OnlineStore):
             # pointer still names the old generation)
             con.execute("begin immediate")
             try:
-                con.executemany("insert into rows values (?, ?, ?, ?)",
-                                ((gen, r.entity, r.feature_version, encode(r)) for r in batch))
+                con.executemany("insert into rows values (?, ?, ?, ?)", ((gen, e, version, body) for e, body in pairs(batch)))
                 con.execute("commit")
             except BaseException:
                 con.execute("rollback")
@@ -287,7 +314,7 @@ class RedisStore(OnlineStore):
         raw = self._call(self._r.get, self._pointer)
         return None if raw is None else json.loads(raw)
 
-    def write(self, batches: Iterable[Sequence[OnlineRow]], meta: dict) -> None:
+    def write(self, batches: Iterable[Sequence[OnlineRow] | EncodedBatch], meta: dict) -> None:
         if self.read_only:
             raise OnlineStoreError(f"the online store {self.url} was opened read-only")
         version = int(meta["feature_version"])
@@ -301,9 +328,9 @@ class RedisStore(OnlineStore):
         self.drop_other_versions(version)
         log.info("online store %s: %d rows of feature version %s (%s)", self.url, n, version, meta.get("as_of_date"))
 
-    def write_batch(self, vprefix: str, batch: Sequence[OnlineRow]) -> None:
-        if batch:
-            self._call(self._r.mset, {vprefix + r.entity: encode(r) for r in batch})
+    def write_batch(self, vprefix: str, batch: Sequence[OnlineRow] | EncodedBatch) -> None:
+        if len(batch):
+            self._call(self._r.mset, {vprefix + e: body for e, body in pairs(batch)})
 
     def drop_other_versions(self, keep: int) -> int:
         """Delete the keys of every version but ``keep`` (the one before, and any a failed
