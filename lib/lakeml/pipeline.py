@@ -20,7 +20,7 @@ from lakeml.ml import score, train
 
 log = logging.getLogger(__name__)
 
-STAGES = ["ingest", "quality", "features", "train", "validate", "score", "monitor"]
+STAGES = ["ingest", "quality", "features", "materialize", "train", "validate", "score", "monitor"]
 
 
 def check_conf(spark: SparkSession, uc: UseCaseConfig, stages: list[str] | None = None) -> None:
@@ -122,6 +122,13 @@ class _Run:
         self.computed = [date.fromisoformat(d) for d in out["as_of_dates"]]
         return out
 
+    def materialize(self):
+        """The newest feature snapshot into the online store the scoring server reads
+        (lakeml.serving.materialize); nothing when the store holds it already."""
+        from lakeml.serving import materialize
+
+        return materialize.run(self.spark, self.env, self.uc)
+
     def rescore(self):
         """Score again, with the model version that scored it, every earlier score date whose
         features this run recomputed (late rows changed them): predictions stay those of the
@@ -178,6 +185,8 @@ def run(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, stages: list[str
                 r.stage("quality", r.quality, "features")
             if "score" in stages:
                 r.stage("rescore", r.rescore)
+        elif stage == "materialize":
+            r.stage("materialize", r.materialize)
         elif stage == "train":
             r.stage("train", r.train)
         elif stage == "validate":
@@ -209,6 +218,7 @@ def run_scheduled(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, full: 
     r.stage("features", r.features)
     r.stage("quality", r.quality, "features")
     r.stage("rescore", r.rescore)
+    r.stage("materialize", r.materialize)
     client = tracking.configure(env)
     has_champion = tracking.get_alias(client, uc.model.name, tracking.CHAMPION) is not None
     if has_champion:
@@ -311,6 +321,11 @@ def describe(summary: dict, uc: UseCaseConfig) -> str:
         if key.startswith("quality") and st.get("result"):
             for w in st["result"].get("warnings", []):
                 lines.append(f"  data quality warning: {w}")
+    for key, st in summary["stages"].items():
+        if key.startswith("materialize") and st.get("result"):
+            m = st["result"]
+            lines.append(f"  online store ({m['store']}): {m['rows']:,} rows of {m['as_of_date']} "
+                         f"(feature table version {m['feature_version']}), for ./scripts/serve.sh")
     for r in summary.get("refused_batches", []):
         lines.append(f"  batch folder refused: {r['folder']}: {r['reason']}")
     rejected = summary["stages"].get("train", {}).get("rejected")
