@@ -246,3 +246,33 @@ def row_counts(spark: SparkSession, names: Iterable[str]) -> dict[str, int | Non
 
     names = list(names)
     return dict(zip(names, parallel.map_all(spark, lambda n: spark.table(n).count() if exists(spark, n) else None, names), strict=True))
+
+
+def read_version(spark: SparkSession, name: str, version: int) -> DataFrame:
+    """The table as it was at Delta version ``version`` (time travel)."""
+    return spark.read.option("versionAsOf", int(version)).table(name)
+
+
+def read_stream(spark: SparkSession, name: str, made_by: str | None = None, **options: str) -> DataFrame:
+    """A streaming read of a Delta table (``options``: Delta's source options, e.g.
+    ``readChangeFeed``), or fail with the name of the job that creates it."""
+    if not exists(spark, name):
+        how = f" Create it by running {made_by}." if made_by else ""
+        raise MissingTableError(f"Table {name} does not exist.{how}")
+    reader = spark.readStream
+    for k, v in options.items():
+        reader = reader.option(k, v)
+    return reader.table(name)
+
+
+def append_once(df: DataFrame, name: str, app_id: str, txn_version: int, partition_by: list[str] | None = None) -> None:
+    """Append ``df`` to ``name`` unless a write of ``app_id`` with a ``txn_version`` at least
+    this one was committed to it already (Delta's idempotent writes, ``txnAppId`` /
+    ``txnVersion``: how a streaming ``foreachBatch`` that runs a batch again after a crash
+    writes it once). The first write creates the table."""
+    if exists(df.sparkSession, name):
+        check_types(df, name)
+    writer = df.write.format("delta").mode("append").option("txnAppId", app_id).option("txnVersion", int(txn_version))
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    writer.saveAsTable(name)
