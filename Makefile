@@ -49,7 +49,8 @@ DAYS ?= 120
 HISTORY ?= 90,180,360,720
 HISTORY_ENTITIES ?= 30000
 BENCH_ARGS ?=
-bench: setup
+bench:
+	@./scripts/setup.sh --bench
 	$(PY) scripts/bench.py --scales $(SCALE) --days $(DAYS) --history "$(HISTORY)" --history-entities $(HISTORY_ENTITIES) $(UC_ARGS) $(BENCH_ARGS)
 
 lint: setup

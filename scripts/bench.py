@@ -5,16 +5,20 @@
     .venv/bin/python scripts/bench.py --scales 30000,100000,1000000 [--days 120]
         [--first-after-days 30] [--udf-rows 50000] [--history 90,180,360,720]
         [--history-entities 30000] [--json docs/benchmarks.json] [--md docs/benchmarks.md]
-        [--report-only | --history-only | --scales-only] [--standalone | --standalone-only]
+        [--report-only | --history-only | --scales-only | --serving-only] [--standalone | --standalone-only] [--no-serving]
 
 One process (one cold Spark session) per scale, on its own fresh data folder under
 var/bench/; then the "history growth" run (lakeml.bench.history: one daily run after H days
-of history, incremental and full, at a fixed entity count). Progress is logged as it goes.
+of history, incremental and full, at a fixed entity count); then the serving part
+(lakeml.bench.serving: the online scoring server under wrk on loopback, against mlflow models
+serve and a constant-answering floor, and the streaming job's latency, on a lake of its own;
+about 10 minutes). Progress is logged as it goes.
 Results: docs/benchmarks.json (every number), docs/benchmarks.md (tables, targets, scaling,
 history growth; the hand-written analysis at its end is kept), and the 1-billion-event
 estimate in docs/scaling.md. --report-only rewrites the Markdown from the JSON without
 running anything; --history-only runs only the history part (the scales are kept from the
-JSON); --scales-only only the scales (the history is kept).
+JSON); --scales-only only the scales (the history is kept); --serving-only only the serving
+part (the rest is kept), --no-serving skips it.
 
 --standalone adds (and --standalone-only runs alone, keeping the rest of the JSON) the
 project's stages at the same scales on the standalone Spark master + worker of
@@ -131,6 +135,9 @@ def main() -> int:
     p.add_argument("--standalone", action="store_true",
                    help="also run the project's stages on the standalone cluster (driver memory alone)")
     p.add_argument("--standalone-only", action="store_true", help="run only the standalone part; keep the rest of --json")
+    p.add_argument("--serving-only", action="store_true",
+                   help="run only the serving part (online server, its peer and floor, streaming); keep the rest of --json")
+    p.add_argument("--no-serving", action="store_true", help="skip the serving part")
     a = p.parse_args()
 
     command = (
@@ -144,7 +151,9 @@ def main() -> int:
         "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
         "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable),
     }
-    if a.report_only or a.history_only or a.standalone_only:
+    if a.serving_only and not a.json.exists():  # the serving part alone, nothing else measured yet
+        doc = {"command": command, "machine": harness.machine(), "results": [], "parts": []}
+    elif a.report_only or a.history_only or a.standalone_only or a.serving_only:
         doc = json.loads(a.json.read_text())
         if a.standalone_only and "--standalone" not in doc["command"]:
             doc["command"] += " BENCH_ARGS=--standalone"
@@ -154,6 +163,7 @@ def main() -> int:
         if a.scales_only:
             doc["parts"] = [p for p in old.get("parts", []) if p["part"] != "scales"]
             doc["history"] = old.get("history")  # kept as measured
+            doc["serving"] = old.get("serving")
         if not a.standalone:
             doc["standalone"] = old.get("standalone")
         t0 = time.time()
@@ -179,7 +189,7 @@ def main() -> int:
         doc["standalone"] = st
         _part(doc, "standalone", t0)
         a.json.write_text(json.dumps(doc, indent=2, default=str))
-    if a.history and not a.report_only and not a.scales_only and not a.standalone_only:
+    if a.history and not a.report_only and not a.scales_only and not a.standalone_only and not a.serving_only:
         t0 = time.time()
         part = a.work_dir / "history.json"
         env["LAKEML_DATA_DIR"] = str(a.work_dir / "history")
@@ -203,10 +213,28 @@ def main() -> int:
         doc["history"] = json.loads(part.read_text())
         _part(doc, "history", t0)
         a.json.write_text(json.dumps(doc, indent=2, default=str))
+    if a.serving_only or not (a.report_only or a.history_only or a.scales_only or a.standalone_only or a.no_serving):
+        t0 = time.time()
+        part = a.work_dir / "serving.json"
+        cmd = [sys.executable, "-m", "lakeml.bench.serving", "--out", str(part), "--work-dir", str(a.work_dir / "serving")]
+        cmd += ["--usecase", a.usecase] if a.usecase else []
+        rc = _run_part("serving: the online server under wrk against its peer and floor; streaming latency", "the serving part",
+                       cmd, env, part)
+        if rc != 0:
+            return rc
+        doc["serving"] = json.loads(part.read_text())
+        _part(doc, "serving", t0)
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps(doc, indent=2, default=str))
+    if not doc["results"]:  # the serving part alone: no scale to write a report around
+        print("\n".join(f"| {t} | {m} | {'n/a' if ok is None else 'yes' if ok else '**no**'} |"
+                        for t, m, ok in targets.serving_rows(doc.get("serving") or {})))
+        print(f"\nwrote {a.json}")
+        return 0
     report.write_markdown(a.md, doc["results"], doc["command"], doc["machine"], doc.get("history"), doc.get("standalone"),
-                          doc.get("parts"))
+                          doc.get("parts"), doc.get("serving"))
     estimate.write_estimate(a.scaling_md, doc["results"])
-    print("\n".join(targets.target_table(doc["results"], doc.get("standalone"), doc.get("history"))))
+    print("\n".join(targets.target_table(doc["results"], doc.get("standalone"), doc.get("history"), doc.get("serving"))))
     print(f"\nwrote {a.json}, {a.md}, {a.scaling_md}")
     return 0
 

@@ -4,6 +4,8 @@
 # project's own jar (jvm/src, compiled by scripts/build_jvm.sh).
 # With --cluster, also what the cluster stack needs: the PostgreSQL server (Debian package)
 # and the HDFS and YARN jars (.cache/hdfs, .cache/yarn via Maven).
+# With --bench, also what make bench needs: wrk (Debian package), the serving benchmark's
+# HTTP load generator (lakeml.bench.loadgen).
 # Idempotent and quiet when everything is there.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -51,4 +53,8 @@ if [ "${1:-}" = "--cluster" ]; then
   command -v redis-server >/dev/null || apt_install redis-server  # the online store (lakeml.serving.store)
   "$ROOT/scripts/resolve_jars.sh" hdfs
   "$ROOT/scripts/resolve_jars.sh" yarn
+fi
+
+if [ "${1:-}" = "--bench" ]; then
+  command -v wrk >/dev/null || apt_install wrk
 fi

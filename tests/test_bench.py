@@ -105,7 +105,7 @@ def test_bench_runs_every_stage_and_peer(tmp_path):
     md.write_text(f"old numbers\n{report.ANALYSIS}\nhand-written analysis stays\n")
     shutil.copy(ROOT / "docs" / "scaling.md", scaling)
     p = run_cmd(
-        [sys.executable, "scripts/bench.py", "--scales", "1500", "--days", "120", "--udf-rows", "300", "--history", "",
+        [sys.executable, "scripts/bench.py", "--scales", "1500", "--days", "120", "--udf-rows", "300", "--history", "", "--no-serving",
          "--work-dir", str(tmp_path / "work"), "--json", str(tmp_path / "b.json"), "--md", str(md), "--scaling-md", str(scaling)],
         timeout=1500,
     )
@@ -148,3 +148,76 @@ def test_bench_runs_every_stage_and_peer(tmp_path):
     section = "\n".join(report.standalone_section(alone))
     assert "## The driver alone: the standalone cluster" in section and f"| **peak** | **{peak:,}** |" in section
     assert f"| driver RSS on the standalone cluster ≤ 2 GB at every scale | {peak:,} MB |" in "\n".join(targets.target_table([r], alone))
+
+
+def _load(server, body, n, clients, rps, p99, errors=0):
+    return {"server": server, "body": body, "per_request": n, "clients": clients, "requests_per_s": rps, "items_per_s": round(rps * n),
+            "p50_ms": p99 / 3, "p90_ms": p99 / 2, "p99_ms": p99, "max_ms": p99 * 2, "errors": errors,
+            "error_kinds": {"status": errors} if errors else {}, "server_cores": 0.9, "seconds": 10.0}
+
+
+def _serving(**changes):
+    runs = [_load("ours", "entities", 1, 10, 1200.0, 8.2), _load("ours", "entities", 1, 50, 1500.0, 30.5),
+            _load("ours", "entities", 1000, 2, 60.0, 45.0), _load("ours", "rows", 1, 50, 1400.0, 33.0),
+            _load("floor", "constant", 1, 50, 2500.0, 20.0), _load("peer", "rows", 1, 50, 700.0, 90.0)]
+    sv = {"runs": runs, "streaming": {"batches": 5, "median_seconds": 3.1, "max_seconds": 4.4, "trigger_seconds": 2.0},
+          "world": {"entities": 10_000, "days": 120, "model": {"name": "m", "version": "1"},
+                    "store": {"as_of_date": "2026-04-20", "rows": 6_900, "kind": "sqlite"}, "steps_seconds": {"pipeline": 200.0}},
+          "load": {"tool": "wrk 4.1.0", "threads": 1, "duration_s": 10.0, "warmup_s": 2.0, "cores": 2,
+                   "pinned": {"server": "0", "load": "1"}},
+          "servers": {"ours": {"command": "serve.sh --port 1", "ready_seconds": 4.0, "rss_mb": 300},
+                      "peer": {"command": "mlflow models serve", "error": "peer exited (1) before it was ready"}},
+          "parity": {"ours_entities": 0.0, "peer_inputs": 2e-16}, "seconds": 540}
+    return {**sv, **changes}
+
+
+def test_serving_targets_on_hand_built_loads():
+    rows = {t.split(":")[0]: (m, ok) for t, m, ok in targets.serving_rows(_serving())}
+    assert rows["online, 1 entity a request (store read + score), 10 clients"] == ("p99 8.2 ms at 1,200 requests/s", True)
+    assert rows["online, 1 entity a request, 50 clients"] == ("p99 30.5 ms at 1,500 requests/s", False)  # p99 over 25 ms
+    assert rows["online, 1,000 entities a request"] == ("60,000 entities/s (2 clients, p99 45 ms)", True)
+    assert rows["online ≥ 50 % of the floor's requests/s (the same FastAPI + uvicorn answering a constant), 50 clients"] == (
+        "60 % (1,500 vs 2,500 requests/s)", True)
+    peer = next(v for k, v in rows.items() if k.startswith("online against the peer"))
+    assert peer == ("1,400 vs 700 requests/s (2.0×), p99 33.0 vs 90.0 ms", None)  # a comparison, no threshold
+    assert rows["streaming"] == ("4.4 s at worst over 5 micro-batches (median 3.1 s, trigger 2 s)", True)
+    # errors fail a target whatever the latency; a streaming run that failed is a miss, said so
+    bad = _serving(runs=[_load("ours", "entities", 1, 10, 1200.0, 8.2, errors=3)], streaming={"error": "StreamError: no champion"})
+    got = targets.serving_rows(bad)
+    assert [(m, ok) for _, m, ok in got] == [("p99 8.2 ms at 1,200 requests/s; **3 errors** (status 3)", False),
+                                             ("not measured: StreamError: no champion", False)]
+    assert targets.serving_rows({}) == []  # the part did not run: no rows
+    text = "\n".join(targets.target_table([{"scale": {"entities": 1}, "stages": {"ingest": {"seconds": 1.0, "driver_rss_mb": 9}}}],
+                                          serving=_serving()))
+    assert "| online, 1,000 entities a request: ≥ 50,000 entities/s | 60,000 entities/s (2 clients, p99 45 ms) | yes |" in text
+
+
+def test_serving_section_says_how_it_was_measured():
+    text = "\n".join(report.serving_section(_serving()))
+    assert "## Online and streaming serving" in text
+    assert "the server pinned to CPU 0 and wrk to CPU 1 (taskset)" in text
+    assert "| ours | entities | 1,000 | 2 | 60 | 60,000 | 15.00 | 22.50 | 45.00 | 90.0 | 0 | 0.90 |" in text
+    assert "- peer: `mlflow models serve`, failed: peer exited (1) before it was ready" in text
+    assert "ours by entity within 0.0e+00 of ours by rows, the peer within 2.0e-16 of ours by rows" in text
+    assert "in 3.1 s (median), 4.4 s at worst, over 5 micro-batches at the default trigger (2 s)" in text
+
+
+def test_serving_bodies_carry_the_same_rows_to_both_servers(tmp_path):
+    from lakeml.bench import serving
+
+    rows = [{"entity": f"E{i}", "features": {"plan": "a", "age": i, "fee": 1.5 if i != 3 else None}} for i in range(6)]
+    src = tmp_path / "rows.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    b = serving.write_bodies(src, tmp_path / "bodies")
+    assert (b["entities"], b["complete_rows"], b["big"]) == (6, 5, 5)  # E3 has a missing value: no row body, still an entity
+
+    def lines(key):
+        return [json.loads(x) for x in b["paths"][key].read_text().splitlines()]
+
+    assert sorted(x["entities"][0] for x in lines(("ours", "entities", 1))) == [f"E{i}" for i in range(6)]
+    ours = [x["rows"][0] for x in lines(("ours", "rows", 1))]
+    peer = [x["inputs"] for x in lines(("peer", "rows", 1))]
+    assert [{k: v[0][0] for k, v in p.items()} for p in peer] == ours  # the same rows, in the peer's tensor format
+    assert all(isinstance(r["age"], float) for r in ours) and len(lines(("ours", "rows", 1000))[0]["rows"]) == 5
+    ents, by_rows, tensors = b["parity"]
+    assert len(ents["entities"]) == len(by_rows["rows"]) == len(tensors["inputs"]["age"]) == 5

@@ -223,6 +223,56 @@ def standalone_section(st: dict) -> list[str]:
     return lines
 
 
+def serving_section(sv: dict) -> list[str]:
+    """The online server under load against its peer and its floor, and the streaming
+    latency (lakeml.bench.serving)."""
+    w, ld = sv["world"], sv["load"]
+    pin = ld.get("pinned")
+    shared = (f"the server pinned to CPU {pin['server']} and wrk to CPU {pin['load']} (taskset)" if pin
+              else "neither pinned")
+    lines = [
+        "## Online and streaming serving",
+        "",
+        f"`python -m lakeml.bench.serving` (`scripts/bench.py --serving-only`): a lake of {w['entities']:,} entities × {w['days']} days "
+        f"(demo data, ingest, features, train: {w['model']['name']} version {w['model']['version']}), the newest snapshot "
+        f"({w['store']['as_of_date']}, {w['store']['rows']:,} rows) in the {w['store']['kind']} online store. Loopback only; "
+        f"load from {ld['tool']} ({ld['threads']} thread, a closed loop per client: each sends its next request when the last "
+        f"is answered), {_n(ld['duration_s'])} s measured after {_n(ld['warmup_s'])} s of the same load, one server at a time. "
+        f"wrk shares the machine's {ld['cores']} cores with the server: {shared}; whatever else runs on the machine is not excluded.",
+        "",
+        "*ours*: `scripts/serve.sh`, features read from the online store (*entities*) or given (*rows*); *floor*: the same "
+        "FastAPI + uvicorn settings answering a constant; *peer*: `mlflow models serve --env-manager local` of the same "
+        "version's ONNX copy (MLflow's onnx flavour), the same rows in its `inputs` format. *server cores*: the server's CPU "
+        "seconds per second while measured.",
+        "",
+        "| server | body | items / request | clients | requests/s | items/s | p50 ms | p90 ms | p99 ms | max ms | errors | server cores |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in sv["runs"]:
+        lines.append(f"| {r['server']} | {r['body']} | {r['per_request']:,} | {r['clients']} | {r['requests_per_s']:,.0f} | "
+                     f"{r['items_per_s']:,} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {r['p99_ms']:.2f} | {r['max_ms']:.1f} | "
+                     f"{r['errors']:,} | {r['server_cores']:.2f} |")
+    lines.append("")
+    for kind, info in sv.get("servers", {}).items():
+        state = (f"failed: {info['error']}" if info.get("error")
+                 else f"ready in {info.get('ready_seconds')} s, {_n(info.get('rss_mb'))} MB resident after its loads")
+        lines.append(f"- {kind}: `{info['command']}`, {state}")
+    par = sv.get("parity")
+    if par:
+        lines.append("- the same rows scored: " + ", ".join(
+            f"{'ours by entity' if k == 'ours_entities' else 'the peer'} within {v:.1e} of ours by rows" for k, v in par.items()))
+    st = sv.get("streaming") or {}
+    if st and not st.get("error"):
+        lines.append(f"- streaming: a landed micro-batch to its predictions in {st['median_seconds']:.1f} s (median), "
+                     f"{st['max_seconds']:.1f} s at worst, over {st['batches']} micro-batches at the default trigger "
+                     f"({st['trigger_seconds']:g} s)")
+    elif st:
+        lines.append(f"- streaming: not measured ({st['error']})")
+    steps = w.get("steps_seconds", {})
+    lines += [f"- the lake: {', '.join(f'{k} {v} s' for k, v in steps.items())}; the whole part {_n(sv.get('seconds'))} s", ""]
+    return lines
+
+
 def parts_line(parts: list[dict] | None) -> list[str]:
     """How the run was made when its parts ran apart (``--scales-only``, ``--standalone-only``,
     ``--history-only``): each with its commit, start and length; nothing for one whole run."""
@@ -235,7 +285,7 @@ def parts_line(parts: list[dict] | None) -> list[str]:
 
 
 def markdown(results: list[dict], command: str, machine: dict, keep: str = "", history: dict | None = None,
-             standalone: dict | None = None, parts: list[dict] | None = None) -> str:
+             standalone: dict | None = None, parts: list[dict] | None = None, serving: dict | None = None) -> str:
     first = results[0]
     lines = [
         "# Benchmarks",
@@ -256,7 +306,7 @@ def markdown(results: list[dict], command: str, machine: dict, keep: str = "", h
         "",
         "## Targets",
         "",
-        *target_table(results, standalone, history),
+        *target_table(results, standalone, history, serving),
         "",
         "## Scaling",
         "",
@@ -299,15 +349,17 @@ def markdown(results: list[dict], command: str, machine: dict, keep: str = "", h
         lines += standalone_section(standalone)
     if history:
         lines += history_section(history)
+    if serving and serving.get("runs"):
+        lines += serving_section(serving)
     lines += [ANALYSIS, keep.rstrip() + "\n" if keep else ""]
     return "\n".join(lines)
 
 
 def write_markdown(path: Path, results: list[dict], command: str, machine: dict, history: dict | None = None,
-                   standalone: dict | None = None, parts: list[dict] | None = None) -> None:
+                   standalone: dict | None = None, parts: list[dict] | None = None, serving: dict | None = None) -> None:
     keep = ""
     if path.exists():
         text = path.read_text()
         if ANALYSIS in text:
             keep = text.split(ANALYSIS, 1)[1].lstrip("\n")
-    path.write_text(markdown(results, command, machine, keep, history, standalone, parts))
+    path.write_text(markdown(results, command, machine, keep, history, standalone, parts, serving))

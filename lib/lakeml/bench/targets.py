@@ -7,7 +7,8 @@ from lakeml.bench import figures as fg
 from lakeml.bench.figures import TARGETS, driver_peak, num, ratios, scale_name, stage
 
 
-def target_table(results: list[dict], standalone: dict | None = None, history: dict | None = None) -> list[str]:
+def target_table(results: list[dict], standalone: dict | None = None, history: dict | None = None,
+                 serving: dict | None = None) -> list[str]:
     """The targets table of docs/benchmarks.md: every target with what this run measured."""
     big = results[-1]
     q = ratios(big)
@@ -67,6 +68,7 @@ def target_table(results: list[dict], standalone: dict | None = None, history: d
     cold = cold_daily_row(history or {})
     if cold:
         rows.append(cold)
+    rows += serving_rows(serving or {})
     out = [f"Judged on the largest scale ({scale_name(big)}) unless the row says otherwise.", "",
            "| target | measured | met |", "|---|---|---|"]
     out += [f"| {t} | {m} | {'n/a' if ok is None else 'yes' if ok else '**no**'} |" for t, m, ok in rows]
@@ -101,3 +103,72 @@ def cold_daily_row(history: dict) -> tuple[str, str, bool] | None:
     without = f" (without the class-data-sharing archive: {bare} s, {bare / cold['warm_seconds']:.1f}×)" if bare else ""
     return (f"cold daily run (a fresh process, H = {cold['history_days']}) ≤ 1.5× the warm one",
             f"{cold['seconds']} s vs {cold['warm_seconds']} s: {ratio:.1f}×{without}", ratio <= TARGETS["cold_vs_warm_daily"])
+
+
+# issue 28: the online scoring server and the streaming job (lakeml.bench.serving)
+SERVING_TARGETS = {
+    "p99_ms_10_clients": 10.0,  # one entity a request, features read from the online store and scored
+    "p99_ms_50_clients": 25.0,
+    "rps_50_clients": 500.0,
+    "entities_per_s_batch": 50_000,  # 1 000 entities a request
+    "vs_floor": 0.5,  # requests/s against the same server stack answering a constant
+    "stream_seconds": 10.0,  # a landed micro-batch to its predictions, at the default trigger
+}
+
+
+def serving_run(serving: dict, server: str, body: str, per_request_over_1: bool, clients: int | None = None) -> dict | None:
+    """The measured load of ``server`` with ``body`` (one item a request, or many), at
+    ``clients`` when given (else the first such run)."""
+    return next((r for r in serving.get("runs", []) if r["server"] == server and r["body"] == body
+                 and (r["per_request"] > 1) == per_request_over_1 and (clients is None or r["clients"] == clients)), None)
+
+
+def _errors(r: dict) -> str:
+    return f"; **{r['errors']:,} errors** ({', '.join(f'{k} {v:,}' for k, v in r.get('error_kinds', {}).items())})" if r["errors"] else ""
+
+
+def serving_rows(serving: dict) -> list[tuple[str, str, bool | None]]:
+    """The rows of issue 28's targets from the serving part; none when it did not run. A
+    load with errors does not meet its target, whatever its latency."""
+    if not serving.get("runs") and not serving.get("streaming"):
+        return []
+    t = SERVING_TARGETS
+    rows: list[tuple[str, str, bool | None]] = []
+    one10, one50 = serving_run(serving, "ours", "entities", False, 10), serving_run(serving, "ours", "entities", False, 50)
+    if one10:
+        rows.append((f"online, 1 entity a request (store read + score), 10 clients: p99 ≤ {t['p99_ms_10_clients']:g} ms",
+                     f"p99 {one10['p99_ms']:.1f} ms at {one10['requests_per_s']:,.0f} requests/s{_errors(one10)}",
+                     one10["p99_ms"] <= t["p99_ms_10_clients"] and not one10["errors"]))
+    if one50:
+        rows.append((f"online, 1 entity a request, 50 clients: p99 ≤ {t['p99_ms_50_clients']:g} ms "
+                     f"at ≥ {t['rps_50_clients']:,.0f} requests/s",
+                     f"p99 {one50['p99_ms']:.1f} ms at {one50['requests_per_s']:,.0f} requests/s{_errors(one50)}",
+                     one50["p99_ms"] <= t["p99_ms_50_clients"] and one50["requests_per_s"] >= t["rps_50_clients"]
+                     and not one50["errors"]))
+    big = serving_run(serving, "ours", "entities", True)
+    if big:
+        rows.append((f"online, {big['per_request']:,} entities a request: ≥ {t['entities_per_s_batch']:,} entities/s",
+                     f"{big['items_per_s']:,} entities/s ({big['clients']} clients, p99 {big['p99_ms']:.0f} ms){_errors(big)}",
+                     big["items_per_s"] >= t["entities_per_s_batch"] and not big["errors"]))
+    floor = serving_run(serving, "floor", "constant", False, 50)
+    if one50 and floor:
+        share = one50["requests_per_s"] / floor["requests_per_s"]
+        rows.append((f"online ≥ {100 * t['vs_floor']:.0f} % of the floor's requests/s (the same FastAPI + uvicorn answering a constant), "
+                     "50 clients", f"{100 * share:.0f} % ({one50['requests_per_s']:,.0f} vs {floor['requests_per_s']:,.0f} requests/s)",
+                     share >= t["vs_floor"] and not one50["errors"]))
+    ours, peer = serving_run(serving, "ours", "rows", False, 50), serving_run(serving, "peer", "rows", False, 50)
+    if ours and peer:
+        rows.append(("online against the peer, `mlflow models serve` of the same version (the same rows in the body, 1 a request, "
+                     "50 clients)", f"{ours['requests_per_s']:,.0f} vs {peer['requests_per_s']:,.0f} requests/s "
+                     f"({ours['requests_per_s'] / peer['requests_per_s']:.1f}×), p99 {ours['p99_ms']:.1f} vs {peer['p99_ms']:.1f} ms",
+                     None))
+    st = serving.get("streaming") or {}
+    if st:
+        title = f"streaming: a landed micro-batch to its predictions ≤ {t['stream_seconds']:g} s at the default trigger"
+        if st.get("error"):
+            rows.append((title, f"not measured: {st['error']}", False))
+        else:
+            worst = st["max_seconds"]
+            rows.append((title, f"{worst:.1f} s at worst over {st['batches']} micro-batches (median {st['median_seconds']:.1f} s, "
+                                f"trigger {st['trigger_seconds']:g} s)", worst <= t["stream_seconds"]))
+    return rows
