@@ -1,16 +1,17 @@
 """The lake the serving benchmark (:mod:`lakeml.bench.serving`) serves from, built in one
 process and one Spark session; the servers it measures then run without a JVM beside them.
 
-    python -m lakeml.bench.serving_world --data-dir DIR --out world.json [--entities N] [--days D] [--usecase NAME]
+    python -m lakeml.bench.serving_world --data-dir DIR --out world.json [--entities N] [--days D]
+        [--first-after-days N] [--usecase NAME] [--no-stream]
 
-In the embedded env, on a fresh data folder ``--data-dir`` (emptied first): the use case's demo data, then the pipeline stages a
-served model needs (ingest, features, train: the first version trained becomes
-``@champion``, with its ONNX copy), the newest feature snapshot materialized into the online
-store (lakeml.serving.materialize), and the request bodies written beside ``--out``: the
-entities of that snapshot and their feature rows, as the store holds them (``rows.jsonl``,
-one ``{entity, features}`` object a line), and the champion's ONNX copy logged with MLflow's
-``onnx`` flavour for the peer, ``mlflow models serve``. Then, when the streaming helper is there, the
-latency from a landed micro-batch to its predictions (``stream_latency``).
+In the embedded env, on a fresh data folder ``--data-dir`` (emptied first): the use case's
+demo data, then the pipeline stages a served model needs (ingest, features, materialize: the
+newest snapshot into the online store, train: the first version becomes ``@champion``, with
+its ONNX copy). Then the request bodies, written beside ``--out``: the entities of the
+store's snapshot and their feature rows (``rows.jsonl``, one ``{entity, features}`` object a
+line); the champion's ONNX copy logged again with MLflow's ``onnx`` flavour, for the peer
+(``mlflow models serve``); and the streaming job's latency from a landed micro-batch to its
+predictions (``lakeml.serving.stream.measure_latency``).
 """
 
 from __future__ import annotations
@@ -26,10 +27,15 @@ from pathlib import Path
 
 from lakeml.core.paths import CONF_DIR
 
+DEFAULT_TRIGGER_SECONDS = 2.0  # jobs/stream.py --trigger-seconds' default
+
 log = logging.getLogger("lakeml.bench")
 
 ROWS_FILE = "rows.jsonl"
-STAGES = ["ingest", "features", "train"]  # what a served model needs: no quality, validate, score or monitor
+# what a served model needs (the online store filled after features, a trained @champion): no
+# quality, validate, score or monitor
+STAGES = ["ingest", "features", "materialize", "train"]
+STREAM_FILES = 5  # landed files timed one after another (after one that warms the query up)
 
 
 def build(data_dir: Path, entities: int | None, days: int | None, out: Path, usecase: str | None = None, stream: bool = True,
@@ -67,13 +73,13 @@ def build(data_dir: Path, entities: int | None, days: int | None, out: Path, use
 
     step("generate", maker.run, spark, uc, env.landing_zone(uc.name), spec, force=True)
     summary = step("pipeline", pipeline.run, spark, env, uc, STAGES, leakage_check=False)
-    mat = step("materialize", materialize.run, spark, env, uc)
+    steps.update({f"pipeline:{k}": v["seconds"] for k, v in summary.get("stages", {}).items()})
     from lakeml.serving.store import open_store
 
     with open_store(env, uc) as store:
         meta = store.meta()
     if not meta or not meta.get("rows"):
-        raise RuntimeError(f"the online store is empty after materialize ({mat}): nothing to serve")
+        raise RuntimeError(f"the online store is empty after the pipeline's materialize stage ({summary.get('stages')}): nothing to serve")
     cols = materialize.feature_columns(uc)
     t = time.perf_counter()
     snap = (tables.read(spark, uc.table(uc.tables.features)).where(f"as_of_date = DATE'{meta['as_of_date']}'")
@@ -128,21 +134,24 @@ def _plain(v):
 
 
 def stream_latency(spark, env, uc, steps: dict) -> dict:
-    """Landed micro-batch to predictions, through the streaming job's own measurement
-    (lakeml.serving.stream); a note instead when this checkout has none."""
+    """A landed micro-batch to its committed predictions, at the streaming job's default
+    trigger, by the streaming job's own measurement (``lakeml.serving.stream.measure_latency``:
+    a landing-folder query, files of entity rows landed one after another)."""
+    import statistics
+
     from lakeml.serving import stream
 
-    fn = getattr(stream, "measure_latency", None)
-    if fn is None:
-        return {"error": "lakeml.serving.stream has no latency measurement in this checkout"}
     t = time.perf_counter()
     try:
-        r = fn(spark, env, uc)
+        r = stream.measure_latency(spark, env, uc, trigger_seconds=DEFAULT_TRIGGER_SECONDS, files=STREAM_FILES)
     except Exception as e:  # a failed measurement is a result; the HTTP part still runs
         log.warning("streaming latency: %s: %s", type(e).__name__, e)
-        r = {"error": f"{type(e).__name__}: {e}"}
-    steps["streaming"] = round(time.perf_counter() - t, 1)
-    return r
+        return {"error": f"{type(e).__name__}: {e}"}
+    finally:
+        steps["streaming"] = round(time.perf_counter() - t, 1)
+    return {"batches": len(r["each"]), "max_seconds": r["seconds"], "median_seconds": statistics.median(r["each"]),
+            "each_seconds": r["each"], "warm_up_seconds": r["warm_up"], "trigger_seconds": r["trigger_seconds"],
+            "rows_per_batch": r["rows"]}
 
 
 def main(argv: list[str] | None = None) -> None:
