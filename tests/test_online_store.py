@@ -70,7 +70,7 @@ def feat(spark, uc):
     return u, name, newest
 
 
-def _env(env, tmp_path, **online):
+def _env(env, **online):
     return env.model_copy(update={"online": OnlineSettings(**online)})
 
 
@@ -91,7 +91,7 @@ def _online_rows(store, entities) -> dict[str, dict]:
 
 def test_every_online_row_is_the_feature_row_of_its_date_and_a_rerun_is_a_noop(spark, env, feat, tmp_path):
     u, name, newest = feat
-    e = _env(env, tmp_path, store="sqlite", path=str(tmp_path))
+    e = _env(env, store="sqlite", path=str(tmp_path))
     version = tables.version(spark, name)
     done = materialize.run(spark, e, u)
     expected = _table_rows(spark, u, name, newest)
@@ -104,6 +104,7 @@ def test_every_online_row_is_the_feature_row_of_its_date_and_a_rerun_is_a_noop(s
 
     with open_store(e, u) as store:
         got = store.get_many([*expected, "no-such-entity"])
+        first = sorted(expected)[0]
         assert _online_rows(store, expected) == expected
         assert "no-such-entity" not in got and "E001100" not in got and {r.as_of_date for r in got.values()} == {newest}
         assert {c for r in got.values() for c in r.features} == set(materialize.feature_columns(u))
@@ -112,17 +113,14 @@ def test_every_online_row_is_the_feature_row_of_its_date_and_a_rerun_is_a_noop(s
         # the same table version again: nothing written
         assert materialize.run(spark, e, u) is None and store.meta() == meta
 
-        # a new table version (one value changed): the new snapshot replaces the old whole
-        one = sorted(expected)[0]
-        col = u.model.numeric[0]
-        changed = tables.read(spark, name).where(F.col("as_of_date") == newest).withColumn(
-            col, F.when(F.col(u.entity) == one, F.lit(-0.0).cast(tables.schema(spark, name)[col].dataType)).otherwise(F.col(col)))
-        tables.replace_where(changed, name, tables.in_predicate("as_of_date", [newest]))
+        # a new table version (an entity added to the newest snapshot): a new snapshot, whole
+        tables.append(spark.createDataFrame([("E999999", newest, *[None] * (len(expected[first]) + 1))], tables.schema(spark, name)),
+                      name)
         again = materialize.run(spark, e, u)
-        assert again["feature_version"] == version + 1 and store.meta()["feature_version"] == version + 1
-        assert _online_rows(store, expected) == _table_rows(spark, u, name, newest) != expected
+        assert again["feature_version"] == version + 1 and again["rows"] == len(expected) + 1
+        assert _online_rows(store, [*expected, "E999999"]) == {**expected, "E999999": dict.fromkeys(expected[first])}
     with SqliteStore(tmp_path / f"{DB}.sqlite") as raw:  # the old generation is gone
-        assert raw._con().execute("select count(*), count(distinct gen) from rows").fetchone() == (len(expected), 1)
+        assert raw._con().execute("select count(*), count(distinct gen) from rows").fetchone() == (len(expected) + 1, 1)
 
 
 def _versions(entities: list[str], n: int, version: int) -> list[list[OnlineRow]]:
@@ -185,14 +183,15 @@ def test_redis_holds_the_same_rows_as_sqlite(spark, env, feat, tmp_path, monkeyp
     stack.up(["redis"])
     try:
         url = f"redis://127.0.0.1:{port}/0"
-        red = _env(env, tmp_path, store="redis", redis_url=url)
-        assert materialize.run(spark, red, u)["rows"] == 1000
-        lite = _env(env, tmp_path, store="sqlite", path=str(tmp_path / "lite"))
+        red = _env(env, store="redis", redis_url=url)
+        expected = _table_rows(spark, u, name, newest)
+        ents = list(expected)
+        assert materialize.run(spark, red, u)["rows"] == len(expected)
+        lite = _env(env, store="sqlite", path=str(tmp_path / "lite"))
         materialize.run(spark, lite, u)
-        ents = [r[0] for r in tables.read(spark, name).where(F.col("as_of_date") == newest).select(u.entity).collect()]
         with open_store(red, u) as rs, open_store(lite, u) as ls:
             assert isinstance(rs, RedisStore) and rs.meta()["feature_version"] == ls.meta()["feature_version"]
-            assert _online_rows(rs, ents) == _online_rows(ls, ents) == _table_rows(spark, u, name, newest)
+            assert _online_rows(rs, ents) == _online_rows(ls, ents) == expected
             assert "no-such-entity" not in rs.get_many([ents[0], "no-such-entity"])
             assert materialize.run(spark, red, u) is None
 
@@ -206,6 +205,6 @@ def test_redis_holds_the_same_rows_as_sqlite(spark, env, feat, tmp_path, monkeyp
         stack.down(["redis"])
         stack.up(["redis"])
         with open_store(red, u) as rs:
-            assert _online_rows(rs, ents[:5]) == {k: v for k, v in _table_rows(spark, u, name, newest).items() if k in ents[:5]}
+            assert _online_rows(rs, ents) == expected
     finally:
         stack.down(["redis"])
