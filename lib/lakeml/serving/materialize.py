@@ -63,7 +63,8 @@ def run(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, as_of_dates: lis
         if held is not None and int(held["feature_version"]) == version:
             log.info("online store %s already holds %s version %d (%s): nothing to do", store.where, name, version, held["as_of_date"])
             return None
-        df = tables.read(spark, name, tables.FEATURES_JOB)
+        # read at the version recorded, so the snapshot is that version even if a write came in between
+        df = tables.read_version(spark, name, version)
         cols = [uc.entity, "as_of_date", *feature_columns(uc)]
         missing = [c for c in cols if c not in df.columns]
         if missing:
