@@ -7,7 +7,7 @@
 #   ./scripts/cluster.sh down [SERVICE ...] stop what `up` started (all, or the named ones)
 #
 # Services: postgres, hdfs-nn, hdfs-dn, mlflow, spark-master, spark-worker, yarn-rm, yarn-nm, spark-history,
-# thriftserver, on 127.0.0.1. The Hadoop client configuration of the stack (HADOOP_CONF_DIR
+# thriftserver, redis (the online feature store), on 127.0.0.1. The Hadoop client configuration of the stack (HADOOP_CONF_DIR
 # of --env yarn) is written to var/cluster/hadoop-conf.
 # Data and logs: var/cluster/ (LAKEML_CLUSTER_DIR). postgres, mlflow and
 # thriftserver need LAKEML_PG_PASSWORD.

@@ -108,6 +108,16 @@ def test_pipeline_runs_on_the_cluster(ran_pipeline, stack_env):
     assert {"lakeml-generate", "lakeml-pipeline"} <= {a["name"] for a in apps}
 
 
+def test_the_pipeline_filled_the_redis_online_store(ran_pipeline):
+    from lakeml.core.config import load_env, load_usecase
+    from lakeml.serving.store import RedisStore, open_store
+
+    with open_store(load_env(CONF, "cluster"), load_usecase(CONF, "churn")) as s:
+        meta = s.meta()
+        assert isinstance(s, RedisStore) and meta["rows"] > 500
+        assert f"{meta['rows']:,} rows of {meta['as_of_date']}" in ran_pipeline["stdout"]
+
+
 def test_files_and_tables_are_on_hdfs(ran_pipeline):
     from hdfs import InsecureClient
 

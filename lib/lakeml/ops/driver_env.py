@@ -41,7 +41,10 @@ def forward(env: EnvConfig, conf: dict[str, str], secrets: dict[str, str] | None
     p = prefix(env)
     if not p:
         return
-    for var in referenced_vars(env.source_file) if env.source_file else []:
+    wanted = referenced_vars(env.source_file) if env.source_file else []
+    if env.online.store == "redis":  # the store's password is read from the environment, never from the env file
+        wanted = [*wanted, "LAKEML_REDIS_PASSWORD"]
+    for var in wanted:
         if var not in os.environ or p + var in conf:
             continue
         if not SECRET_VAR.search(var):

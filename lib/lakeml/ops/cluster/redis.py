@@ -18,8 +18,8 @@ PASSWORD_ENV = "LAKEML_REDIS_PASSWORD"
 
 
 def port(stack: Stack) -> int:
-    """The stack's Redis port: ``stack.ports.redis`` when Ports has one, else the variable."""
-    return int(getattr(stack.ports, "redis", None) or os.environ.get(PORT_ENV, DEFAULT_PORT))
+    """The stack's Redis port (``LAKEML_REDIS_PORT``, default 6380: ``Ports.redis``)."""
+    return stack.ports.redis
 
 
 def server_binary() -> str:

@@ -65,6 +65,7 @@ class Ports:
     yarn_nm: int = field(default_factory=lambda: _port("LAKEML_YARN_NM_PORT", 8041))
     yarn_nm_ui: int = field(default_factory=lambda: _port("LAKEML_YARN_NM_UI_PORT", 8042))
     history_ui: int = field(default_factory=lambda: _port("LAKEML_HISTORY_UI_PORT", 18080))
+    redis: int = field(default_factory=lambda: _port("LAKEML_REDIS_PORT", 6380))  # the online store
 
 
 def port_open(port: int, host: str = HOST, timeout: float = 0.5) -> bool:
