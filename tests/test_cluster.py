@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY, run_cmd
+from conftest import CONF, TINY, run_cmd
 from lakeml.core.lock import pid_alive as _pid_alive
 from lakeml.ops.cluster import HOST, Ports, StackError, port_open
 from lakeml.ops.cluster.stack import ClusterStack as Stack
