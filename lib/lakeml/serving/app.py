@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 
 MIN_TOKEN_CHARS = 16
 _PREDICT = re.compile(r"^/v1/[^/]+/predict$")
+_METHODS = frozenset({"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"})
+# a refusal sent before the body was read ends the connection: the unread body must not be
+# taken for the next request
+_CLOSE = {"connection": "close"}
 
 
 def keep_spark_out() -> None:
@@ -154,7 +158,8 @@ class Guard:
                 self.metrics.error("too_large")
                 await self._too_large()(scope, receive, sent)
         finally:
-            self.metrics.observe(route_of(scope["path"]), scope["method"], status[0] or 500, time.perf_counter() - t0)
+            method = scope["method"] if scope["method"] in _METHODS else "OTHER"  # a label of bounded cardinality
+            self.metrics.observe(route_of(scope["path"]), method, status[0] or 500, time.perf_counter() - t0)
 
     def _refusal(self, scope):
         if self.token is not None and scope["path"] != "/health":
@@ -163,16 +168,16 @@ class Guard:
                 self.metrics.error("auth_missing")
                 return _json(401, {"error": {"status": 401, "code": "unauthorized",
                                              "message": "this server needs Authorization: Bearer <token>"}},
-                             {"www-authenticate": "Bearer"})
+                             {"www-authenticate": "Bearer", **_CLOSE})
             scheme, _, given = auth.partition(b" ")
             if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), self.token):
                 self.metrics.error("auth_wrong")
-                return _json(403, {"error": {"status": 403, "code": "forbidden", "message": "wrong token"}})
+                return _json(403, {"error": {"status": 403, "code": "forbidden", "message": "wrong token"}}, _CLOSE)
         length = _header(scope, b"content-length")
         if length is not None:
             if not length.isdigit():
                 self.metrics.error("bad_length")
-                return _json(400, {"error": {"status": 400, "code": "bad_request", "message": "invalid Content-Length"}})
+                return _json(400, {"error": {"status": 400, "code": "bad_request", "message": "invalid Content-Length"}}, _CLOSE)
             if int(length) > self.max_body:
                 self.metrics.error("too_large")
                 return self._too_large()
@@ -181,7 +186,7 @@ class Guard:
     def _too_large(self):
         return _json(413, {"error": {"status": 413, "code": "too_large",
                                      "message": f"the body exceeds {self.max_body} bytes (serving.max_body_bytes)"}},
-                     {"connection": "close"})
+                     _CLOSE)
 
 
 # --------------------------------------------------------------------------- the app
