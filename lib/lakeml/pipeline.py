@@ -125,8 +125,13 @@ class _Run:
     def materialize(self):
         """The newest feature snapshot into the online store the scoring server reads
         (lakeml.serving.materialize); nothing when the store holds it already."""
-        from lakeml.serving import materialize
+        from lakeml.serving import answer_log, materialize
 
+        try:  # the server's answers, queryable by name
+            answer_log.register(self.spark, self.env, self.uc)
+        except OSError as e:  # delta-rs cannot reach the warehouse: the batch side goes on, the line says why
+            log.warning("the scoring server's answer log %s is not registered: %s", self.uc.table(self.uc.tables.online_predictions),
+                        str(e).splitlines()[0] if str(e) else type(e).__name__)
         return materialize.run(self.spark, self.env, self.uc)
 
     def rescore(self):

@@ -90,6 +90,12 @@ def ensure_database(spark: SparkSession, database: str) -> None:
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {database}")
 
 
+def register_external(spark: SparkSession, name: str, path: str) -> None:
+    """Name in the metastore a Delta table another writer keeps at ``path`` (e.g. the scoring
+    server's answer log, written by delta-rs). Idempotent."""
+    spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING delta LOCATION {sql_literal(path)}")
+
+
 def replace_where(
     df: DataFrame,
     name: str,

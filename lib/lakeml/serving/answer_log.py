@@ -89,7 +89,7 @@ def register(spark, env: EnvConfig, uc: UseCaseConfig) -> str:
     path = ensure_table(env, uc)
     name = uc.table(uc.tables.online_predictions)
     tables.ensure_database(spark, uc.database)
-    spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING delta LOCATION {tables.sql_literal(path)}")
+    tables.register_external(spark, name, path)
     return name
 
 
