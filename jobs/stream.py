@@ -9,6 +9,10 @@ given; a malformed record goes to <stream_predictions>_rejects with its raw text
 --source features: each snapshot the features job writes, as it is committed.
 Exactly once across crashes and restarts (checkpoint under <data_dir>/checkpoints/). Runs until
 SIGTERM / Ctrl-C, or with --once until everything available is scored.
+
+With the embedded Derby metastore (one process at a time) the stream holds the data folder as
+every job does: run it with --once between the daily runs. With an external metastore it runs
+beside them (it writes its own tables only) and holds no lock.
 """
 
 from lakeml import cli
@@ -16,9 +20,14 @@ from lakeml import cli
 
 def run(args):
     from lakeml.core import session
+    from lakeml.core.config import load_env, load_usecase
     from lakeml.serving import stream
 
-    env, uc = cli.load(args)
+    env = load_env(args.conf_dir, args.env)
+    if env.storage.metastore == "derby":
+        env, uc = cli.load(args)
+    else:
+        uc = load_usecase(args.conf_dir, args.usecase, env)
     spark = session.get_spark(env, f"lakeml-stream-{args.source}")
     return stream.run(spark, env, uc, args.source, once=args.once, trigger_seconds=args.trigger_seconds,
                       landing=args.landing, checkpoint=args.checkpoint, max_files=args.max_files)

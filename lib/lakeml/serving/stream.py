@@ -32,7 +32,10 @@ at start: restart the job after a promotion.
 
 Triggers: ``once`` (``availableNow``: everything available, then stop) or every
 ``trigger_seconds``; SIGTERM stops the query between micro-batches. One log line per
-micro-batch, in the log file only.
+micro-batch, in the log file only. ``jobs/stream.py`` holds the data folder's lock with the
+Derby metastore (one process at a time anyway) and none with an external one, where it runs
+beside the daily jobs (turning the change data feed on is one metadata commit to the feature
+table: make the first start of a features stream while no features job runs).
 """
 
 from __future__ import annotations
@@ -249,6 +252,7 @@ class _Batches:
             rows, rejects = records.split(parsed, self._newest(spark, version), self.uc, version)
         scored = _sink_rows(score_rows(rows, self.models, self.uc, keep), self.uc, self.source, batch_id).persist()
         n = scored.count()
+        t1 = time.perf_counter()
         if n:
             tables.append_once(scored, self.predictions, self.app_id, batch_id)
         bad = 0
@@ -263,8 +267,10 @@ class _Batches:
         scored.unpersist()
         t = self.totals
         t.batches, t.scored, t.rejected = t.batches + 1, t.scored + n, t.rejected + bad
-        t.last = {"batch": batch_id, "scored": n, "rejected": bad, "seconds": round(time.perf_counter() - t0, 2)}
-        log.info("batch %d: %d rows scored, %d rejected, %.2f s", batch_id, n, bad, t.last["seconds"], extra={"file_only": True})
+        t.last = {"batch": batch_id, "scored": n, "rejected": bad, "seconds": round(time.perf_counter() - t0, 2),
+                  "score_seconds": round(t1 - t0, 2)}
+        log.info("batch %d: %d rows scored (%.2f s), %d rejected, written in %.2f s", batch_id, n, t.last["score_seconds"], bad,
+                 t.last["seconds"] - t.last["score_seconds"], extra={"file_only": True})
 
 
 def _quiet(spark: SparkSession, logger: str) -> None:
