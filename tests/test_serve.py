@@ -37,26 +37,6 @@ pytestmark = pytest.mark.subprocess
 
 
 
-def _fill_store(data: Path, out: Path, conf: Path) -> None:
-    """The online store of ``data`` from the feature table's newest snapshot, when the
-    pipeline did not materialize one: the rows read from the Delta files (no Spark)."""
-    import pyarrow.compute as pc
-    from deltalake import DeltaTable
-
-    from lakeml.core.config import load_usecase
-    from lakeml.serving.store import OnlineRow, SqliteStore, new_meta
-
-    uc = load_usecase(conf, "churn")
-    dt = DeltaTable(str(data / "warehouse" / f"{uc.database}.db" / uc.tables.features))
-    t = dt.to_pyarrow_table()
-    newest = pc.max(t["as_of_date"]).as_py()
-    t = t.filter(pc.equal(t["as_of_date"], newest))
-    cols = [*uc.model.categorical, *uc.model.numeric]
-    rows = [OnlineRow(r[uc.entity], {c: r[c] for c in cols}, newest, dt.version()) for r in t.to_pylist()]
-    with SqliteStore(out / "online" / f"{uc.name}.sqlite", read_only=False) as s:
-        s.write([rows], new_meta(newest, dt.version(), len(rows)))
-
-
 @pytest.fixture(scope="module")
 def serve_conf(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("serve-conf") / "conf"
@@ -69,16 +49,13 @@ def serve_conf(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def serve_dir(pipeline_data_dir, serve_conf, tmp_path_factory) -> Path:
+def serve_dir(pipeline_data_dir, tmp_path_factory) -> Path:
     """The registry (its artifacts stay where they are) and the online store of the pipeline's
     folder, copied."""
     d = tmp_path_factory.mktemp("serve-data")
     (d / "mlflow").mkdir()
     shutil.copy2(pipeline_data_dir / "mlflow" / "mlflow.db", d / "mlflow" / "mlflow.db")
-    if (pipeline_data_dir / "online").is_dir():
-        shutil.copytree(pipeline_data_dir / "online", d / "online")
-    else:  # the pipeline of this checkout does not materialize yet
-        _fill_store(pipeline_data_dir, d, serve_conf)
+    shutil.copytree(pipeline_data_dir / "online", d / "online")  # the pipeline's materialize stage made it
     return d
 
 
