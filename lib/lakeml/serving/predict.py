@@ -97,7 +97,7 @@ class Predictor:
             self._bound(len(ids), "entities")
             items = []
             for i, e in enumerate(ids):
-                if not isinstance(e, str) or not e or len(e) > MAX_ENTITY_CHARS:
+                if type(e) is not str or not 0 < len(e) <= MAX_ENTITY_CHARS:
                     items.append(Item(i, None, error=(422, "invalid_entity",
                                                       f"an entity is a non-empty string of at most {MAX_ENTITY_CHARS} characters")))
                 else:
@@ -107,6 +107,7 @@ class Predictor:
                 raise Refused(503, "no_store", "the online store is not available (see /ready); send the features as rows")
             found = store.get_many(wanted) if wanted else {}
             needed = champ.needed if serving.challenger is None else champ.needed | serving.challenger.needed
+            iso: dict = {}  # date -> its ISO text (a snapshot has one date: one isoformat a request)
             for it in items:
                 if it.error is not None:
                     continue
@@ -120,8 +121,11 @@ class Predictor:
                     it.error = (503, "features_missing", f"the online store's row lacks feature(s) {', '.join(missing[:5])} "
                                                          "the model needs; materialize the features again")
                     continue
-                it.features, it.as_of = f, row.as_of_date
-                it.as_of_date, it.feature_version = row.as_of_date.isoformat(), row.feature_version
+                d = row.as_of_date
+                text = iso.get(d)
+                if text is None:
+                    text = iso[d] = d.isoformat()
+                it.features, it.as_of, it.as_of_date, it.feature_version = f, d, text, row.feature_version
         else:
             rows = payload["rows"]
             self._bound(len(rows), "rows")
