@@ -228,3 +228,22 @@ def test_lib_zip_holds_the_package(tmp_path):
     z = dist.build_lib_zip(tmp_path / "lakeml.zip")
     names = zipfile.ZipFile(z).namelist()
     assert {"lakeml/__init__.py", "lakeml/lake/ingest.py", "lakeml/ops/submit.py"} <= set(names)
+
+
+def test_an_unchanged_lib_zip_is_not_rewritten_and_a_changed_one_is_swapped_whole(tmp_path):
+    """A running job (a streaming query) reads its modules from the zip by path: a second
+    job's spark-submit must not rewrite it under it when nothing changed, and a change lands
+    by rename (the first job keeps the file it opened)."""
+    dest = tmp_path / "conf.zip"
+    src = tmp_path / "conf"
+    src.mkdir()
+    (src / "a.yaml").write_text("a: 1\n")
+    first = dist.build_conf_zip(dest, src)
+    inode, mtime = first.stat().st_ino, first.stat().st_mtime_ns
+    with open(first, "rb") as held:
+        assert dist.build_conf_zip(dest, src).stat().st_ino == inode and dest.stat().st_mtime_ns == mtime
+        (src / "a.yaml").write_text("a: 2\n")
+        assert dist.build_conf_zip(dest, src).stat().st_ino != inode
+        old = zipfile.ZipFile(held).read("a.yaml")
+    assert (old, zipfile.ZipFile(dest).read("a.yaml")) == (b"a: 1\n", b"a: 2\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["conf", "conf.zip"]
