@@ -340,6 +340,26 @@ def test_blue_green_switch_under_load_fails_nothing(server, pipeline_data_dir):
     assert _metric(server.call("GET", "/metrics")[1], "lakeml_serving_model_switches_total") == 2  # the challenger, then this
 
 
+def test_the_readme_curl_example_answers_the_batch_probability(server, pipeline_data_dir):
+    """README's curl command, as printed (its address and customer id swapped for this
+    server's and a real one, the token added), answers the batch probability and names the
+    unknown customer."""
+    import re
+
+    blocks = re.findall(r"```(\w+)\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    block = next(b for lang, b in blocks if lang == "bash" and '"entities": ["C00000150", "C99999999"]' in b)
+    _, batch = _batch_predictions(pipeline_data_dir)
+    entity = sorted(e for e in batch if not in_canary(e, SHARE))[0]
+    cmd = (block[block.index("curl "):].replace("localhost:8000", f"127.0.0.1:{server.port}").replace("C00000150", entity)
+           .replace("curl -s", f"curl -s -H 'Authorization: Bearer {TOKEN}'", 1))
+    out = json.loads(subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, check=True, timeout=60).stdout)
+    with _ANSWERED_LOCK:
+        ANSWERED.append((out["request_id"], 1))
+    known, unknown = out["results"]
+    assert known["entity"] == entity and abs(known["probability"] - batch[entity]["churn_probability"]) <= 1e-6
+    assert (unknown["error"]["code"], out["errors"]) == ("unknown_entity", 1)
+
+
 def test_every_answer_is_in_the_answer_log_written_at_shutdown_and_spark_reads_it(server, spark):
     pending = _metric(server.call("GET", "/metrics")[1], "lakeml_serving_answer_log_pending")
     answered = sum(n for _, n in ANSWERED)
