@@ -211,6 +211,7 @@ def test_landing_stream_killed_mid_batch_and_restarted_scores_every_record_once(
     second = (tmp_path / "second.out").read_text()
     assert p.returncode == 0, second[-3000:]
     assert _result(second)["stopped_by"] == "signal"
+    assert f"micro-batch {', '.join(map(str, in_flight))} did not finish (the job ended in it): it runs again" in second
 
     scored = _table(d, "stream_predictions")
     rejects = _table(d, "stream_predictions_rejects")

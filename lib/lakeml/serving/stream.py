@@ -25,10 +25,9 @@ a batch run again after a crash (``kill -9`` between the table's commit and the 
 is skipped by the tables that have it. The feature table version an entity row is joined with
 is pinned per batch before anything is written, so a batch run again makes the same rows and
 rejects. A canary (``lakeml.lifecycle.canary.running``: ``scoring.canary.share > 0`` and a
-challenger in canary) scores its share of the entities with the challenger (two
-``score_frame`` calls on a persisted batch, unioned: the batch is scanned twice in memory, and
-``score_frame`` holds one model), each row recorded with its alias. The models are loaded once,
-at start: restart the job after a promotion.
+challenger in canary) scores its share of the entities with the challenger, each row recorded
+with its alias (``lakeml.serving.stream_score``: both versions in one ``mapInArrow`` pass, the
+faster by measurement). The models are loaded once, at start: restart the job after a promotion.
 
 Triggers: ``once`` (``availableNow``: everything available, then stop) or every
 ``trigger_seconds``; SIGTERM stops the query between micro-batches. One log line per
@@ -47,17 +46,15 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from functools import reduce
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lakeml.core import tables, tracking
+from lakeml.core import parallel, tables
 from lakeml.core.config import EnvConfig, UseCaseConfig
 from lakeml.core.errors import LakemlError, MissingDataError
-from lakeml.lifecycle import canary
-from lakeml.ml import onnx_runtime, score
 from lakeml.serving import stream_records as records
+from lakeml.serving.stream_score import Models, load_models, score_rows
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +118,18 @@ def _delete(spark: SparkSession, path: str) -> None:
     fs.delete(p, False)
 
 
+def _batch_ids(spark: SparkSession, folder: str) -> set[int]:
+    fs, p = _fs(spark, folder)
+    if not fs.exists(p):
+        return set()
+    return {int(st.getPath().getName()) for st in fs.listStatus(p) if st.getPath().getName().isdigit()}
+
+
+def unfinished(spark: SparkSession, checkpoint: str) -> list[int]:
+    """The micro-batches Spark planned and did not record as done (a crash): run again first."""
+    return sorted(_batch_ids(spark, f"{checkpoint}/offsets") - _batch_ids(spark, f"{checkpoint}/commits"))
+
+
 def query_marker(spark: SparkSession, checkpoint: str, source: str, first_date=None) -> dict:
     """The query's id and (features) first as-of date, kept in the checkpoint folder: made on
     the first start, read on every later one. A checkpoint that has batches but no marker was
@@ -154,54 +163,6 @@ def pinned_version(spark: SparkSession, checkpoint: str, batch_id: int, current)
     return v
 
 
-# --------------------------------------------------------------------------- scoring
-
-
-@dataclass
-class Models:
-    """The ONNX bytes and refs of the champion, and of the challenger when a canary runs."""
-
-    champion: tuple[bytes, tracking.ModelRef]
-    challenger: tuple[bytes, tracking.ModelRef] | None = None
-    share: float = 0.0
-
-
-def _onnx(client, uc: UseCaseConfig, ref: tracking.ModelRef) -> bytes:
-    why = score.onnx_missing(client, ref)
-    if why is not None:
-        raise MissingDataError(f"streaming scores the ONNX copy of a version, and {ref.name} version {ref.version} "
-                               f"({ref.alias}) has none: {why}. Train a version whose pipeline converts (export.onnx: true)")
-    return score.onnx_model(client, ref, uc)
-
-
-def load_models(env: EnvConfig, uc: UseCaseConfig) -> Models:
-    client = tracking.configure(env)
-    champion = tracking.get_alias(client, uc.model.name, tracking.CHAMPION)
-    if champion is None:
-        tracking.load_spark_model(client, uc.model.name, tracking.CHAMPION)  # raises the error that says how to get one
-    models = Models((_onnx(client, uc, champion), champion))
-    challenger = canary.running(client, uc)
-    if challenger is not None:
-        models.challenger, models.share = (_onnx(client, uc, challenger), challenger), uc.scoring.canary.share
-    return models
-
-
-def score_rows(rows: DataFrame, models: Models, uc: UseCaseConfig, keep: list[str]) -> DataFrame:
-    """``rows`` scored: ``keep``, the probability and prediction, and the model's columns; the
-    canary share of the entities by the challenger when one runs."""
-    parts = [(rows, models.champion)]
-    if models.challenger is not None:
-        inside = canary.in_canary_col(uc.entity, models.share)
-        parts = [(rows.where(~inside), models.champion), (rows.where(inside), models.challenger)]
-    return reduce(DataFrame.unionByName, [
-        onnx_runtime.score_frame(part, model, keep, uc.probability).select(
-            *keep, uc.probability, "prediction",
-            F.lit(ref.name).alias("model_name"), F.lit(ref.version).alias("model_version"),
-            F.lit(ref.run_id).alias("model_run_id"), F.lit(ref.alias).alias("model_alias"))
-        for part, (model, ref) in parts
-    ])
-
-
 # --------------------------------------------------------------------------- the query
 
 
@@ -223,8 +184,9 @@ def _sink_rows(scored: DataFrame, uc: UseCaseConfig, source: str, batch_id: int)
 class _Batches:
     """The ``foreachBatch`` function of one query: score, write once, count, log."""
 
-    def __init__(self, uc, models, source, app_id, predictions, checkpoint, feature_table, schema):
+    def __init__(self, uc, models, source, app_id, predictions, checkpoint, feature_table, schema, trigger_seconds):
         self.uc, self.models, self.source, self.app_id, self.schema = uc, models, source, app_id, schema
+        self.trigger_seconds = trigger_seconds  # None: availableNow
         self.predictions, self.rejects = predictions, rejects_table(predictions)
         self.checkpoint, self.feature_table = checkpoint, feature_table
         self.newest: tuple[int, DataFrame] | None = None  # (feature table version, its newest rows, persisted)
@@ -251,32 +213,34 @@ class _Batches:
             version = pinned_version(spark, self.checkpoint, batch_id, lambda: tables.version(spark, self.feature_table))
             rows, rejects = records.split(parsed, self._newest(spark, version), self.uc, version)
         scored = _sink_rows(score_rows(rows, self.models, self.uc, keep), self.uc, self.source, batch_id).persist()
-        n = scored.count()
-        t1 = time.perf_counter()
-        if n:
-            tables.append_once(scored, self.predictions, self.app_id, batch_id)
-        bad = 0
+        n, bad, frames = scored.count(), 0, [scored]
         if rejects is not None:
             rejects = rejects.select("source_file", "raw", "reason", F.lit(int(batch_id)).cast("long").alias("batch_id"),
                                      F.current_timestamp().alias("rejected_at")).persist()
             bad = rejects.count()
-            if bad:
-                tables.append_once(rejects, self.rejects, self.app_id, batch_id)
-            rejects.unpersist()
+            frames.append(rejects)
+        t1 = time.perf_counter()
+        # the two tables side by side: a small Delta append is mostly the driver's latency
+        writes = [(df, name) for df, name, k in [(scored, self.predictions, n), (rejects, self.rejects, bad)] if k]
+        parallel.map_all(spark, lambda w: tables.append_once(w[0], w[1], self.app_id, batch_id), writes)
+        for df in frames:
+            df.unpersist()
+        if rejects is not None:
             parsed.unpersist()
-        scored.unpersist()
         t = self.totals
         t.batches, t.scored, t.rejected = t.batches + 1, t.scored + n, t.rejected + bad
         t.last = {"batch": batch_id, "scored": n, "rejected": bad, "seconds": round(time.perf_counter() - t0, 2),
                   "score_seconds": round(t1 - t0, 2)}
-        log.info("batch %d: %d rows scored (%.2f s), %d rejected, written in %.2f s", batch_id, n, t.last["score_seconds"], bad,
-                 t.last["seconds"] - t.last["score_seconds"], extra={"file_only": True})
+        behind = " (longer than the trigger: falling behind)" if self.trigger_seconds and t.last["seconds"] > self.trigger_seconds else ""
+        log.info("batch %d: %d rows scored (%.2f s), %d rejected, written in %.2f s%s", batch_id, n, t.last["score_seconds"], bad,
+                 t.last["seconds"] - t.last["score_seconds"], behind, extra={"file_only": True})
 
 
 def _quiet(spark: SparkSession, logger: str) -> None:
     """Spark's log4j ``logger`` at ERROR: for warnings that are no news here (AQE is off in a
-    streaming plan, at every start: the micro-batches' own queries keep it; a stop between
-    micro-batches finds no job to cancel)."""
+    streaming plan, at every start: the micro-batches' own queries keep it; a micro-batch
+    longer than the trigger, on the console at every batch: the batch's own line in the log
+    file has its time; a stop between micro-batches finds no job to cancel)."""
     try:
         jvm = spark._jvm
         jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(logger, jvm.org.apache.logging.log4j.Level.ERROR)
@@ -316,10 +280,15 @@ def start(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, source: str, *
             "value", F.col("_metadata.file_path").alias("source_file"), F.col("_metadata.file_modification_time").alias("landed"))
         what = f"JSON lines files in {landing}"
     fn = _Batches(uc, models, source, f"lakeml-stream-{marker['query']}", predictions, checkpoint, ft,
-                  records.declared_schema(uc, tables.schema(spark, ft)))
+                  records.declared_schema(uc, tables.schema(spark, ft)), None if once else trigger_seconds)
     writer = stream.writeStream.queryName(f"lakeml_{uc.name}_{source}").option("checkpointLocation", checkpoint).foreachBatch(fn)
     writer = writer.trigger(availableNow=True) if once else writer.trigger(processingTime=f"{trigger_seconds} seconds")
+    again = unfinished(spark, checkpoint)
+    if again:
+        log.info("micro-batch %s did not finish (the job ended in it): it runs again, and a table that has its rows skips them",
+                 ", ".join(map(str, again)))
     _quiet(spark, "org.apache.spark.sql.execution.streaming.runtime.ResolveWriteToStream")
+    _quiet(spark, "org.apache.spark.sql.execution.streaming.runtime.ProcessingTimeExecutor")  # "falling behind": our batch line says it
     q = writer.start()
     champion = models.champion[1]
     canary_text = (f", challenger version {models.challenger[1].version} for {models.share:.0%} of the entities"
@@ -399,7 +368,7 @@ def run(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, source: str, *, 
 
 
 def measure_latency(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, *, trigger_seconds: float = 2.0, files: int = 3,
-                    rows: int = 100, timeout: float = 120.0) -> dict:
+                    rows: int = 100, timeout: float = 120.0, models: Models | None = None) -> dict:
     """End-to-end latency of the landing stream at ``trigger_seconds``, in this process (local
     Spark: the files are written to a local temporary folder): a query is started, a file of
     ``rows`` entity rows lands (renamed into the folder, as a sender should), and the time until
@@ -415,7 +384,8 @@ def measure_latency(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, *, t
     ids = [r[0] for r in tables.read(spark, ft).select(uc.entity).distinct().orderBy(uc.entity).limit(rows).collect()]
     lines = "".join(json.dumps({uc.entity: e}) + "\n" for e in ids)
     q, fn, _ = start(spark, env, uc, "landing", trigger_seconds=trigger_seconds, landing=str(landing),
-                     checkpoint=str(work / "checkpoint"), predictions_table=uc.table(uc.tables.stream_predictions) + "_latency")
+                     checkpoint=str(work / "checkpoint"), predictions_table=uc.table(uc.tables.stream_predictions) + "_latency",
+                     models=models)
     took = []
     try:
         for i in range(files + 1):
