@@ -195,7 +195,9 @@ def test_serving_targets_on_hand_built_loads():
 def test_serving_section_says_how_it_was_measured():
     text = "\n".join(report.serving_section(_serving()))
     assert "## Online and streaming serving" in text
-    assert "the server pinned to CPU 0 and wrk to CPU 1 (taskset)" in text
+    assert "the server pinned to CPU 0 and wrk to CPU 1 (taskset); whatever else runs on the machine is not excluded." in text
+    busy = _serving(load={**_serving()["load"], "loadavg_before": 0.4, "loadavg_after": 1.2})
+    assert "(1-minute load average 0.4 before the loads, 1.2 after)." in "\n".join(report.serving_section(busy))
     assert "| ours | entities | 1,000 | 2 | 60 | 60,000 | 15.00 | 22.50 | 45.00 | 90.0 | 0 | 0.90 |" in text
     assert "- peer: `mlflow models serve`, failed: peer exited (1) before it was ready" in text
     assert "ours by entity within 0.0e+00 of ours by rows, the peer within 2.0e-16 of ours by rows" in text

@@ -238,7 +238,9 @@ def serving_section(sv: dict) -> list[str]:
         f"({w['store']['as_of_date']}, {w['store']['rows']:,} rows) in the {w['store']['kind']} online store. Loopback only; "
         f"load from {ld['tool']} ({ld['threads']} thread, a closed loop per client: each sends its next request when the last "
         f"is answered), {_n(ld['duration_s'])} s measured after {_n(ld['warmup_s'])} s of the same load, one server at a time. "
-        f"wrk shares the machine's {ld['cores']} cores with the server: {shared}; whatever else runs on the machine is not excluded.",
+        f"wrk shares the machine's {ld['cores']} cores with the server: {shared}; whatever else runs on the machine is not excluded"
+        + (f" (1-minute load average {ld['loadavg_before']} before the loads, {ld['loadavg_after']} after)." if "loadavg_before" in ld
+           else "."),
         "",
         "*ours*: `scripts/serve.sh`, features read from the online store (*entities*) or given (*rows*); *floor*: the same "
         "FastAPI + uvicorn settings answering a constant; *peer*: `mlflow models serve --env-manager local` of the same "

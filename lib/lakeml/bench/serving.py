@@ -310,6 +310,7 @@ def run(a) -> dict:
         "runs": [], "servers": {},
     }
     parity: dict[str, list[float]] = {}
+    result["load"]["loadavg_before"] = round(os.getloadavg()[0], 1)  # what else ran: the machine is not ours alone
     for kind in SERVERS:
         port = free_port()
         cmd, extra, ready, path = server_cmd(kind, world, port, a)
@@ -333,6 +334,7 @@ def run(a) -> dict:
             log.warning("[bench serving] %s: %s", kind, e)
             info["error"] = str(e)
         result["servers"][kind] = info
+    result["load"]["loadavg_after"] = round(os.getloadavg()[0], 1)
     if "ours_rows" in parity:
         base = parity["ours_rows"]
         result["parity"] = {k: max(abs(x - y) for x, y in zip(base, v, strict=True)) for k, v in parity.items() if k != "ours_rows"}
