@@ -100,12 +100,16 @@ def _read_text(spark: SparkSession, path: str) -> str | None:
 
 
 def _write_text(spark: SparkSession, path: str, text: str) -> None:
+    """A new file, whole or not at all (written aside, then renamed: a crash leaves no half)."""
     fs, p = _fs(spark, path)
-    out = fs.create(p, True)
+    _, tmp = _fs(spark, f"{path}.tmp")
+    out = fs.create(tmp, True)
     try:
         out.write(bytearray(text.encode("utf-8")))
     finally:
         out.close()
+    if not fs.rename(tmp, p):
+        raise StreamError(f"could not write {path}")
 
 
 def _mkdirs(spark: SparkSession, path: str) -> None:
@@ -130,19 +134,24 @@ def unfinished(spark: SparkSession, checkpoint: str) -> list[int]:
     return sorted(_batch_ids(spark, f"{checkpoint}/offsets") - _batch_ids(spark, f"{checkpoint}/commits"))
 
 
-def query_marker(spark: SparkSession, checkpoint: str, source: str, first_date=None) -> dict:
-    """The query's id and (features) first as-of date, kept in the checkpoint folder: made on
-    the first start, read on every later one. A checkpoint that has batches but no marker was
+def query_marker(spark: SparkSession, checkpoint: str, source: str, first_date=lambda: None) -> dict:
+    """The query's id and (features) first as-of date (``first_date()``), kept in the
+    checkpoint folder: made on the first start, read on every later one. A checkpoint that has batches but no marker was
     not made by this job: refused (its batches would be written again)."""
     path = f"{checkpoint}/{MARKER}"
     text = _read_text(spark, path)
     if text is not None:
-        return json.loads(text)
+        marker = json.loads(text)
+        if marker.get("source") != source:
+            raise StreamError(f"checkpoint {checkpoint} is the {marker.get('source')} stream's, not the {source} stream's: "
+                              "give each source its own --checkpoint")
+        return marker
     fs, p = _fs(spark, f"{checkpoint}/offsets")
     if fs.exists(p):
         raise StreamError(f"checkpoint {checkpoint} has batches but no {MARKER}: it was not made by jobs/stream.py. "
                           "Give another --checkpoint, or delete that folder to start over")
-    marker = {"query": uuid.uuid4().hex, "source": source, "first_date": None if first_date is None else str(first_date),
+    first = first_date()
+    marker = {"query": uuid.uuid4().hex, "source": source, "first_date": None if first is None else str(first),
               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     _mkdirs(spark, checkpoint)
     _write_text(spark, path, json.dumps(marker))
@@ -264,7 +273,7 @@ def start(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, source: str, *
         if tables.properties(spark, ft).get("delta.enableChangeDataFeed", "false").lower() != "true":
             log.info("turning on the change data feed of %s (the features stream reads it)", ft)
             tables.set_properties(spark, ft, {"delta.enableChangeDataFeed": "true"})
-        marker = query_marker(spark, checkpoint, source, first_date=_newest_date(spark, ft))
+        marker = query_marker(spark, checkpoint, source, first_date=lambda: _newest_date(spark, ft))
         stream = (tables.read_stream(spark, ft, made_by=tables.FEATURES_JOB, readChangeFeed="true")
                   .where(F.col("_change_type").isin("insert", "update_postimage"))
                   .where(F.col("as_of_date") >= F.lit(marker["first_date"]).cast("date")))
