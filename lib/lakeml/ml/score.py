@@ -272,9 +272,10 @@ def run_many(spark: SparkSession, env: EnvConfig, uc: UseCaseConfig, todo: list[
     n = {(r.score_date, r.model_alias): r["count"] for r in written.groupBy("score_date", "model_alias").count().collect()}
     for s in slices:
         model, ref, engine = models[(s.alias, s.version)]
-        log.info("scored %d rows (%s %s of the date%s) for %s with %s version %s (engine %s) into %s",
-                 n.get((s.score_date, s.alias), 0), "served:" if s.served else "shadow:", s.population,
-                 f", canary share {share}" if s.population != "all" else "", s.score_date, ref.name, ref.version, engine, pt)
+        log.info("scored %d rows (%s%s) for %s with %s version %s (engine %s) into %s",
+                 n.get((s.score_date, s.alias), 0), "served" if s.served else "shadow",
+                 f", {s.population} the canary share {share}" if s.population != "all" else "",
+                 s.score_date, ref.name, ref.version, engine, pt)
     seconds = {"model_load_seconds": round(loaded - t0, 2), "score_write_seconds": round(time.perf_counter() - loaded, 2)}
     out = []
     for d, alias, _ in todo:
