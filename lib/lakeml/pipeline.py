@@ -315,7 +315,7 @@ def describe(summary: dict, uc: UseCaseConfig) -> str:
                              f"(champion {v['champion_before']} -> {v['champion_after']}): {'; '.join(v['reasons'])}")
         if key.startswith("release") and st.get("result"):
             for v in st["result"]:
-                lines.append(f"  {v['action']} {v['decision']} (version {v['challenger_version']}; champion "
+                lines.append(f"  release: {v['action']} {v['decision']} (version {v['challenger_version']}; champion "
                              f"{v['champion_before']} -> {v['champion_after']}): {'; '.join(v['reasons'])}")
         if key.startswith("score") and (st.get("result") or {}).get("canary"):
             c = st["result"]["canary"]
