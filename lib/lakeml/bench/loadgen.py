@@ -4,12 +4,17 @@ with a Lua script that POSTs pre-formatted JSON bodies, one after the other from
 
 A closed loop: each of ``clients`` connections sends its next request when the answer to
 the last one arrived, so a slow answer delays the requests behind it (wrk does not correct
-for coordinated omission; the p99 is of the requests that were sent).
+for coordinated omission; the p99 is of the requests that were sent). Flat out (no pause) the
+server is saturated and the latency is the queue's: ``clients`` / requests per second on
+average. Paced (``rate``), each connection waits a random think time after each answer
+(exponential, mean ``clients / rate``): together the clients offer about ``rate`` requests
+per second, as many users would, and the latency is the server's at that load.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -24,6 +29,15 @@ local reqs = {}
 local at = 0
 local made = 0
 
+-- paced: wrk asks delay() before each request only when the script defines it (checked once,
+-- after this chunk ran), so it is defined only when a think time is given
+local think_ms = tonumber(os.getenv("BENCH_THINK_MS") or "0")
+if think_ms > 0 then
+  function delay()
+    return -think_ms * math.log(1 - math.random())
+  end
+end
+
 function setup(thread)
   thread:set("tid", made)
   made = made + 1
@@ -35,6 +49,7 @@ function init(args)
     if #line > 0 then reqs[#reqs + 1] = wrk.format("POST", args[2], headers, line) end
   end
   at = ((tid or 0) * 7919) % #reqs  -- threads start apart in the file
+  math.randomseed(os.time() + (tid or 0))
 end
 
 function request()
@@ -68,10 +83,11 @@ def version() -> str:
 
 
 def run(url: str, path: str, bodies: Path, clients: int, seconds: float, threads: int = 1, timeout_s: float = 5.0,
-        cpus: str | None = None) -> dict:
+        cpus: str | None = None, rate: float | None = None) -> dict:
     """``clients`` connections POST the bodies of ``bodies`` (one a line) to ``url`` + ``path``
-    for ``seconds``; wrk pinned to ``cpus`` (taskset) when given. Returns requests/s and
-    latency in ms, and every error kind (non-2xx answers are ``errors.status``)."""
+    for ``seconds``, flat out or paced to about ``rate`` requests/s; wrk pinned to ``cpus``
+    (taskset) when given. Returns requests/s and latency in ms, and every error kind (non-2xx
+    answers are ``errors.status``)."""
     exe = wrk_path()
     if exe is None:
         raise RuntimeError("wrk is not installed: ./scripts/setup.sh --bench (Debian package wrk)")
@@ -82,7 +98,8 @@ def run(url: str, path: str, bodies: Path, clients: int, seconds: float, threads
                "-s", str(script), url, "--", str(bodies), path]
         if cpus is not None and shutil.which("taskset"):
             cmd = ["taskset", "-c", cpus, *cmd]
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+        think = {"BENCH_THINK_MS": f"{1000 * clients / rate:.3f}"} if rate else {}
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, env={**os.environ, **think})
     line = next((ln for ln in p.stdout.splitlines() if ln.startswith(MARK)), None)
     if p.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed (exit {p.returncode}): {p.stderr.strip() or p.stdout.strip()}")
@@ -91,6 +108,7 @@ def run(url: str, path: str, bodies: Path, clients: int, seconds: float, threads
     secs = raw["duration_us"] / 1e6
     return {
         "clients": clients,
+        "paced_rps": rate,
         "seconds": round(secs, 2),
         "requests": raw["requests"],
         "requests_per_s": round(raw["requests"] / secs, 1),

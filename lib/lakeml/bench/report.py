@@ -237,7 +237,8 @@ def serving_section(sv: dict) -> list[str]:
         f"(demo data, ingest, features, train: {w['model']['name']} version {w['model']['version']}), the newest snapshot "
         f"({w['store']['as_of_date']}, {w['store']['rows']:,} rows) in the {w['store']['kind']} online store. Loopback only; "
         f"load from {ld['tool']} ({ld['threads']} thread, a closed loop per client: each sends its next request when the last "
-        f"is answered), {_n(ld['duration_s'])} s measured after {_n(ld['warmup_s'])} s of the same load, one server at a time. "
+        f"is answered; *paced*: after a random think time, the clients together offering the rate named), "
+        f"{_n(ld['duration_s'])} s measured after {_n(ld['warmup_s'])} s of the same load, one server at a time. "
         f"wrk shares the machine's {ld['cores']} cores with the server: {shared}; whatever else runs on the machine is not excluded"
         + (f" (1-minute load average {ld['loadavg_before']} before the loads, {ld['loadavg_after']} after)." if "loadavg_before" in ld
            else "."),
@@ -251,7 +252,8 @@ def serving_section(sv: dict) -> list[str]:
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in sv["runs"]:
-        lines.append(f"| {r['server']} | {r['body']} | {r['per_request']:,} | {r['clients']} | {r['requests_per_s']:,.0f} | "
+        clients = f"{r['clients']}, paced to {r['paced_rps']:,.0f}/s" if r.get("paced_rps") else r["clients"]
+        lines.append(f"| {r['server']} | {r['body']} | {r['per_request']:,} | {clients} | {r['requests_per_s']:,.0f} | "
                      f"{r['items_per_s']:,} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {r['p99_ms']:.2f} | {r['max_ms']:.1f} | "
                      f"{r['errors']:,} | {r['server_cores']:.2f} |")
     lines.append("")

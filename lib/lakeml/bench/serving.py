@@ -48,12 +48,14 @@ from lakeml.core.paths import PROJECT_ROOT
 
 log = logging.getLogger("lakeml.bench")
 
-# (server, body, items a request, clients): what is measured, in order
+PACED_RPS = 550.0  # 50 clients together offering this many requests/s (target: >= 500 with p99 <= 25 ms)
+# (server, body, items a request, clients, paced to requests/s or flat out): what is measured, in order
 PLAN = [
-    ("ours", "entities", 1, 10), ("ours", "entities", 1, 50), ("ours", "entities", 1000, 2),
-    ("ours", "rows", 1, 10), ("ours", "rows", 1, 50), ("ours", "rows", 1000, 2),
-    ("floor", "constant", 1, 10), ("floor", "constant", 1, 50),
-    ("peer", "rows", 1, 10), ("peer", "rows", 1, 50), ("peer", "rows", 1000, 2),
+    ("ours", "entities", 1, 10, None), ("ours", "entities", 1, 50, None), ("ours", "entities", 1, 50, PACED_RPS),
+    ("ours", "entities", 1000, 2, None),
+    ("ours", "rows", 1, 10, None), ("ours", "rows", 1, 50, None), ("ours", "rows", 1000, 2, None),
+    ("floor", "constant", 1, 10, None), ("floor", "constant", 1, 50, None),
+    ("peer", "rows", 1, 10, None), ("peer", "rows", 1, 50, None), ("peer", "rows", 1000, 2, None),
 ]
 SINGLE_BODIES = 2000  # distinct one-row bodies (each connection walks through them in turn)
 
@@ -241,21 +243,23 @@ def probabilities(kind: str, answer: dict) -> list[float]:
     return [p[1] for p in answer["predictions"]["probability"]]
 
 
-def measure(srv: str, body: str, n: int, clients: int, url: str, path: str, bodies: dict, a, pid: int, cpus: str | None) -> dict:
-    """One load: ``warmup`` seconds (not kept), then ``duration`` seconds measured, with the
-    server's CPU use over the measured part (cores: 1.0 = one core busy all along)."""
+def measure(srv: str, body: str, n: int, clients: int, rate: float | None, url: str, path: str, bodies: dict, a, pid: int,
+            cpus: str | None) -> dict:
+    """One load (flat out, or paced to ``rate`` requests/s): ``warmup`` seconds (not kept),
+    then ``duration`` seconds measured, with the server's CPU use over the measured part
+    (cores: 1.0 = one core busy all along)."""
     f = bodies["paths"][(srv, body, n)]
     n_items = n if n == 1 else bodies["big"]
     if a.warmup > 0:
-        loadgen.run(url, path, f, clients, a.warmup, cpus=cpus)
+        loadgen.run(url, path, f, clients, a.warmup, cpus=cpus, rate=rate)
     cpu0, _ = _tree_cpu_rss(pid)
-    r = loadgen.run(url, path, f, clients, a.duration, cpus=cpus)
+    r = loadgen.run(url, path, f, clients, a.duration, cpus=cpus, rate=rate)
     cpu1, rss = _tree_cpu_rss(pid)
     r = {"server": srv, "body": body, "per_request": n_items, **r, "items_per_s": round(r["requests_per_s"] * n_items),
          "server_cores": round((cpu1 - cpu0) / max(r["seconds"], 1e-3), 2), "server_rss_mb": rss}
-    log.info("[bench serving] %s %s x%d, %d clients: %.0f req/s (%s items/s), p50 %.2f ms, p99 %.2f ms, %d errors, server %.2f cores",
-             srv, body, n_items, clients, r["requests_per_s"], f"{r['items_per_s']:,}", r["p50_ms"], r["p99_ms"], r["errors"],
-             r["server_cores"])
+    log.info("[bench serving] %s %s x%d, %d clients%s: %.0f req/s (%s items/s), p50 %.2f ms, p99 %.2f ms, %d errors, server %.2f cores",
+             srv, body, n_items, clients, f" paced to {rate:g}/s" if rate else "", r["requests_per_s"], f"{r['items_per_s']:,}",
+             r["p50_ms"], r["p99_ms"], r["errors"], r["server_cores"])
     return r
 
 
@@ -326,9 +330,9 @@ def run(a) -> dict:
                         if (kind == "ours") == (i < 2):
                             status, ans = post(url + path, json.dumps(b).encode())
                             parity[f"{kind}_{next(iter(b))}"] = probabilities(kind, ans)
-                for srv, body, n, clients in PLAN:
+                for srv, body, n, clients, rate in PLAN:
                     if srv == kind:
-                        result["runs"].append(measure(srv, body, n, clients, url, path, bodies, a, pid, load_cpus))
+                        result["runs"].append(measure(srv, body, n, clients, rate, url, path, bodies, a, pid, load_cpus))
                 info["rss_mb"] = _tree_cpu_rss(pid)[1]
         except Exception as e:  # one server that fails is a result; the others are still measured
             log.warning("[bench serving] %s: %s", kind, e)
