@@ -52,7 +52,9 @@ def score_onnx(path, pandas_df) -> np.ndarray:
 _SESSIONS: dict[str, object] = {}  # per Python worker (reused across tasks): model digest -> InferenceSession
 
 
-def _session(model: bytes, digest: str):
+def worker_session(model: bytes, digest: str):
+    """The InferenceSession of ``model`` in this Python worker, made once (one thread: Spark
+    runs one task per core already)."""
     sess = _SESSIONS.get(digest)
     if sess is None:
         import onnxruntime as ort
@@ -107,7 +109,7 @@ def score_frame(df, model: bytes, keep: list[str], probability: str):
     def run(batches):
         import pyarrow as pa
 
-        sess = _session(shipped.value, digest)
+        sess = worker_session(shipped.value, digest)
         for b in batches:
             if b.num_rows == 0:
                 continue

@@ -60,21 +60,6 @@ def load_models(env: EnvConfig, uc: UseCaseConfig) -> Models:
     return models
 
 
-_SESSIONS: dict[str, object] = {}  # per Python worker: model digest -> InferenceSession
-
-
-def _session(model: bytes, digest: str):
-    sess = _SESSIONS.get(digest)
-    if sess is None:
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1  # Spark runs one task per core already
-        opts.inter_op_num_threads = 1
-        sess = _SESSIONS[digest] = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
-    return sess
-
-
 def _canary_frame(df: DataFrame, models: Models, keep: list[str], probability: str) -> DataFrame:
     """``keep``, ``probability``, ``prediction`` and ``CANARY`` (whether the challenger scored
     the row) for the rows of ``df`` with a boolean ``CANARY`` column: one ``mapInArrow``."""
@@ -92,7 +77,7 @@ def _canary_frame(df: DataFrame, models: Models, keep: list[str], probability: s
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        sessions = [_session(m, d) for m, d in zip(shipped.value, digests, strict=True)]
+        sessions = [onnx_runtime.worker_session(m, d) for m, d in zip(shipped.value, digests, strict=True)]
         for b in batches:
             mask = pc.fill_null(b.column(CANARY), False)
             for sess, rows in ((sessions[0], b.filter(pc.invert(mask))), (sessions[1], b.filter(mask))):
