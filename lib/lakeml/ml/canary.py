@@ -13,15 +13,19 @@ its live performance, ``lakeml.lifecycle.release``). A challenger that was only 
 was refused, has no such tag and is never served.
 
 This lives in ``ml`` (not in ``lifecycle``, which re-exports it) because batch scoring,
-one layer below the lifecycle, splits the entities with it.
+one layer below the lifecycle, splits the entities with it; it imports nothing of Spark at
+load time, so the scoring server (no JVM, no pyspark) applies the same rule from here.
 """
 
 from __future__ import annotations
 
 import zlib
+from typing import TYPE_CHECKING
 
-from lakeml.core import tracking
 from lakeml.core.config import UseCaseConfig
+
+if TYPE_CHECKING:  # tracking imports mlflow.spark (pyspark): the scoring server imports this module without it
+    from lakeml.core import tracking
 
 BUCKETS = 10_000
 TAG = "lakeml.canary"  # on a model version: running | promoted | ended
@@ -51,6 +55,8 @@ def running(client, uc: UseCaseConfig) -> tracking.ModelRef | None:
     """The version serving the canary share now (reported under the alias ``challenger``),
     or None: no share configured, no challenger, the challenger is the champion, or it is
     not tagged ``lakeml.canary = running``. The rule the online server follows too."""
+    from lakeml.core import tracking
+
     if uc.scoring.canary.share <= 0:
         return None
     challenger = tracking.get_alias(client, uc.model.name, tracking.CHALLENGER)

@@ -25,7 +25,6 @@ import logging
 import math
 import tempfile
 import threading
-import zlib
 from dataclasses import dataclass
 from operator import itemgetter
 
@@ -34,21 +33,14 @@ import numpy as np
 from lakeml.core.config import EnvConfig, UseCaseConfig
 from lakeml.core.errors import MissingDataError
 from lakeml.ml import portable
+from lakeml.ml.canary import RUNNING, TAG  # the rule batch and streaming follow (no Spark import)
 from lakeml.ml.onnx_export import NULL_STRING
 
 log = logging.getLogger(__name__)
 
 CHAMPION, CHALLENGER = "champion", "challenger"  # the registry aliases (lakeml.core.tracking's)
 NUMBER, CATEGORY = "number", "category"
-# lakeml.ml.canary's rule, restated: that module imports lakeml.core.tracking, which imports
-# mlflow.spark (pyspark), which the server keeps out. tests/test_serve.py checks that the
-# server splits the entities exactly as lakeml.ml.canary.in_canary does.
-CANARY_TAG, CANARY_RUNNING, CANARY_BUCKETS = "lakeml.canary", "running", 10_000
-
-
-def in_canary(entity: str, share: float) -> bool:
-    """Whether ``entity`` is in the canary's ``share`` (lakeml.ml.canary.in_canary)."""
-    return zlib.crc32(entity.encode("utf-8")) % CANARY_BUCKETS < int(round(share * CANARY_BUCKETS))
+CANARY_TAG, CANARY_RUNNING = TAG, RUNNING
 
 
 @dataclass(frozen=True)

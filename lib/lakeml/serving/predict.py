@@ -23,7 +23,8 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from lakeml.serving.models import CHALLENGER, CHAMPION, Loaded, Serving, in_canary
+from lakeml.ml.canary import in_canary
+from lakeml.serving.models import CHALLENGER, CHAMPION, Loaded, Serving
 
 MAX_ENTITY_CHARS = 256
 
