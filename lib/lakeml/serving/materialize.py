@@ -95,13 +95,13 @@ def encoded_batches(snapshot: DataFrame, entity: str) -> Iterator[EncodedBatch]:
             n = b.num_rows
             if n == 0:
                 continue
-            ents = b.column(entity).to_pylist()
+            ents = b.column(entity).cast(pa.string())  # the store keys text (a bigint id as its digits)
             dates = [d.isoformat() for d in b.column("as_of_date").to_pylist()]
             vals = [b.column(c).to_pylist() for c in features]
             bodies = [encode_body(dates[i], {c: v[i] for c, v in zip(features, vals, strict=True)}) for i in range(n)]
             sink = pa.BufferOutputStream()
             with pa.ipc.new_stream(sink, _PAIR_SCHEMA) as w:
-                w.write_batch(pa.record_batch([pa.array(ents, pa.string()), pa.array(bodies, pa.string())], schema=_PAIR_SCHEMA))
+                w.write_batch(pa.record_batch([ents, pa.array(bodies, pa.string())], schema=_PAIR_SCHEMA))
             yield pa.record_batch([pa.array([n], pa.int64()), pa.array([sink.getvalue().to_pybytes()], pa.binary())],
                                   names=["n", "blob"])
 
