@@ -85,20 +85,21 @@ class Metrics:
         n = head("model_info", "gauge", "1 for each loaded model: alias, name, version, MLflow run.")
         for alias, m in models:
             out.append(f"{n}{_labels(alias=alias, name=m.name, version=m.version, run_id=m.run_id)} 1")
-        n = head("model_switches_total", "counter", "Blue-green switches since start (an alias moved, the new version loaded).")
-        out.append(f"{n} {switches}")
-        n = head("store_rows", "gauge", "Rows of the online store's current snapshot (0 when there is none).")
-        out.append(f"{n} {int(store.get('rows', 0)) if store else 0}")
-        n = head("store_feature_version", "gauge", "The feature table version the online store's snapshot was read from.")
-        out.append(f"{n} {int(store.get('feature_version', -1)) if store else -1}")
-        n = head("answer_log_rows_total", "counter", "Answers written to the answer log's Delta table.")
-        out.append(f"{n} {log_stats.get('written', 0)}")
-        n = head("answer_log_pending", "gauge", "Answers buffered, not yet written.")
-        out.append(f"{n} {log_stats.get('pending', 0)}")
-        n = head("answer_log_failures_total", "counter", "Answer log writes that failed (their rows are retried).")
-        out.append(f"{n} {log_stats.get('failures', 0)}")
-        n = head("answer_log_dropped_total", "counter", "Answers dropped because the buffer was full while writes failed.")
-        out.append(f"{n} {log_stats.get('dropped', 0)}")
+        plain = [  # one sample each, no labels
+            ("model_switches_total", "counter", "Blue-green switches since start (an alias moved, the new version loaded).", switches),
+            ("store_rows", "gauge", "Rows of the online store's current snapshot (0 when there is none).",
+             int(store.get("rows", 0)) if store else 0),
+            ("store_feature_version", "gauge", "The feature table version the online store's snapshot was read from.",
+             int(store.get("feature_version", -1)) if store else -1),
+            ("answer_log_rows_total", "counter", "Answers written to the answer log's Delta table.", log_stats.get("written", 0)),
+            ("answer_log_pending", "gauge", "Answers buffered, not yet written.", log_stats.get("pending", 0)),
+            ("answer_log_failures_total", "counter", "Answer log writes that failed (their rows are retried).",
+             log_stats.get("failures", 0)),
+            ("answer_log_dropped_total", "counter", "Answers dropped because the buffer was full while writes failed.",
+             log_stats.get("dropped", 0)),
+        ]
+        for name, kind, text, value in plain:
+            out.append(f"{head(name, kind, text)} {value}")
         return "\n".join(out) + "\n"
 
 
