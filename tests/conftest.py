@@ -90,6 +90,19 @@ def edit_yaml(path, fn) -> None:
     path.write_text(yaml.safe_dump(data))
 
 
+def move_mlflow_paths(src: Path, dst: Path) -> None:
+    """In the copy ``dst`` of data folder ``src``, the embedded MLflow store's absolute paths
+    (artifact locations, model sources) moved from ``src`` to ``dst``."""
+    import sqlite3
+
+    with sqlite3.connect(dst / "mlflow" / "mlflow.db") as db:
+        for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+            for col in db.execute(f"PRAGMA table_info('{table}')").fetchall():
+                if "CHAR" in col[2].upper() or "TEXT" in col[2].upper():
+                    db.execute(f'UPDATE "{table}" SET "{col[1]}" = replace("{col[1]}", ?, ?) WHERE instr("{col[1]}", ?) > 0',
+                               (str(src), str(dst), str(src)))
+
+
 def run_cmd(args: list[str], env_vars: dict[str, str] | None = None, timeout: int = 1200,
             check: bool = True) -> subprocess.CompletedProcess:
     """Run a project command from the repo root, as a user would."""

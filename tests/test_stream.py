@@ -13,7 +13,6 @@ import os
 import random
 import shutil
 import signal
-import sqlite3
 import subprocess
 import time
 from collections import Counter
@@ -23,7 +22,7 @@ import pytest
 from deltalake import DeltaTable
 from mlflow.tracking import MlflowClient
 
-from conftest import ROOT, edit_yaml, run_cmd
+from conftest import ROOT, edit_yaml, move_mlflow_paths, run_cmd
 from lakeml.lifecycle import canary
 
 SHARE = 0.3
@@ -34,12 +33,7 @@ def _copy_world(src: Path, dst: Path) -> Path:
     metastore's absolute paths (table locations) moved to the copy, so the stream's writes
     (and the change data feed it turns on) touch the copy only."""
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.lck", ".lakeml.lock", "logs"))
-    with sqlite3.connect(dst / "mlflow" / "mlflow.db") as db:
-        for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
-            for col in db.execute(f"PRAGMA table_info('{table}')").fetchall():
-                if "CHAR" in col[2].upper() or "TEXT" in col[2].upper():
-                    db.execute(f'UPDATE "{table}" SET "{col[1]}" = replace("{col[1]}", ?, ?) WHERE instr("{col[1]}", ?) > 0',
-                               (str(src), str(dst), str(src)))
+    move_mlflow_paths(src, dst)
     # Derby has no replace(): a prefix swap, with ij from the Derby jars Spark ships (~1 s)
     o, n = f"file:{src}", f"file:{dst}"
     swap = "'{n}' || SUBSTR({c}, LENGTH('{o}') + 1) WHERE LOCATE('{o}', {c}) = 1"

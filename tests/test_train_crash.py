@@ -20,7 +20,7 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import ROOT, edit_yaml, run_cmd
+from conftest import ROOT, edit_yaml, move_mlflow_paths, run_cmd
 from lakeml.core import lock, tables, tracking
 from lakeml.core.config import load_env, load_usecase
 from lakeml.lifecycle import gate, promote
@@ -35,12 +35,7 @@ def _copy_world(src: Path, dst: Path) -> Path:
     to the copy). The landing zone and the warehouse stay where they are: the copied
     metastore names the original's tables, which training only reads."""
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("landing", "warehouse", "reports", ".lakeml.lock", "db.lck", "dbex.lck"))
-    with sqlite3.connect(dst / "mlflow" / "mlflow.db") as db:
-        for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
-            for col in db.execute(f"PRAGMA table_info('{table}')").fetchall():
-                if "CHAR" in col[2].upper() or "TEXT" in col[2].upper():
-                    db.execute(f'UPDATE "{table}" SET "{col[1]}" = replace("{col[1]}", ?, ?) WHERE instr("{col[1]}", ?) > 0',
-                               (str(src), str(dst), str(src)))
+    move_mlflow_paths(src, dst)
     return dst
 
 
