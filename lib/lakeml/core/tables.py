@@ -122,12 +122,18 @@ def replace_where(
     writer.saveAsTable(name)
 
 
-def append(df: DataFrame, name: str, partition_by: list[str] | None = None, merge_schema: bool = False) -> None:
+def append(df: DataFrame, name: str, partition_by: list[str] | None = None, merge_schema: bool = False,
+           txn: tuple[str, int] | None = None) -> None:
     """Append ``df`` to ``name``; the first write creates the table (partitioned by
-    ``partition_by``). An empty ``df`` creates the table empty, so it is there to query."""
+    ``partition_by``). An empty ``df`` creates the table empty, so it is there to query.
+    ``txn = (app_id, version)``: skipped when a write of ``app_id`` with a version at least
+    this one was committed already (Delta's idempotent writes, ``txnAppId`` / ``txnVersion``:
+    how a streaming ``foreachBatch`` that runs a batch again after a crash writes it once)."""
     if exists(df.sparkSession, name):
         check_types(df, name)
     writer = df.write.format("delta").mode("append")
+    if txn is not None:
+        writer = writer.option("txnAppId", txn[0]).option("txnVersion", int(txn[1]))
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     if merge_schema:
@@ -269,16 +275,3 @@ def read_stream(spark: SparkSession, name: str, made_by: str | None = None, **op
     for k, v in options.items():
         reader = reader.option(k, v)
     return reader.table(name)
-
-
-def append_once(df: DataFrame, name: str, app_id: str, txn_version: int, partition_by: list[str] | None = None) -> None:
-    """Append ``df`` to ``name`` unless a write of ``app_id`` with a ``txn_version`` at least
-    this one was committed to it already (Delta's idempotent writes, ``txnAppId`` /
-    ``txnVersion``: how a streaming ``foreachBatch`` that runs a batch again after a crash
-    writes it once). The first write creates the table."""
-    if exists(df.sparkSession, name):
-        check_types(df, name)
-    writer = df.write.format("delta").mode("append").option("txnAppId", app_id).option("txnVersion", int(txn_version))
-    if partition_by:
-        writer = writer.partitionBy(*partition_by)
-    writer.saveAsTable(name)

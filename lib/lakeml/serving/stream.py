@@ -231,7 +231,7 @@ class _Batches:
         t1 = time.perf_counter()
         # the two tables side by side: a small Delta append is mostly the driver's latency
         writes = [(df, name) for df, name, k in [(scored, self.predictions, n), (rejects, self.rejects, bad)] if k]
-        parallel.map_all(spark, lambda w: tables.append_once(w[0], w[1], self.app_id, batch_id), writes)
+        parallel.map_all(spark, lambda w: tables.append(w[0], w[1], txn=(self.app_id, batch_id)), writes)
         for df in frames:
             df.unpersist()
         if rejects is not None:
