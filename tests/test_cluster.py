@@ -154,7 +154,8 @@ def test_predictions_through_pyhive_and_beeline(ran_pipeline):
 def test_model_version_through_the_mlflow_server(ran_pipeline):
     from mlflow import MlflowClient
 
-    c = MlflowClient(tracking_uri=f"http://{HOST}:{PORTS.mlflow}")
+    uri = f"http://{HOST}:{PORTS.mlflow}"  # the registry too: in-process tests set the process's registry URI
+    c = MlflowClient(tracking_uri=uri, registry_uri=uri)
     champion = c.get_model_version_by_alias("churn_classifier", "champion")
     assert champion.version == "1"
     run = c.get_run(champion.run_id)

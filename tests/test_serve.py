@@ -255,10 +255,18 @@ def test_metrics_page(server):
     assert _metric(text, "lakeml_serving_answer_log_pending") > 1000  # written at shutdown (the last test)
 
 
-def _register_copy_of_version_1(serve_dir: Path) -> tuple:
+def _registry(serve_dir: Path):
+    """The server's registry. Both URIs given: an MlflowClient without a registry URI takes
+    the process's (mlflow.set_registry_uri, which the in-process tests before this module
+    set), and would register in the test session's store instead."""
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{serve_dir}/mlflow/mlflow.db")
+    uri = f"sqlite:///{serve_dir}/mlflow/mlflow.db"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _register_copy_of_version_1(serve_dir: Path) -> tuple:
+    client = _registry(serve_dir)
     v1 = client.get_model_version("churn_classifier", "1")
     tags = {k: v for k, v in v1.tags.items() if k != "lakeml.canary"}
     v2 = client.create_model_version("churn_classifier", v1.source, v1.run_id, tags=tags)
@@ -322,9 +330,7 @@ def test_blue_green_switch_under_load_fails_nothing(server, pipeline_data_dir):
     for t in threads:
         t.start()
     time.sleep(1.0)
-    from mlflow import MlflowClient
-
-    MlflowClient(tracking_uri=f"sqlite:///{server.data}/mlflow/mlflow.db").set_registered_model_alias("churn_classifier", "champion", "2")
+    _registry(server.data).set_registered_model_alias("churn_classifier", "champion", "2")
     deadline = time.time() + 20
     while time.time() < deadline and not all(sum(v == "2" for v, _, _ in s[-20:]) == 20 for s in seen.values()):
         time.sleep(0.2)

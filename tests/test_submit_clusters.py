@@ -46,6 +46,7 @@ YARN_VARS = [
     "MLFLOW_TRACKING_URI",
     "LAKEML_MLFLOW_PORT",
     "LAKEML_THRIFT_PORT",
+    "LAKEML_REDIS_PORT",  # the online store (online.redis_url)
 ]
 K8S_VARS = [
     "K8S_API",
